@@ -1,0 +1,3 @@
+"""partnergate: a self-hosted Partner Directory and B2B gateway."""
+
+__version__ = "0.1.0"

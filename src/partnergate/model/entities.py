@@ -1,0 +1,180 @@
+"""The entity types of the Partner Directory, as SAP's live ``$metadata`` declares them.
+
+Lives here: names, keys, property types, nullability and MaxLength facets — the one place
+from which ``$metadata``, serialisation, request parsing, validation and the store's
+columns are derived. Must not know: HTTP, SQL, any I/O.
+
+Values of entities travel through the code as ``dict[str, object]`` with Python types:
+``str`` for Edm.String, ``bytes`` for Edm.Binary, ``int`` for Edm.Int64/Int32,
+``bool`` for Edm.Boolean and naive UTC ``datetime`` (millisecond precision) for
+Edm.DateTime; ``None`` where the property is null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+NAMESPACE = "com.sap.hci.api"
+
+
+class EdmType(str, Enum):
+    STRING = "Edm.String"
+    BINARY = "Edm.Binary"
+    DATETIME = "Edm.DateTime"
+    INT64 = "Edm.Int64"
+    INT32 = "Edm.Int32"
+    BOOLEAN = "Edm.Boolean"
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str
+    edm_type: EdmType
+    nullable: bool = True
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
+class EntityType:
+    """An entity type and the entity set that holds it (one set per type here)."""
+
+    name: str
+    entity_set: str
+    keys: tuple[str, ...]
+    properties: tuple[Property, ...]
+    base_type: str | None = None
+    """SAP declares the parameter types as derived from ``Parameter``; see DECISIONS D1."""
+    _by_name: dict[str, Property] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {p.name: p for p in self.properties})
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{NAMESPACE}.{self.name}"
+
+    def property(self, name: str) -> Property:
+        return self._by_name[name]
+
+    def has_property(self, name: str) -> bool:
+        return name in self._by_name
+
+    @property
+    def property_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.properties)
+
+    @property
+    def key_properties(self) -> tuple[Property, ...]:
+        return tuple(self._by_name[k] for k in self.keys)
+
+
+def _s(name: str, max_length: int | None = None, nullable: bool = True) -> Property:
+    return Property(name, EdmType.STRING, nullable, max_length)
+
+
+def _dt(name: str) -> Property:
+    return Property(name, EdmType.DATETIME, True)
+
+
+AUDIT = (
+    _s("LastModifiedBy", 150),
+    _dt("LastModifiedTime"),
+    _s("CreatedBy", 150),
+    _dt("CreatedTime"),
+)
+AUDIT_NAMES = tuple(p.name for p in AUDIT)
+
+PID = _s("Pid", 60, nullable=False)
+PARAMETER_BASE = (PID, _s("Id", 1500, nullable=False), *AUDIT)
+
+PARAMETER = EntityType("Parameter", "", ("Pid", "Id"), PARAMETER_BASE)
+
+STRING_PARAMETER = EntityType(
+    "StringParameter",
+    "StringParameters",
+    ("Pid", "Id"),
+    (*PARAMETER_BASE, _s("Value", 4000, nullable=False)),
+    base_type="Parameter",
+)
+
+BINARY_PARAMETER = EntityType(
+    "BinaryParameter",
+    "BinaryParameters",
+    ("Pid", "Id"),
+    (
+        *PARAMETER_BASE,
+        _s("ContentType", 300, nullable=False),
+        Property("Value", EdmType.BINARY, False, 1572864),
+    ),
+    base_type="Parameter",
+)
+
+USER_CREDENTIAL_PARAMETER = EntityType(
+    "UserCredentialParameter",
+    "UserCredentialParameters",
+    ("Pid", "Id"),
+    (*PARAMETER_BASE, _s("User", 200, nullable=False), _s("Password", 200)),
+    base_type="Parameter",
+)
+
+ALTERNATIVE_PARTNER = EntityType(
+    "AlternativePartner",
+    "AlternativePartners",
+    ("Hexagency", "Hexscheme", "Hexid"),
+    (
+        _s("Hexagency", 480, nullable=False),
+        _s("Hexscheme", 480, nullable=False),
+        _s("Hexid", 1020, nullable=False),
+        _s("Agency", 120, nullable=False),
+        _s("Scheme", 120, nullable=False),
+        _s("Id", 255, nullable=False),
+        PID,
+        *AUDIT,
+    ),
+)
+
+AUTHORIZED_USER = EntityType(
+    "AuthorizedUser",
+    "AuthorizedUsers",
+    ("User",),
+    (_s("User", 150, nullable=False), PID, *AUDIT),
+)
+
+PARTNER = EntityType("Partner", "Partners", ("Pid",), (PID,))
+
+CERTIFICATE_USER_MAPPING = EntityType(
+    "CertificateUserMapping",
+    "CertificateUserMappings",
+    ("Id",),
+    (
+        _s("Id", 32, nullable=False),
+        _s("User", 150, nullable=False),
+        _s("Certificate", 8192, nullable=False),
+        *AUDIT,
+        Property("ValidUntil", EdmType.INT64, True),
+    ),
+)
+
+PARTNER_DIRECTORY_TYPES: tuple[EntityType, ...] = (
+    STRING_PARAMETER,
+    BINARY_PARAMETER,
+    USER_CREDENTIAL_PARAMETER,
+    ALTERNATIVE_PARTNER,
+    AUTHORIZED_USER,
+    PARTNER,
+)
+
+ENTITY_TYPES: dict[str, EntityType] = {
+    t.entity_set: t for t in (*PARTNER_DIRECTORY_TYPES, CERTIFICATE_USER_MAPPING)
+}
+"""Entity set name → entity type, for every set the service exposes."""
+
+PARTNER_ENTITY_SETS = (
+    "AlternativePartners",
+    "AuthorizedUsers",
+    "BinaryParameters",
+    "StringParameters",
+    "UserCredentialParameters",
+)
+"""The sets whose entities belong to a partner (the values of ``exclude``)."""

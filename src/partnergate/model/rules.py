@@ -1,0 +1,279 @@
+"""The rules every write to the Partner Directory obeys, whoever makes it (API, $batch, UI).
+
+Sources (see shared/reference/sap-partner-directory.md): Pid and parameter Id charset and
+lengths from SAP's "Partner Directory" and "Partner Directory Entity Types" pages; MaxLength
+facets from the live ``$metadata``; content types from "Partner Directory Entity Types";
+alternative-partner hex keys as Java's ``printHexBinary`` (upper case) of the UTF-8 bytes;
+authorised users stored lower-case.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from .entities import (
+    ALTERNATIVE_PARTNER,
+    AUDIT_NAMES,
+    AUTHORIZED_USER,
+    BINARY_PARAMETER,
+    CERTIFICATE_USER_MAPPING,
+    STRING_PARAMETER,
+    USER_CREDENTIAL_PARAMETER,
+    EdmType,
+    EntityType,
+    Property,
+)
+from .errors import InvalidValue
+
+IDENTIFIER_CHARS = re.compile(r"[A-Za-z0-9\-._~<>@]+")
+"""Allowed in a ``Pid`` and in a parameter ``Id``."""
+
+IDENTIFIER_RULE = "A-Z a-z 0-9 - . _ ~ < > @"
+
+CONTENT_TYPES = ("xml", "xsl", "xsd", "json", "text", "zip", "gz", "zlib", "crt")
+TEXT_CONTENT_TYPES = ("xml", "xsl", "xsd", "json", "text")
+ENCODINGS = ("US-ASCII", "ISO-8859-1", "UTF-8", "UTF-16BE", "UTF-16LE", "UTF-16")
+
+DEFAULT_MAX_BINARY_BYTES = 1_572_864
+
+UPDATABLE: dict[str, tuple[str, ...]] = {
+    STRING_PARAMETER.entity_set: ("Value",),
+    BINARY_PARAMETER.entity_set: ("ContentType", "Value"),
+    ALTERNATIVE_PARTNER.entity_set: ("Pid",),
+    AUTHORIZED_USER.entity_set: ("Pid",),
+}
+"""What PUT/MERGE may change per entity set; sets not listed offer no PUT."""
+
+COMPUTED: dict[str, tuple[str, ...]] = {
+    ALTERNATIVE_PARTNER.entity_set: ("Hexagency", "Hexscheme", "Hexid"),
+    CERTIFICATE_USER_MAPPING.entity_set: ("Id", "ValidUntil"),
+}
+"""Properties the server derives; a client's value for them is ignored."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_binary_bytes: int = DEFAULT_MAX_BINARY_BYTES
+
+
+def hex_key(text: str) -> str:
+    """Upper-case hex of the UTF-8 bytes, as SAP forms alternative-partner keys."""
+    return text.encode("utf-8").hex().upper()
+
+
+def unhex_key(field: str, value: str) -> str:
+    """Decode a hex key given in either case; the text it names must be UTF-8."""
+    try:
+        return binascii.unhexlify(value).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise InvalidValue(
+            f"{field} must be the hexadecimal form of UTF-8 text, got '{value}'", field=field
+        ) from None
+
+
+def normalize_user(name: str) -> str:
+    """Authorised users are stored and compared lower-case (Java ``Locale.ENGLISH``)."""
+    return name.lower()
+
+
+def check_value(prop: Property, value: object, limits: Limits = Limits()) -> None:
+    """Raise :class:`InvalidValue` if ``value`` does not fit the property's type and facets."""
+    name = prop.name
+    if value is None:
+        if not prop.nullable:
+            raise InvalidValue(f"Property '{name}' must not be null", field=name)
+        return
+    kind = prop.edm_type
+    if kind is EdmType.STRING:
+        if not isinstance(value, str):
+            raise InvalidValue(f"Property '{name}' must be a string", field=name)
+        if prop.max_length is not None and len(value) > prop.max_length:
+            raise InvalidValue(
+                f"Property '{name}' is {len(value)} characters long; at most "
+                f"{prop.max_length} are allowed",
+                field=name,
+            )
+    elif kind is EdmType.BINARY:
+        if not isinstance(value, bytes | bytearray):
+            raise InvalidValue(f"Property '{name}' must be binary (base64 in JSON)", field=name)
+        if len(value) > limits.max_binary_bytes:
+            raise InvalidValue(
+                f"Property '{name}' is {len(value)} bytes; at most {limits.max_binary_bytes} "
+                "are allowed",
+                field=name,
+            )
+    elif kind in (EdmType.INT64, EdmType.INT32):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidValue(f"Property '{name}' must be an integer", field=name)
+    elif kind is EdmType.BOOLEAN:
+        if not isinstance(value, bool):
+            raise InvalidValue(f"Property '{name}' must be a boolean", field=name)
+    elif kind is EdmType.DATETIME:
+        if not isinstance(value, datetime):
+            raise InvalidValue(f"Property '{name}' must be a date and time", field=name)
+
+
+def check_identifier(field: str, value: str) -> None:
+    """Pid and parameter Id may hold only ``A-Z a-z 0-9 - . _ ~ < > @``."""
+    if not value:
+        raise InvalidValue(f"Property '{field}' must not be empty", field=field)
+    if not IDENTIFIER_CHARS.fullmatch(value):
+        bad = sorted({c for c in value if not IDENTIFIER_CHARS.fullmatch(c)})
+        shown = " ".join(repr(c) for c in bad)
+        raise InvalidValue(
+            f"Property '{field}' contains characters that are not allowed ({shown}); "
+            f"allowed are {IDENTIFIER_RULE}",
+            field=field,
+        )
+
+
+def check_content_type(value: str) -> str:
+    """Accept ``xml`` … ``crt``, text types optionally with ``;encoding=<charset>``."""
+    base, sep, params = value.partition(";")
+    base = base.strip()
+    if base not in CONTENT_TYPES:
+        raise InvalidValue(
+            f"ContentType '{value}' is not supported; use one of {', '.join(CONTENT_TYPES)}",
+            field="ContentType",
+        )
+    if not sep:
+        return base
+    key, eq, encoding = params.partition("=")
+    if base not in TEXT_CONTENT_TYPES or key.strip().lower() != "encoding" or not eq:
+        raise InvalidValue(
+            f"ContentType '{value}': only {', '.join(TEXT_CONTENT_TYPES)} take a parameter, "
+            "and only 'encoding=<charset>'",
+            field="ContentType",
+        )
+    encoding = encoding.strip()
+    if encoding.upper() not in ENCODINGS:
+        raise InvalidValue(
+            f"ContentType '{value}': encoding must be one of {', '.join(ENCODINGS)}",
+            field="ContentType",
+        )
+    return f"{base};encoding={encoding}"
+
+
+def check_certificate_bytes(value: bytes) -> None:
+    """A ``crt`` binary parameter must hold one X.509 certificate (DER, or PEM text)."""
+    from cryptography import x509
+
+    try:
+        if value.lstrip().startswith(b"-----BEGIN"):
+            x509.load_pem_x509_certificate(value)
+        else:
+            x509.load_der_x509_certificate(value)
+    except ValueError as exc:
+        raise InvalidValue(
+            f"Value of a 'crt' binary parameter must be an X.509 certificate: {exc}",
+            field="Value",
+        ) from None
+
+
+def _check_all(
+    entity_type: EntityType, values: dict[str, object], limits: Limits, *, required: bool
+) -> None:
+    skip = set(AUDIT_NAMES) | set(COMPUTED.get(entity_type.entity_set, ()))
+    for prop in entity_type.properties:
+        if prop.name in skip:
+            continue
+        if prop.name not in values:
+            if required and not prop.nullable:
+                raise InvalidValue(f"Property '{prop.name}' is missing", field=prop.name)
+            continue
+        check_value(prop, values[prop.name], limits)
+
+
+def _check_specific(entity_set: str, values: dict[str, object]) -> dict[str, object]:
+    out = dict(values)
+    if "Pid" in out and isinstance(out["Pid"], str):
+        check_identifier("Pid", out["Pid"])
+    if entity_set in ("StringParameters", "BinaryParameters", "UserCredentialParameters"):
+        if "Id" in out and isinstance(out["Id"], str):
+            check_identifier("Id", out["Id"])
+    if entity_set == "BinaryParameters" and "ContentType" in out:
+        out["ContentType"] = check_content_type(str(out["ContentType"]))
+        if out["ContentType"] == "crt" and isinstance(out.get("Value"), bytes | bytearray):
+            check_certificate_bytes(bytes(out["Value"]))
+    if entity_set == "AuthorizedUsers" and isinstance(out.get("User"), str):
+        if not out["User"].strip():
+            raise InvalidValue("Property 'User' must not be empty", field="User")
+        out["User"] = normalize_user(out["User"])
+    if entity_set == "AlternativePartners":
+        for name in ("Agency", "Scheme", "Id"):
+            if isinstance(out.get(name), str) and not out[name]:
+                raise InvalidValue(f"Property '{name}' must not be empty", field=name)
+    if entity_set == "UserCredentialParameters" and isinstance(out.get("User"), str):
+        if not out["User"]:
+            raise InvalidValue("Property 'User' must not be empty", field="User")
+    return out
+
+
+def prepare_create(
+    entity_type: EntityType, values: dict[str, object], limits: Limits = Limits()
+) -> dict[str, object]:
+    """Check a new entity and return it normalised, without audit or computed fields."""
+    if entity_type is USER_CREDENTIAL_PARAMETER and values.get("Password") is None:
+        raise InvalidValue(
+            "The value of the property 'Password' is missing for the entity "
+            "'UserCredentialParameter'",
+            field="Password",
+        )
+    _check_all(entity_type, values, limits, required=True)
+    out = _check_specific(entity_type.entity_set, values)
+    skip = set(AUDIT_NAMES) | set(COMPUTED.get(entity_type.entity_set, ()))
+    out = {k: v for k, v in out.items() if k not in skip}
+    if entity_type is ALTERNATIVE_PARTNER:
+        out["Hexagency"] = hex_key(str(out["Agency"]))
+        out["Hexscheme"] = hex_key(str(out["Scheme"]))
+        out["Hexid"] = hex_key(str(out["Id"]))
+    return out
+
+
+def prepare_update(
+    entity_type: EntityType,
+    key: dict[str, object],
+    values: dict[str, object],
+    limits: Limits = Limits(),
+) -> dict[str, object]:
+    """Check the body of a PUT/MERGE and return only what may change.
+
+    Key properties may be repeated in the body if they equal the addressed key; audit and
+    computed properties are ignored; anything else that is not updatable is refused.
+    """
+    updatable = UPDATABLE[entity_type.entity_set]
+    ignored = set(AUDIT_NAMES) | set(COMPUTED.get(entity_type.entity_set, ()))
+    changes: dict[str, object] = {}
+    for name, value in values.items():
+        if name in updatable:
+            changes[name] = value
+        elif name in key:
+            if _same_key_value(entity_type, name, value, key[name]):
+                continue
+            raise InvalidValue(
+                f"Property '{name}' is part of the key and cannot be changed", field=name
+            )
+        elif name in ignored:
+            continue
+        else:
+            raise InvalidValue(
+                f"Property '{name}' cannot be changed; an update may change only "
+                f"{', '.join(updatable)}",
+                field=name,
+            )
+    if not changes:
+        raise InvalidValue(f"Nothing to update: give {', '.join(updatable)}")
+    for name, value in changes.items():
+        check_value(entity_type.property(name), value, limits)
+    return _check_specific(entity_type.entity_set, changes)
+
+
+def _same_key_value(entity_type: EntityType, name: str, given: object, addressed: object) -> bool:
+    if entity_type is AUTHORIZED_USER and isinstance(given, str):
+        return normalize_user(given) == addressed
+    if entity_type is ALTERNATIVE_PARTNER and isinstance(given, str):
+        return given.upper() == str(addressed).upper()
+    return given == addressed

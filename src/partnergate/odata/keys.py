@@ -1,0 +1,101 @@
+"""Key predicates: ``StringParameters(Pid='P',Id='X')`` and ``AuthorizedUsers('u')``.
+
+OData V2 URI conventions §2.7 (Abstract Type System literal forms): string literals are
+single-quoted with ``''`` for a quote inside. The predicate is parsed from the already
+percent-decoded segment.
+"""
+
+from __future__ import annotations
+
+from ..model.entities import EdmType, EntityType
+from .errors import BadRequest
+
+
+def format_string_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def format_literal(edm_type: EdmType, value: object) -> str:
+    if edm_type is EdmType.STRING:
+        return format_string_literal(str(value))
+    if edm_type is EdmType.INT64:
+        return f"{value}L"
+    return str(value)
+
+
+def format_key(entity_type: EntityType, key: dict[str, object]) -> str:
+    """The predicate including parentheses, e.g. ``(Pid='P',Id='X')`` or ``('u')``."""
+    props = entity_type.key_properties
+    if len(props) == 1:
+        return "(" + format_literal(props[0].edm_type, key[props[0].name]) + ")"
+    parts = (f"{p.name}={format_literal(p.edm_type, key[p.name])}" for p in props)
+    return "(" + ",".join(parts) + ")"
+
+
+def _read_string(text: str, pos: int) -> tuple[str, int]:
+    """Read a quoted literal starting at ``text[pos] == "'"``; return value and next pos."""
+    out: list[str] = []
+    i = pos + 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "'":
+            if i + 1 < len(text) and text[i + 1] == "'":
+                out.append("'")
+                i += 2
+                continue
+            return "".join(out), i + 1
+        out.append(ch)
+        i += 1
+    raise BadRequest(f"Invalid key predicate: unterminated string in ({text})")
+
+
+def parse_key(entity_type: EntityType, predicate: str) -> dict[str, object]:
+    """Parse the text between the parentheses into ``{key property: value}``."""
+    props = entity_type.key_properties
+    values: dict[str, object] = {}
+    pos = 0
+    text = predicate
+    while pos < len(text):
+        name: str | None = None
+        if text[pos] != "'":
+            eq = text.find("=", pos)
+            if eq < 0:
+                raise BadRequest(f"Invalid key predicate: ({predicate})")
+            name = text[pos:eq].strip()
+            pos = eq + 1
+            while pos < len(text) and text[pos] == " ":
+                pos += 1
+        if pos >= len(text) or text[pos] != "'":
+            raise BadRequest(
+                f"Invalid key predicate: ({predicate}); key values are quoted strings"
+            )
+        value, pos = _read_string(text, pos)
+        if name is None:
+            if len(props) != 1 or values:
+                raise BadRequest(
+                    f"Invalid key predicate: ({predicate}); name each of "
+                    f"{', '.join(entity_type.keys)}"
+                )
+            name = props[0].name
+        if name not in entity_type.keys:
+            raise BadRequest(
+                f"Invalid key predicate: '{name}' is not a key property of "
+                f"{entity_type.name} (keys: {', '.join(entity_type.keys)})"
+            )
+        if name in values:
+            raise BadRequest(f"Invalid key predicate: '{name}' given twice")
+        values[name] = value
+        while pos < len(text) and text[pos] == " ":
+            pos += 1
+        if pos < len(text):
+            if text[pos] != ",":
+                raise BadRequest(f"Invalid key predicate: ({predicate})")
+            pos += 1
+            while pos < len(text) and text[pos] == " ":
+                pos += 1
+    missing = [k for k in entity_type.keys if k not in values]
+    if missing:
+        raise BadRequest(
+            f"Invalid key predicate: ({predicate}); missing {', '.join(missing)}"
+        )
+    return values
