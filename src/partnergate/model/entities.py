@@ -54,7 +54,7 @@ class EntityType:
     def qualified_name(self) -> str:
         return f"{NAMESPACE}.{self.name}"
 
-    def property(self, name: str) -> Property:
+    def prop(self, name: str) -> Property:
         return self._by_name[name]
 
     def has_property(self, name: str) -> bool:

@@ -267,7 +267,7 @@ def prepare_update(
     if not changes:
         raise InvalidValue(f"Nothing to update: give {', '.join(updatable)}")
     for name, value in changes.items():
-        check_value(entity_type.property(name), value, limits)
+        check_value(entity_type.prop(name), value, limits)
     return _check_specific(entity_type.entity_set, changes)
 
 
