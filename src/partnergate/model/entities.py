@@ -13,12 +13,12 @@ Edm.DateTime; ``None`` where the property is null.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 NAMESPACE = "com.sap.hci.api"
 
 
-class EdmType(str, Enum):
+class EdmType(StrEnum):
     STRING = "Edm.String"
     BINARY = "Edm.Binary"
     DATETIME = "Edm.DateTime"

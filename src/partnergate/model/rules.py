@@ -59,6 +59,9 @@ class Limits:
     max_binary_bytes: int = DEFAULT_MAX_BINARY_BYTES
 
 
+DEFAULT_LIMITS = Limits()
+
+
 def hex_key(text: str) -> str:
     """Upper-case hex of the UTF-8 bytes, as SAP forms alternative-partner keys."""
     return text.encode("utf-8").hex().upper()
@@ -79,7 +82,7 @@ def normalize_user(name: str) -> str:
     return name.lower()
 
 
-def check_value(prop: Property, value: object, limits: Limits = Limits()) -> None:
+def check_value(prop: Property, value: object, limits: Limits = DEFAULT_LIMITS) -> None:
     """Raise :class:`InvalidValue` if ``value`` does not fit the property's type and facets."""
     name = prop.name
     if value is None:
@@ -213,7 +216,7 @@ def _check_specific(entity_set: str, values: dict[str, object]) -> dict[str, obj
 
 
 def prepare_create(
-    entity_type: EntityType, values: dict[str, object], limits: Limits = Limits()
+    entity_type: EntityType, values: dict[str, object], limits: Limits = DEFAULT_LIMITS
 ) -> dict[str, object]:
     """Check a new entity and return it normalised, without audit or computed fields."""
     if entity_type is USER_CREDENTIAL_PARAMETER and values.get("Password") is None:
@@ -237,7 +240,7 @@ def prepare_update(
     entity_type: EntityType,
     key: dict[str, object],
     values: dict[str, object],
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> dict[str, object]:
     """Check the body of a PUT/MERGE and return only what may change.
 

@@ -49,4 +49,4 @@ def error_xml(code: str, message: str) -> bytes:
         f"<code>{escape(code)}</code>"
         f'<message xml:lang="en">{escape(message)}</message>'
         "</error>"
-    ).encode("utf-8")
+    ).encode()

@@ -66,9 +66,7 @@ def parse_key(entity_type: EntityType, predicate: str) -> dict[str, object]:
             while pos < len(text) and text[pos] == " ":
                 pos += 1
         if pos >= len(text) or text[pos] != "'":
-            raise BadRequest(
-                f"Invalid key predicate: ({predicate}); key values are quoted strings"
-            )
+            raise BadRequest(f"Invalid key predicate: ({predicate}); key values are quoted strings")
         value, pos = _read_string(text, pos)
         if name is None:
             if len(props) != 1 or values:
@@ -95,7 +93,5 @@ def parse_key(entity_type: EntityType, predicate: str) -> dict[str, object]:
                 pos += 1
     missing = [k for k in entity_type.keys if k not in values]
     if missing:
-        raise BadRequest(
-            f"Invalid key predicate: ({predicate}); missing {', '.join(missing)}"
-        )
+        raise BadRequest(f"Invalid key predicate: ({predicate}); missing {', '.join(missing)}")
     return values

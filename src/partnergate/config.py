@@ -1,0 +1,122 @@
+"""Settings: defaults, then a TOML file, then ``PARTNERGATE_*`` variables, then flags.
+
+Each later source overrides the earlier ones, so a container can keep a file and change
+one value through the environment, and a person can try a flag without editing anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: str = "sqlite:///./partnergate.db"
+    http: str | None = "127.0.0.1:8080"
+    data_dir: str = "./.partnergate"
+    """Where files live that must not sit in the database: the credential encryption key."""
+    metadata_style: str = "flat"
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_binary_bytes: int = 1_572_864
+    page_size: int = 1000
+    binary_page_size: int = 30
+    token_lifetime: int = 3600
+    csrf_for_bearer: bool = False
+    """SAP's own clients send bearer-token writes without a CSRF token; so do we allow."""
+    public_url: str | None = None
+    """Absolute URL of the service as clients see it (behind a proxy); else from the request."""
+    log_level: str = "info"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def credential_key_file(self) -> Path:
+        return Path(self.data_dir) / "credentials.key"
+
+
+_INT_FIELDS = {
+    "max_body_bytes",
+    "max_binary_bytes",
+    "page_size",
+    "binary_page_size",
+    "token_lifetime",
+}
+_BOOL_FIELDS = {"csrf_for_bearer"}
+_NAMES = {f.name for f in fields(Settings)} - {"extra"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _INT_FIELDS:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting '{name}' must be a whole number, got {value!r}") from None
+        if number <= 0:
+            raise ConfigError(f"setting '{name}' must be positive, got {number}")
+        return number
+    if name in _BOOL_FIELDS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"setting '{name}' must be true or false, got {value!r}")
+    if name == "metadata_style" and value not in ("flat", "sap"):
+        raise ConfigError(f"setting 'metadata_style' must be 'flat' or 'sap', got {value!r}")
+    if name == "http" and value in ("", "off", "none"):
+        return None
+    return value
+
+
+def _apply(settings: Settings, values: Mapping[str, Any], source: str) -> Settings:
+    changes: dict[str, Any] = {}
+    extra = dict(settings.extra)
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if value is None:
+            continue
+        if name in _NAMES:
+            changes[name] = _coerce(name, value)
+        elif isinstance(value, dict):
+            extra[name] = value
+        else:
+            raise ConfigError(f"unknown setting '{key}' in {source}")
+    return replace(settings, **changes, extra=extra)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    settings = Settings()
+    env = os.environ if environ is None else environ
+    path = config_file or env.get("PARTNERGATE_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        settings = _apply(settings, data, str(path))
+    from_env = {
+        name: env[f"PARTNERGATE_{name.upper()}"]
+        for name in _NAMES
+        if f"PARTNERGATE_{name.upper()}" in env
+    }
+    settings = _apply(settings, from_env, "the environment")
+    if overrides:
+        settings = _apply(settings, overrides, "the command line")
+    return settings

@@ -1,0 +1,216 @@
+"""The message exchange a flow works on, and the reply it ends with.
+
+Lives here: body bytes, case-insensitive headers, properties, the identity the sender
+adapter established, and the parsed forms of the body that steps share. Must not know:
+HTTP frameworks (the web layer builds an :class:`Exchange` and sends a :class:`Reply`).
+
+Headers travel with the message and may go out to a receiver; properties stay inside the
+flow, as in SAP Cloud Integration.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxml import etree
+
+AUTHENTICATED_USER = "SapAuthenticatedUserName"
+MESSAGE_ID = "SAP_MessageProcessingLogID"
+RESPONSE_CODE = "CamelHttpResponseCode"
+
+INBOUND_HEADERS_DROPPED = frozenset(
+    h.lower()
+    for h in (
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+        "Host",
+        "Connection",
+        "Keep-Alive",
+        "Transfer-Encoding",
+        "TE",
+        "Trailer",
+        "Upgrade",
+        "Content-Length",
+        "Expect",
+        AUTHENTICATED_USER,
+        MESSAGE_ID,
+    )
+)
+"""Sender headers that never enter a flow: credentials, hop-by-hop, and the adapter's own."""
+
+_GUID_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_message_id() -> str:
+    """A 28-character MessageGuid, the length and alphabet SAP's look like."""
+    return "".join(secrets.choice(_GUID_ALPHABET) for _ in range(28))
+
+
+class Headers(MutableMapping[str, str]):
+    """Header names compare case-insensitively and keep the spelling last set."""
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        self._items: dict[str, tuple[str, str]] = {}
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for name, value in pairs:
+            self[name] = value
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._items[name.lower()] = (name, str(value))
+
+    def __delitem__(self, name: str) -> None:
+        del self._items[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
+@dataclass
+class Reply:
+    """What the sender gets back."""
+
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Exchange:
+    """One message on its way through a flow.
+
+    ``user`` is the authenticated user as the adapter saw it; ``sender_partner`` and
+    ``receiver_partner`` are the Pids once known (the message processing log shows them).
+    """
+
+    body: bytes = b""
+    headers: Headers = field(default_factory=Headers)
+    properties: dict[str, Any] = field(default_factory=dict)
+    message_id: str = field(default_factory=new_message_id)
+    user: str | None = None
+    sender_partner: str | None = None
+    receiver_partner: str | None = None
+    status: int = 200
+    _xml: tuple[bytes, etree._Element] | None = field(default=None, repr=False)
+    _json: tuple[bytes, Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def inbound(
+        cls,
+        body: bytes,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        *,
+        user: str | None,
+        message_id: str | None = None,
+        sender_partner: str | None = None,
+    ) -> Exchange:
+        """The exchange a sender adapter hands to a flow.
+
+        Drops credentials and hop-by-hop headers and sets the headers SAP's adapters set,
+        so a flow can never read a spoofed ``SapAuthenticatedUserName``.
+        """
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        kept = Headers((n, v) for n, v in pairs if n.lower() not in INBOUND_HEADERS_DROPPED)
+        exchange = cls(
+            body=body,
+            headers=kept,
+            message_id=message_id or new_message_id(),
+            user=user,
+            sender_partner=sender_partner,
+        )
+        if user is not None:
+            exchange.headers[AUTHENTICATED_USER] = user
+        exchange.headers[MESSAGE_ID] = exchange.message_id
+        return exchange
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("Content-Type")
+
+    def text(self) -> str:
+        """The body as text: the charset of the Content-Type, else UTF-8."""
+        charset = "utf-8"
+        ctype = self.content_type or ""
+        for part in ctype.split(";")[1:]:
+            key, _, value = part.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip('"')
+        return self.body.decode(charset, errors="replace")
+
+    def xml(self) -> etree._Element:
+        """The body parsed as XML, once per body; raises ``ValueError`` if it is not XML."""
+        if self._xml is not None and self._xml[0] is self.body:
+            return self._xml[1]
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+        try:
+            root = etree.fromstring(self.body, parser)
+        except etree.XMLSyntaxError as exc:
+            raise ValueError(f"the message is not well-formed XML ({exc.msg})") from None
+        if root is None:
+            raise ValueError("the message is empty")
+        self._xml = (self.body, root)
+        return root
+
+    def json(self) -> Any:
+        """The body parsed as JSON, once per body; raises ``ValueError`` if it is not JSON."""
+        if self._json is not None and self._json[0] is self.body:
+            return self._json[1]
+        try:
+            data = json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"the message is not JSON ({exc})") from None
+        self._json = (self.body, data)
+        return data
+
+    def reply(self) -> Reply:
+        """The exchange as it stands, as the answer to the sender."""
+        return Reply(
+            status=self.status,
+            body=self.body,
+            content_type=self.content_type,
+            headers={MESSAGE_ID: self.message_id},
+        )
+
+    # SAP's Message API (getBody/setBody/getHeader/...), for script steps.
+
+    def get_body(self, as_type: type = bytes) -> Any:
+        return self.text() if as_type is str else self.body
+
+    def set_body(self, body: bytes | str) -> None:
+        self.body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+    def get_header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def set_header(self, name: str, value: object) -> None:
+        self.headers[name] = str(value)
+
+    def get_headers(self) -> Headers:
+        return self.headers
+
+    def get_property(self, name: str) -> Any:
+        return self.properties.get(name)
+
+    def set_property(self, name: str, value: Any) -> None:
+        self.properties[name] = value
+
+    def get_properties(self) -> dict[str, Any]:
+        return self.properties

@@ -1,0 +1,47 @@
+"""What every step is: parsed once from YAML, then run per message."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import yaml
+
+from ..exchange import Exchange, Reply
+
+if TYPE_CHECKING:
+    from ..services import Services
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a step may need from its flow while it is parsed."""
+
+    file: Path
+    namespaces: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, relative: str) -> Path:
+        """A path named in the flow, relative to the flow file's folder."""
+        return (self.file.parent / relative).resolve()
+
+
+class Step(ABC):
+    """One step of a flow. ``run`` returns a :class:`Reply` to end the flow early."""
+
+    kind: ClassVar[str]
+    label: str = ""
+    line: int = 0
+
+    @classmethod
+    @abstractmethod
+    def parse(cls, node: yaml.Node, what: str, context: LoadContext) -> Step:
+        """The step from the YAML under its kind key; raises ``FlowError``."""
+
+    @abstractmethod
+    async def run(self, exchange: Exchange, services: Services) -> Reply | None: ...
+
+    @property
+    def ends_flow(self) -> bool:
+        return False

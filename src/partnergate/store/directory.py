@@ -1,0 +1,372 @@
+"""The Partner Directory's repository: every read and write of its entity sets.
+
+One transaction per call, or several calls in one transaction through :meth:`begin`
+(``$batch`` change sets). Each write goes through :mod:`partnergate.model.rules` first, so
+the API, ``$batch`` and the UI obey the same rules. After a transaction commits, the
+listeners hear which entities changed, so runtime caches drop them before the caller's
+response is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, delete, func, insert, literal, select, union, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..model import rules
+from ..model.entities import (
+    ALTERNATIVE_PARTNER,
+    AUTHORIZED_USER,
+    ENTITY_TYPES,
+    PARTNER,
+    PARTNER_ENTITY_SETS,
+    USER_CREDENTIAL_PARAMETER,
+    EntityType,
+)
+from ..model.errors import AlreadyExists, Conflict, InvalidValue, NotFound, NotSupported
+from ..security.secretbox import SecretBox
+from .filtering import compile_filter, compile_orderby
+from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
+
+HONOURS_USER_OPTION = frozenset(
+    {"StringParameters", "BinaryParameters", "AlternativePartners", "AuthorizedUsers"}
+)
+"""Sets whose audit fields take SAP's ``user`` query option (SAP-doc 47b6999, 79c06dd)."""
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """What to read from a collection; the filter is an ``odata.filter`` expression."""
+
+    filter: Any = None
+    orderby: Sequence[Any] = ()
+    top: int | None = None
+    skip: int = 0
+    count: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[dict[str, object]]
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """An entity that a committed transaction created, changed or deleted."""
+
+    entity_set: str
+    key: dict[str, object]
+    pid: str | None
+
+
+Listener = Callable[[list[Change]], Awaitable[None] | None]
+
+
+def now() -> datetime:
+    """Naive UTC at millisecond precision: what ``/Date(ms)/`` can carry back."""
+    t = datetime.now(UTC).replace(tzinfo=None)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def _key_where(table: Table, entity_type: EntityType, key: dict[str, object]) -> ColumnElement:
+    cols = columns_of(table, entity_type.keys)
+    return and_(*(cols[name] == key[name] for name in entity_type.keys))
+
+
+@dataclass
+class Directory:
+    """Operations inside one transaction."""
+
+    conn: AsyncConnection
+    secretbox: SecretBox
+    limits: rules.Limits
+    changes: list[Change] = field(default_factory=list)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _row_to_entity(
+        self, entity_type: EntityType, row: Any, *, hashed_password: bool = False
+    ) -> dict[str, object]:
+        mapping = row._mapping
+        out: dict[str, object] = {}
+        for name in entity_type.property_names:
+            col = column_name(name)
+            if col in mapping:
+                out[name] = mapping[col]
+        if entity_type is USER_CREDENTIAL_PARAMETER:
+            out["Password"] = None
+            if hashed_password:
+                plain = self.secretbox.decrypt(mapping["password_enc"])
+                out["Password"] = "SHA256." + hashlib.sha256(plain.encode()).hexdigest()
+        return out
+
+    async def get(
+        self, entity_set: str, key: dict[str, object], *, hashed_password: bool = False
+    ) -> dict[str, object]:
+        entity_type = ENTITY_TYPES[entity_set]
+        key = self._normalize_key(entity_type, key)
+        if entity_type is PARTNER:
+            if not await self.partner_exists(str(key["Pid"])):
+                raise NotFound(f"Partner '{key['Pid']}' does not exist")
+            return {"Pid": key["Pid"]}
+        table = ENTITY_TABLES[entity_set]
+        row = (
+            await self.conn.execute(select(table).where(_key_where(table, entity_type, key)))
+        ).first()
+        if row is None:
+            raise NotFound(f"{entity_type.name} {_describe(key)} does not exist")
+        return self._row_to_entity(entity_type, row, hashed_password=hashed_password)
+
+    def _source(self, entity_set: str) -> tuple[Any, dict[str, ColumnElement | None]]:
+        entity_type = ENTITY_TYPES[entity_set]
+        if entity_type is PARTNER:
+            pids = union(*(select(t.c.pid.label("pid")) for t in PARTNER_TABLES.values()))
+            sub = pids.subquery("partners")
+            return sub, {"Pid": sub.c.pid}
+        table = ENTITY_TABLES[entity_set]
+        cols: dict[str, ColumnElement | None] = dict(columns_of(table, entity_type.property_names))
+        if entity_type is ALTERNATIVE_PARTNER:
+            # SAP: filtering on the hex keys is not supported and yields an empty result.
+            for name in entity_type.keys:
+                cols[name] = None
+        if entity_type is USER_CREDENTIAL_PARAMETER:
+            cols["Password"] = None
+        return table, cols
+
+    async def list(self, entity_set: str, request: ListRequest) -> Page:
+        entity_type = ENTITY_TYPES[entity_set]
+        source, cols = self._source(entity_set)
+        where = compile_filter(request.filter, cols) if request.filter is not None else None
+        query: Select = select(source)
+        if where is not None:
+            query = query.where(where)
+        order = compile_orderby(request.orderby, cols) if request.orderby else []
+        key_cols = [cols[k] for k in entity_type.keys if cols.get(k) is not None]
+        if entity_type is ALTERNATIVE_PARTNER:
+            key_cols = [source.c.hexagency, source.c.hexscheme, source.c.hexid]
+        query = query.order_by(*order, *key_cols)
+        if request.top is not None:
+            query = query.limit(request.top)
+        if request.skip:
+            query = query.offset(request.skip)
+        result = await self.conn.execute(query)
+        if entity_type is PARTNER:
+            rows = [{"Pid": r.pid} for r in result]
+        else:
+            rows = [self._row_to_entity(entity_type, r) for r in result]
+        count = None
+        if request.count:
+            counter = select(func.count()).select_from(source)
+            if where is not None:
+                counter = counter.where(where)
+            count = int((await self.conn.execute(counter)).scalar_one())
+        return Page(rows, count)
+
+    async def partner_exists(self, pid: str) -> bool:
+        probes = [
+            select(literal(1)).select_from(t).where(t.c.pid == pid).limit(1)
+            for t in PARTNER_TABLES.values()
+        ]
+        for probe in probes:
+            if (await self.conn.execute(probe)).first() is not None:
+                return True
+        return False
+
+    # -- writing ---------------------------------------------------------------------
+
+    def _normalize_key(self, entity_type: EntityType, key: dict[str, object]) -> dict[str, object]:
+        key = dict(key)
+        if entity_type is AUTHORIZED_USER:
+            key["User"] = rules.normalize_user(str(key["User"]))
+        if entity_type is ALTERNATIVE_PARTNER:
+            for name in entity_type.keys:
+                # Accept either case; decoding proves it is hex of UTF-8 text.
+                rules.unhex_key(name, str(key[name]))
+                key[name] = str(key[name]).upper()
+        return key
+
+    def _record(self, entity_set: str, key: dict[str, object], pid: object) -> None:
+        self.changes.append(Change(entity_set, key, str(pid) if pid is not None else None))
+
+    async def create(
+        self, entity_set: str, values: dict[str, object], actor: str
+    ) -> dict[str, object]:
+        entity_type = ENTITY_TYPES[entity_set]
+        if entity_type is PARTNER:
+            raise NotSupported(
+                "Partners cannot be created directly: a partner exists as soon as one of "
+                "its entities (e.g. a string parameter or an authorized user) does"
+            )
+        entity = rules.prepare_create(entity_type, values, self.limits)
+        table = ENTITY_TABLES[entity_set]
+        key = {k: entity[k] for k in entity_type.keys}
+        stamp = now()
+        row = {column_name(k): v for k, v in entity.items() if k != "Password"}
+        row.update(
+            created_by=actor, created_time=stamp, last_modified_by=actor, last_modified_time=stamp
+        )
+        existing = (
+            await self.conn.execute(select(table).where(_key_where(table, entity_type, key)))
+        ).first()
+        if entity_type is USER_CREDENTIAL_PARAMETER:
+            # SAP: POST on an existing (Pid, Id) updates it; both audit pairs show the last POST.
+            row["password_enc"] = self.secretbox.encrypt(str(entity["Password"]))
+            if existing is not None:
+                await self.conn.execute(
+                    update(table).where(_key_where(table, entity_type, key)).values(**row)
+                )
+            else:
+                await self._insert(table, entity_type, key, row)
+        else:
+            if existing is not None:
+                raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists")
+            if entity_type is ALTERNATIVE_PARTNER:
+                await self._check_alternative_unique(entity)
+            await self._insert(table, entity_type, key, row)
+        self._record(entity_set, key, entity.get("Pid"))
+        created = await self.get(entity_set, key)
+        return created
+
+    async def _insert(
+        self, table: Table, entity_type: EntityType, key: dict[str, object], row: dict[str, object]
+    ) -> None:
+        try:
+            await self.conn.execute(insert(table).values(**row))
+        except IntegrityError:
+            raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists") from None
+
+    async def _check_alternative_unique(
+        self, entity: dict[str, object], exclude_key: Any = None
+    ) -> None:
+        t = ENTITY_TABLES["AlternativePartners"]
+        query = select(t.c.id).where(
+            t.c.agency == entity["Agency"], t.c.scheme == entity["Scheme"], t.c.pid == entity["Pid"]
+        )
+        if exclude_key is not None:
+            query = query.where(t.c.hexid != exclude_key["Hexid"])
+        other = (await self.conn.execute(query)).first()
+        if other is not None:
+            raise Conflict(
+                f"Partner '{entity['Pid']}' already has the alternative ID '{other.id}' for "
+                f"agency '{entity['Agency']}' and scheme '{entity['Scheme']}'; "
+                "(Agency, Scheme, Pid) must be unique",
+                field="Pid",
+            )
+
+    async def update(
+        self, entity_set: str, key: dict[str, object], values: dict[str, object], actor: str
+    ) -> None:
+        entity_type = ENTITY_TYPES[entity_set]
+        if entity_set not in rules.UPDATABLE:
+            raise NotSupported(f"{entity_set} cannot be updated with PUT or MERGE")
+        key = self._normalize_key(entity_type, key)
+        current = await self.get(entity_set, key)
+        changes = rules.prepare_update(entity_type, key, values, self.limits)
+        if entity_type is ALTERNATIVE_PARTNER and "Pid" in changes:
+            await self._check_alternative_unique({**current, **changes}, exclude_key=key)
+        table = ENTITY_TABLES[entity_set]
+        row = {column_name(k): v for k, v in changes.items()}
+        row.update(last_modified_by=actor, last_modified_time=now())
+        await self.conn.execute(
+            update(table).where(_key_where(table, entity_type, key)).values(**row)
+        )
+        self._record(entity_set, key, current.get("Pid"))
+        if changes.get("Pid") not in (None, current.get("Pid")):
+            self._record(entity_set, key, changes["Pid"])
+
+    async def delete(self, entity_set: str, key: dict[str, object]) -> None:
+        entity_type = ENTITY_TYPES[entity_set]
+        if entity_type is PARTNER:
+            await self.delete_partner(str(key["Pid"]), ())
+            return
+        key = self._normalize_key(entity_type, key)
+        current = await self.get(entity_set, key)
+        table = ENTITY_TABLES[entity_set]
+        await self.conn.execute(delete(table).where(_key_where(table, entity_type, key)))
+        self._record(entity_set, key, current.get("Pid"))
+
+    async def delete_partner(self, pid: str, exclude: Sequence[str]) -> None:
+        """Delete a partner with all its entities, keeping the entity sets in ``exclude``."""
+        unknown = [name for name in exclude if name not in PARTNER_ENTITY_SETS]
+        if unknown:
+            raise InvalidValue(
+                f"exclude: unknown entity set {', '.join(unknown)}; allowed are "
+                f"{', '.join(PARTNER_ENTITY_SETS)}",
+                field="exclude",
+            )
+        if not await self.partner_exists(pid):
+            raise NotFound(f"Partner '{pid}' does not exist")
+        for name, table in PARTNER_TABLES.items():
+            if name not in exclude:
+                await self.conn.execute(delete(table).where(table.c.pid == pid))
+        self._record("Partners", {"Pid": pid}, pid)
+
+
+def _describe(key: dict[str, object]) -> str:
+    return "(" + ", ".join(f"{k}='{v}'" for k, v in key.items()) + ")"
+
+
+class DirectoryStore:
+    """Entry point: opens transactions and tells listeners what each one changed."""
+
+    def __init__(
+        self, engine: AsyncEngine, secretbox: SecretBox, limits: rules.Limits = rules.DEFAULT_LIMITS
+    ) -> None:
+        self.engine = engine
+        self.secretbox = secretbox
+        self.limits = limits
+        self.listeners: list[Listener] = []
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[Directory]:
+        async with self.engine.begin() as conn:
+            directory = Directory(conn, self.secretbox, self.limits)
+            yield directory
+        if directory.changes:
+            for listener in self.listeners:
+                result = listener(directory.changes)
+                if result is not None:
+                    await result
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Directory]:
+        async with self.engine.connect() as conn:
+            yield Directory(conn, self.secretbox, self.limits)
+
+    async def get(self, entity_set: str, key: dict[str, object], **kw: bool) -> dict[str, object]:
+        async with self.read() as d:
+            return await d.get(entity_set, key, **kw)
+
+    async def list(self, entity_set: str, request: ListRequest) -> Page:
+        async with self.read() as d:
+            return await d.list(entity_set, request)
+
+    async def create(
+        self, entity_set: str, values: dict[str, object], actor: str
+    ) -> dict[str, object]:
+        async with self.begin() as d:
+            return await d.create(entity_set, values, actor)
+
+    async def update(
+        self, entity_set: str, key: dict[str, object], values: dict[str, object], actor: str
+    ) -> None:
+        async with self.begin() as d:
+            await d.update(entity_set, key, values, actor)
+
+    async def delete(self, entity_set: str, key: dict[str, object]) -> None:
+        async with self.begin() as d:
+            await d.delete(entity_set, key)
+
+    async def delete_partner(self, pid: str, exclude: Sequence[str]) -> None:
+        async with self.begin() as d:
+            await d.delete_partner(pid, exclude)

@@ -1,0 +1,161 @@
+"""The database tables, one per entity set plus the local user store and server keys.
+
+Column names are the snake_case of SAP's property names, so the property → column map
+(:func:`columns_of`) is derived, not written out by hand. Timestamps are naive UTC.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.sql.elements import ColumnElement
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _audit() -> list[Column]:
+    return [
+        Column("last_modified_by", String(150)),
+        Column("last_modified_time", DateTime()),
+        Column("created_by", String(150)),
+        Column("created_time", DateTime()),
+    ]
+
+
+string_parameters = Table(
+    "string_parameters",
+    metadata,
+    Column("pid", String(60), primary_key=True),
+    Column("id", String(1500), primary_key=True),
+    Column("value", String(4000), nullable=False),
+    *_audit(),
+)
+
+binary_parameters = Table(
+    "binary_parameters",
+    metadata,
+    Column("pid", String(60), primary_key=True),
+    Column("id", String(1500), primary_key=True),
+    Column("content_type", String(300), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    *_audit(),
+)
+
+user_credential_parameters = Table(
+    "user_credential_parameters",
+    metadata,
+    Column("pid", String(60), primary_key=True),
+    Column("id", String(1500), primary_key=True),
+    Column("user", String(200), nullable=False),
+    Column("password_enc", LargeBinary, nullable=False),
+    *_audit(),
+)
+
+alternative_partners = Table(
+    "alternative_partners",
+    metadata,
+    Column("hexagency", String(480), primary_key=True),
+    Column("hexscheme", String(480), primary_key=True),
+    Column("hexid", String(1020), primary_key=True),
+    Column("agency", String(120), nullable=False),
+    Column("scheme", String(120), nullable=False),
+    Column("id", String(255), nullable=False),
+    Column("pid", String(60), nullable=False, index=True),
+    *_audit(),
+    UniqueConstraint("agency", "scheme", "pid"),
+    Index(None, "agency", "scheme", "id", unique=True),
+)
+
+authorized_users = Table(
+    "authorized_users",
+    metadata,
+    Column("user", String(150), primary_key=True),
+    Column("pid", String(60), nullable=False, index=True),
+    *_audit(),
+)
+
+certificate_user_mappings = Table(
+    "certificate_user_mappings",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user", String(150), nullable=False, index=True),
+    Column("certificate", Text, nullable=False),
+    Column("valid_until", BigInteger),
+    *_audit(),
+)
+
+local_users = Table(
+    "local_users",
+    metadata,
+    Column("name", String(150), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("roles", Text, nullable=False, default=""),
+    Column("created_time", DateTime()),
+    Column("changed_time", DateTime()),
+)
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(150), primary_key=True),
+    Column("secret_hash", String(255), nullable=False),
+    Column("roles", Text, nullable=False, default=""),
+    Column("created_time", DateTime()),
+    Column("changed_time", DateTime()),
+)
+
+server_keys = Table(
+    "server_keys",
+    metadata,
+    Column("name", String(60), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("created_time", DateTime()),
+)
+
+ENTITY_TABLES: dict[str, Table] = {
+    "StringParameters": string_parameters,
+    "BinaryParameters": binary_parameters,
+    "UserCredentialParameters": user_credential_parameters,
+    "AlternativePartners": alternative_partners,
+    "AuthorizedUsers": authorized_users,
+    "CertificateUserMappings": certificate_user_mappings,
+}
+
+PARTNER_TABLES: dict[str, Table] = {
+    name: ENTITY_TABLES[name]
+    for name in (
+        "AlternativePartners",
+        "AuthorizedUsers",
+        "BinaryParameters",
+        "StringParameters",
+        "UserCredentialParameters",
+    )
+}
+
+
+def column_name(prop: str) -> str:
+    """``LastModifiedTime`` → ``last_modified_time``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", prop).lower()
+
+
+def columns_of(table: Table, props: tuple[str, ...]) -> dict[str, ColumnElement]:
+    """Map each property that has a column of the same (snake_case) name to that column."""
+    return {p: table.c[column_name(p)] for p in props if column_name(p) in table.c}

@@ -1,0 +1,255 @@
+"""The Starlette application: the faces of partnergate over one store.
+
+``/api/v1`` (OData V2 Partner Directory API), ``/oauth/token`` (client credentials).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..config import Settings
+from ..model.rules import Limits
+from ..security.principals import PARTNER_DIRECTORY_CONFIGURATOR
+from ..security.secretbox import SecretBox
+from ..store import database
+from ..store.accounts import Clients, Users, server_key
+from ..store.directory import DirectoryStore
+from . import odata_service
+from .auth import REALM, SESSION_COOKIE, SESSION_LIFETIME, Authenticator
+from .bodies import BodyTooLarge, read_body
+
+log = logging.getLogger("partnergate.web")
+
+API_ROOT = "/api/v1"
+API_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
+WRITES = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: DirectoryStore
+    users: Users
+    clients: Clients
+    auth: Authenticator
+
+
+def _odata_error(
+    status: int, code: str, message: str, as_json: bool, headers: dict[str, str] | None = None
+) -> Response:
+    from ..odata.errors import error_json, error_xml
+
+    if as_json:
+        return Response(error_json(code, message), status, headers, media_type="application/json")
+    return Response(error_xml(code, message), status, headers, media_type="application/xml")
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url.rstrip("/") + API_ROOT + "/"
+    return str(request.base_url).rstrip("/") + API_ROOT + "/"
+
+
+async def api(request: Request) -> Response:
+    services: Services = request.app.state.services
+    settings = services.settings
+    query = list(request.query_params.multi_items())
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    as_json = odata_service.wants_json(headers, query)
+
+    result = await services.auth.authenticate(request)
+    if result.principal is None:
+        log.info("401 %s %s: %s", request.method, request.url.path, result.reason)
+        return _odata_error(
+            401, "Unauthorized", "Authentication required", as_json, {"WWW-Authenticate": REALM}
+        )
+    principal = result.principal
+    if not principal.has_role(PARTNER_DIRECTORY_CONFIGURATOR):
+        log.info(
+            "403 %s %s: %s lacks role %s",
+            request.method,
+            request.url.path,
+            principal.name,
+            PARTNER_DIRECTORY_CONFIGURATOR,
+        )
+        return _odata_error(
+            403,
+            "Forbidden",
+            f"The role {PARTNER_DIRECTORY_CONFIGURATOR} is required",
+            as_json,
+        )
+
+    method = request.method.upper()
+    set_cookie: str | None = None
+    csrf_header: str | None = None
+    session_id = result.session_id
+    if method in ("GET", "HEAD") and headers.get("x-csrf-token", "").lower() == "fetch":
+        if session_id is None:
+            session_id = services.auth.new_session()
+            set_cookie = services.auth.session_cookie(session_id, principal.name)
+        csrf_header = services.auth.csrf_for(session_id)
+    elif method in WRITES and (principal.method.value != "bearer" or settings.csrf_for_bearer):
+        if not services.auth.csrf_ok(session_id, headers.get("x-csrf-token")):
+            log.info("403 %s %s: CSRF token missing or wrong", method, request.url.path)
+            return _odata_error(
+                403,
+                "Forbidden",
+                "CSRF token validation failed; fetch a token with a GET and the header "
+                "'X-CSRF-Token: Fetch', then send it with the session cookie",
+                as_json,
+                {"X-CSRF-Token": "Required"},
+            )
+
+    try:
+        body = await read_body(request, settings.max_body_bytes)
+    except BodyTooLarge as exc:
+        return _odata_error(413, "Payload Too Large", str(exc), as_json)
+
+    path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+    path = path[len(API_ROOT) :] if path.startswith(API_ROOT) else ""
+    service = odata_service.ODataService(
+        services.store,
+        odata_service.Settings(
+            base_url=base_url(request, settings),
+            page_size=settings.page_size,
+            binary_page_size=settings.binary_page_size,
+            metadata_style=settings.metadata_style,
+        ),
+    )
+    answer = await service.handle(
+        odata_service.ODataRequest(method, path.lstrip("/"), query, headers, body, principal.name)
+    )
+    response = Response(b"" if method == "HEAD" else answer.body, answer.status, answer.headers)
+    if csrf_header is not None:
+        response.headers["X-CSRF-Token"] = csrf_header
+    if set_cookie is not None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            set_cookie,
+            max_age=SESSION_LIFETIME,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+    return response
+
+
+async def token(request: Request) -> Response:
+    """RFC 6749 §4.4 client credentials grant; client auth by Basic header or form fields."""
+    services: Services = request.app.state.services
+    try:
+        body = await read_body(request, 64 * 1024)
+    except BodyTooLarge:
+        return _oauth_error(413, "invalid_request", "request body too large")
+    from urllib.parse import parse_qsl
+
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ("application/x-www-form-urlencoded", ""):
+        return _oauth_error(
+            400, "invalid_request", "send the parameters as application/x-www-form-urlencoded"
+        )
+    try:
+        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+    except UnicodeDecodeError:
+        return _oauth_error(400, "invalid_request", "the body is not UTF-8")
+    form.update(
+        {k: v for k, v in request.query_params.items() if k == "grant_type" and k not in form}
+    )
+    client_id = form.get("client_id")
+    secret = form.get("client_secret")
+    header = request.headers.get("authorization")
+    if header and header.lower().startswith("basic "):
+        import base64
+        import binascii
+        from urllib.parse import unquote
+
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return _oauth_error(
+                401, "invalid_client", "malformed Basic credentials", challenge=True
+            )
+        cid, sep, csecret = decoded.partition(":")
+        if not sep:
+            return _oauth_error(
+                401, "invalid_client", "malformed Basic credentials", challenge=True
+            )
+        client_id, secret = unquote(cid), unquote(csecret)
+    grant = form.get("grant_type")
+    if grant is None:
+        return _oauth_error(400, "invalid_request", "grant_type is missing")
+    if grant != "client_credentials":
+        return _oauth_error(
+            400,
+            "unsupported_grant_type",
+            f"grant_type '{grant}' is not supported; use client_credentials",
+        )
+    if not client_id or secret is None:
+        return _oauth_error(401, "invalid_client", "client authentication failed", challenge=True)
+    issued, reason = await services.auth.issue(client_id, secret)
+    if issued is None:
+        log.info("401 /oauth/token: %s", reason)
+        return _oauth_error(
+            401, "invalid_client", "client authentication failed", challenge=bool(header)
+        )
+    return JSONResponse(
+        {
+            "access_token": issued,
+            "token_type": "bearer",
+            "expires_in": services.settings.token_lifetime,
+        },
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+def _oauth_error(status: int, error: str, description: str, challenge: bool = False) -> Response:
+    headers = {"Cache-Control": "no-store"}
+    if challenge:
+        headers["WWW-Authenticate"] = 'Basic realm="partnergate"'
+    return JSONResponse({"error": error, "error_description": description}, status, headers)
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def build_services(settings: Settings) -> Services:
+    engine = database.create_engine(settings.db)
+    await database.upgrade(engine)
+    secretbox = SecretBox.from_key_file(Path(settings.credential_key_file))
+    store = DirectoryStore(engine, secretbox, Limits(max_binary_bytes=settings.max_binary_bytes))
+    users = Users(engine)
+    clients = Clients(engine)
+    token_key = await server_key(engine, "oauth-token-signing")
+    session_key = await server_key(engine, "session")
+    auth = Authenticator(users, clients, token_key, session_key, settings.token_lifetime)
+    return Services(settings, store, users, clients, auth)
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = await build_services(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.store.engine.dispose()
+
+    routes = [
+        Route("/oauth/token", token, methods=["POST"]),
+        Route(API_ROOT, api, methods=API_METHODS),
+        Route(API_ROOT + "/{path:path}", api, methods=API_METHODS),
+        Route("/health", health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

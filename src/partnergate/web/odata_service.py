@@ -1,0 +1,518 @@
+"""The OData V2 service at ``/api/v1``: resource paths, methods, paging, ``$batch``.
+
+Framework-free on purpose: a request is plain data (:class:`ODataRequest`) and the answer
+is an :class:`ODataResponse`, so a ``$batch`` part runs through exactly the same code as a
+request that arrives on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+from ..model.entities import (
+    ENTITY_TYPES,
+    PARTNER,
+    PARTNER_DIRECTORY_TYPES,
+    USER_CREDENTIAL_PARAMETER,
+    EntityType,
+)
+from ..model.errors import DirectoryError, NotSupported
+from ..odata import atom, json_format, metadata
+from ..odata.batch import BatchPart, BatchResponse, ChangeSet, parse_batch, serialize_batch
+from ..odata.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFoundError,
+    ODataError,
+    error_json,
+    error_xml,
+)
+from ..odata.filter import Compare, CompareOp, Literal, PropertyRef
+from ..odata.keys import format_key, parse_key
+from ..odata.query import QueryOptions, parse_query
+from ..store.directory import HONOURS_USER_OPTION, Directory, DirectoryStore, ListRequest
+
+JSON = "application/json"
+ATOM_ENTRY = "application/atom+xml;type=entry"
+ATOM_FEED = "application/atom+xml;type=feed"
+XML = "application/xml"
+DSV = {"DataServiceVersion": "2.0"}
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
+
+
+@dataclass
+class ODataRequest:
+    method: str
+    path: str
+    """Resource path below the service root, still percent-encoded, e.g. ``StringParameters``."""
+    query: list[tuple[str, str]]
+    headers: Mapping[str, str]
+    """Lower-case names."""
+    body: bytes
+    actor: str
+
+
+@dataclass
+class ODataResponse:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str
+    """Absolute service root ending in ``/``."""
+    page_size: int = 1000
+    binary_page_size: int = 30
+    metadata_style: str = "flat"
+
+
+def wants_json(headers: Mapping[str, str], query: list[tuple[str, str]]) -> bool:
+    fmt = next((v for k, v in query if k == "$format"), None)
+    return json_format.negotiate(headers.get("accept"), fmt) == "json"
+
+
+def error_response(exc: ODataError | DirectoryError, as_json: bool) -> ODataResponse:
+    status = exc.status
+    code = exc.code
+    message = exc.message
+    if as_json:
+        return ODataResponse(status, error_json(code, message), {"Content-Type": JSON, **DSV})
+    return ODataResponse(status, error_xml(code, message), {"Content-Type": XML, **DSV})
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    """``service``, ``metadata``, ``batch``, ``collection``, ``count`` or ``entity``."""
+    entity_type: EntityType | None = None
+    key: dict[str, object] | None = None
+
+
+SERVED: dict[str, EntityType] = {t.entity_set: t for t in PARTNER_DIRECTORY_TYPES}
+
+
+def parse_resource(path: str, served: Mapping[str, EntityType]) -> Resource:
+    """Split ``EntitySet(key)/$count`` and friends; segments are percent-decoded one by one."""
+    segments = [s for s in path.split("/") if s]
+    if not segments:
+        return Resource("service")
+    head = unquote(segments[0])
+    rest = [unquote(s) for s in segments[1:]]
+    if head == "$metadata" and not rest:
+        return Resource("metadata")
+    if head == "$batch" and not rest:
+        return Resource("batch")
+    name, paren, predicate = head.partition("(")
+    entity_type = served.get(name)
+    if entity_type is None:
+        raise NotFoundError(
+            f"Resource '{name}' not found; entity sets are {', '.join(sorted(served))}"
+        )
+    if paren:
+        if not predicate.endswith(")"):
+            raise BadRequest(f"Invalid key predicate in '{head}'")
+        key = parse_key(entity_type, predicate[:-1])
+        if rest:
+            raise NotFoundError(f"Resource '{'/'.join(rest)}' below {name} not found")
+        return Resource("entity", entity_type, key)
+    if rest == ["$count"]:
+        return Resource("count", entity_type)
+    if rest:
+        raise NotFoundError(f"Resource '{'/'.join(rest)}' below {name} not found")
+    return Resource("collection", entity_type)
+
+
+class ODataService:
+    def __init__(self, store: DirectoryStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.served = SERVED
+
+    # -- entry point -------------------------------------------------------------------
+
+    async def handle(
+        self, request: ODataRequest, directory: Directory | None = None
+    ) -> ODataResponse:
+        as_json = wants_json(request.headers, request.query)
+        try:
+            return await self._handle(request, directory, as_json)
+        except (ODataError, DirectoryError) as exc:
+            return error_response(exc, as_json)
+
+    async def _handle(
+        self, request: ODataRequest, directory: Directory | None, as_json: bool
+    ) -> ODataResponse:
+        resource = parse_resource(request.path, self.served)
+        method = request.method
+        if method == "POST" and request.headers.get("x-http-method", "").upper() in (
+            "MERGE",
+            "PATCH",
+            "PUT",
+            "DELETE",
+        ):
+            method = request.headers["x-http-method"].upper()
+        if resource.kind == "service":
+            self._only(method, "GET", "HEAD")
+            return self._service_document(as_json)
+        if resource.kind == "metadata":
+            self._only(method, "GET", "HEAD")
+            types = list(self.served.values())
+            body = metadata.metadata_document(types, self.settings.metadata_style)
+            return ODataResponse(200, body, {"Content-Type": XML, **DSV})
+        if resource.kind == "batch":
+            self._only(method, "POST")
+            if directory is not None:
+                raise BadRequest("A $batch cannot contain another $batch")
+            return await self._batch(request)
+        entity_type = resource.entity_type
+        assert entity_type is not None
+        if resource.kind == "count":
+            self._only(method, "GET", "HEAD")
+            options = self._options(request, entity_type, collection=True)
+            page = await self._list(entity_type, options, directory, count_only=True)
+            return ODataResponse(200, str(page).encode(), {"Content-Type": "text/plain", **DSV})
+        if resource.kind == "collection":
+            if method in ("GET", "HEAD"):
+                return await self._read_collection(request, entity_type, directory, as_json)
+            if method == "POST":
+                return await self._create(request, entity_type, directory, as_json)
+            raise MethodNotAllowed(
+                f"{method} is not allowed on the collection {entity_type.entity_set}"
+            )
+        key = resource.key
+        assert key is not None
+        if method in ("GET", "HEAD"):
+            return await self._read_entity(request, entity_type, key, directory, as_json)
+        if method in ("PUT", "PATCH", "MERGE"):
+            return await self._update(request, entity_type, key, directory)
+        if method == "DELETE":
+            return await self._delete(request, entity_type, key, directory)
+        raise MethodNotAllowed(f"{method} is not allowed on {entity_type.entity_set}")
+
+    @staticmethod
+    def _only(method: str, *allowed: str) -> None:
+        if method not in allowed:
+            raise MethodNotAllowed(f"{method} is not allowed here; use {' or '.join(allowed)}")
+
+    def _service_document(self, as_json: bool) -> ODataResponse:
+        body = metadata.service_document(list(self.served), self.settings.base_url, json=as_json)
+        ctype = JSON if as_json else "application/atomsvc+xml"
+        return ODataResponse(200, body, {"Content-Type": ctype, **DSV})
+
+    def _options(
+        self, request: ODataRequest, entity_type: EntityType, *, collection: bool
+    ) -> QueryOptions:
+        return parse_query(request.query, entity_type, collection=collection)
+
+    def _actor(
+        self, request: ODataRequest, entity_type: EntityType, options: QueryOptions | None
+    ) -> str:
+        user = options.custom.get("user") if options is not None else None
+        if user and entity_type.entity_set in HONOURS_USER_OPTION:
+            return user[:150]
+        return request.actor
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _page_size(self, entity_type: EntityType) -> int:
+        if entity_type.entity_set == "BinaryParameters":
+            return self.settings.binary_page_size
+        return self.settings.page_size
+
+    async def _list(
+        self,
+        entity_type: EntityType,
+        options: QueryOptions,
+        directory: Directory | None,
+        *,
+        count_only: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Any:
+        self._check_ucp_filter(entity_type, options)
+        if count_only:
+            req = ListRequest(filter=options.filter, top=0, count=True)
+        else:
+            req = ListRequest(
+                filter=options.filter,
+                orderby=options.orderby,
+                top=limit,
+                skip=offset,
+                count=options.inlinecount,
+            )
+        if directory is not None:
+            page = await directory.list(entity_type.entity_set, req)
+        else:
+            page = await self.store.list(entity_type.entity_set, req)
+        if count_only:
+            total = page.count or 0
+            total = max(0, total - (options.skip or 0))
+            return min(total, options.top) if options.top is not None else total
+        return page
+
+    @staticmethod
+    def _check_ucp_filter(entity_type: EntityType, options: QueryOptions) -> None:
+        """SAP lists UserCredentialParameters only with ``$filter=Pid eq '<pid>'``."""
+        if entity_type is not USER_CREDENTIAL_PARAMETER:
+            return
+        expr = options.filter
+        by_pid = (
+            isinstance(expr, Compare)
+            and expr.op is CompareOp.EQ
+            and isinstance(expr.left, PropertyRef)
+            and expr.left.name == "Pid"
+            and isinstance(expr.right, Literal)
+            and isinstance(expr.right.value, str)
+        )
+        if not by_pid:
+            raise BadRequest(
+                "UserCredentialParameters can only be listed for one partner: "
+                "use $filter=Pid eq '<partner id>'"
+            )
+
+    async def _read_collection(
+        self,
+        request: ODataRequest,
+        entity_type: EntityType,
+        directory: Directory | None,
+        as_json: bool,
+    ) -> ODataResponse:
+        options = self._options(request, entity_type, collection=True)
+        page_size = self._page_size(entity_type)
+        start = (options.skip or 0) + (options.skiptoken or 0)
+        wanted = None if options.top is None else max(0, options.top - (options.skiptoken or 0))
+        limit = page_size if wanted is None else min(wanted, page_size)
+        page = await self._list(entity_type, options, directory, limit=limit + 1, offset=start)
+        rows = page.rows[:limit]
+        next_url = None
+        more = len(page.rows) > limit and (wanted is None or wanted > limit)
+        if more:
+            next_url = self._next_link(request, entity_type, (options.skiptoken or 0) + limit)
+        select = options.select
+        base = self.settings.base_url
+        if as_json:
+            body = json_format.feed_json(entity_type, rows, base, select, page.count, next_url)
+            return ODataResponse(200, body, {"Content-Type": JSON, **DSV})
+        body = atom.feed_atom(entity_type, rows, base, select, page.count, next_url)
+        return ODataResponse(200, body, {"Content-Type": ATOM_FEED, **DSV})
+
+    def _next_link(self, request: ODataRequest, entity_type: EntityType, skiptoken: int) -> str:
+        query = [(k, v) for k, v in request.query if k != "$skiptoken"]
+        query.append(("$skiptoken", str(skiptoken)))
+        return (
+            self.settings.base_url
+            + entity_type.entity_set
+            + "?"
+            + urlencode(query, quote_via=quote, safe="$',()")
+        )
+
+    async def _read_entity(
+        self,
+        request: ODataRequest,
+        entity_type: EntityType,
+        key: dict[str, object],
+        directory: Directory | None,
+        as_json: bool,
+    ) -> ODataResponse:
+        options = self._options(request, entity_type, collection=False)
+        hashed = False
+        if entity_type is USER_CREDENTIAL_PARAMETER:
+            wanted = options.custom.get("returnHashedPassword")
+            if wanted is not None and wanted != "SHA256":
+                raise BadRequest("returnHashedPassword supports only the value SHA256")
+            hashed = wanted == "SHA256"
+        if directory is not None:
+            entity = await directory.get(entity_type.entity_set, key, hashed_password=hashed)
+        else:
+            entity = await self.store.get(entity_type.entity_set, key, hashed_password=hashed)
+        return self._entity_response(200, entity_type, entity, options.select, as_json)
+
+    def _entity_response(
+        self,
+        status: int,
+        entity_type: EntityType,
+        entity: dict[str, object],
+        select: list[str] | None,
+        as_json: bool,
+        extra: dict[str, str] | None = None,
+    ) -> ODataResponse:
+        base = self.settings.base_url
+        headers = {**DSV, **(extra or {})}
+        if as_json:
+            body = json_format.entry_json(entity_type, entity, base, select)
+            return ODataResponse(status, body, {"Content-Type": JSON, **headers})
+        body = atom.entry_atom(entity_type, entity, base, select)
+        return ODataResponse(status, body, {"Content-Type": ATOM_ENTRY, **headers})
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _parse_body(self, request: ODataRequest, entity_type: EntityType) -> dict[str, object]:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype in ("application/json", ""):
+            if not request.body.strip():
+                raise BadRequest("The request body is empty; send the entity as JSON")
+            return json_format.parse_entity_json(entity_type, request.body)
+        if ctype in ("application/atom+xml", "application/xml", "text/xml"):
+            return atom.parse_entity_atom(entity_type, request.body)
+        raise ODataError(
+            415,
+            "Unsupported Media Type",
+            f"Content-Type '{ctype}' is not supported; "
+            "send application/json or application/atom+xml",
+        )
+
+    async def _create(
+        self,
+        request: ODataRequest,
+        entity_type: EntityType,
+        directory: Directory | None,
+        as_json: bool,
+    ) -> ODataResponse:
+        if entity_type is PARTNER:
+            raise NotSupported(
+                "Partners cannot be created directly: a partner exists as soon as one of "
+                "its entities (e.g. a string parameter or an authorized user) does"
+            )
+        options = self._options(request, entity_type, collection=False)
+        values = self._parse_body(request, entity_type)
+        actor = self._actor(request, entity_type, options)
+        if directory is not None:
+            entity = await directory.create(entity_type.entity_set, values, actor)
+        else:
+            entity = await self.store.create(entity_type.entity_set, values, actor)
+        key = {k: entity[k] for k in entity_type.keys}
+        location = self.settings.base_url + entity_type.entity_set + format_key(entity_type, key)
+        return self._entity_response(
+            201, entity_type, entity, None, as_json, {"Location": location}
+        )
+
+    async def _update(
+        self,
+        request: ODataRequest,
+        entity_type: EntityType,
+        key: dict[str, object],
+        directory: Directory | None,
+    ) -> ODataResponse:
+        if entity_type is USER_CREDENTIAL_PARAMETER:
+            raise MethodNotAllowed(
+                "UserCredentialParameters cannot be updated with PUT; POST the whole entity "
+                "again to change it"
+            )
+        if entity_type is PARTNER:
+            raise MethodNotAllowed("Partners cannot be updated; change their entities instead")
+        options = self._options(request, entity_type, collection=False)
+        values = self._parse_body(request, entity_type)
+        actor = self._actor(request, entity_type, options)
+        if directory is not None:
+            await directory.update(entity_type.entity_set, key, values, actor)
+        else:
+            await self.store.update(entity_type.entity_set, key, values, actor)
+        return ODataResponse(204, b"", dict(DSV))
+
+    async def _delete(
+        self,
+        request: ODataRequest,
+        entity_type: EntityType,
+        key: dict[str, object],
+        directory: Directory | None,
+    ) -> ODataResponse:
+        options = self._options(request, entity_type, collection=False)
+        if entity_type is PARTNER:
+            exclude = _exclude_option(options.custom.get("exclude"))
+            if directory is not None:
+                await directory.delete_partner(str(key["Pid"]), exclude)
+            else:
+                await self.store.delete_partner(str(key["Pid"]), exclude)
+        elif directory is not None:
+            await directory.delete(entity_type.entity_set, key)
+        else:
+            await self.store.delete(entity_type.entity_set, key)
+        return ODataResponse(204, b"", dict(DSV))
+
+    # -- $batch ------------------------------------------------------------------------
+
+    async def _batch(self, request: ODataRequest) -> ODataResponse:
+        parts = parse_batch(request.headers.get("content-type", ""), request.body)
+        answers: list[BatchResponse | list[BatchResponse]] = []
+        for item in parts:
+            if isinstance(item, ChangeSet):
+                answers.append(await self._change_set(request, item))
+            else:
+                answer = await self.handle(self._part_request(request, item))
+                answers.append(_batch_response(answer))
+        content_type, body = serialize_batch(answers)
+        return ODataResponse(202, body, {"Content-Type": content_type, **DSV})
+
+    def _part_request(self, outer: ODataRequest, part: BatchPart) -> ODataRequest:
+        url = part.url
+        root = self.settings.base_url
+        if url.startswith(root):
+            url = url[len(root) :]
+        elif url.startswith("/"):
+            marker = "/api/v1/"
+            if marker in url:
+                url = url.split(marker, 1)[1]
+        path, _, query = url.partition("?")
+        headers = {k.lower(): v for k, v in part.headers.items()}
+        return ODataRequest(
+            method=part.method.upper(),
+            path=path,
+            query=parse_qsl(query, keep_blank_values=True),
+            headers=headers,
+            body=part.body,
+            actor=outer.actor,
+        )
+
+    async def _change_set(
+        self, outer: ODataRequest, change_set: ChangeSet
+    ) -> list[BatchResponse] | BatchResponse:
+        requests = [self._part_request(outer, part) for part in change_set.parts]
+        ucp = [r for r in requests if r.path.split("(")[0].strip("/") == "UserCredentialParameters"]
+        if ucp and len(requests) > 1:
+            error = BadRequest(
+                "A change set that contains a UserCredentialParameters request must contain "
+                "only that one request"
+            )
+            return _batch_response(error_response(error, wants_json(outer.headers, outer.query)))
+        answers: list[BatchResponse] = []
+        failed: ODataResponse | None = None
+        try:
+            async with self.store.begin() as directory:
+                for req in requests:
+                    answer = await self.handle(req, directory)
+                    if answer.status >= 400:
+                        failed = answer
+                        raise _RollBack
+                    answers.append(_batch_response(answer))
+        except _RollBack:
+            assert failed is not None
+            return _batch_response(failed)
+        return answers
+
+
+class _RollBack(Exception):
+    """Leaves the change set's transaction without committing it."""
+
+
+def _batch_response(answer: ODataResponse) -> BatchResponse:
+    return BatchResponse(answer.status, answer.headers, answer.body)
+
+
+def _exclude_option(value: str | None) -> list[str]:
+    """SAP's ``exclude`` is a list of entity set names: ``exclude=AuthorizedUsers,...``."""
+    if not value:
+        return []
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    return [v.strip().strip("'\"") for v in text.split(",") if v.strip()]
+
+
+def entity_type_of(entity_set: str) -> EntityType | None:
+    return ENTITY_TYPES.get(entity_set)
