@@ -35,6 +35,26 @@ class Settings:
     public_url: str | None = None
     """Absolute URL of the service as clients see it (behind a proxy); else from the request."""
     log_level: str = "info"
+    https: str | None = None
+    """TLS listener HOST:PORT; needs tls_cert and tls_key."""
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_ca: str | None = None
+    """PEM bundle of the CAs whose client certificates are trusted (listener and proxies)."""
+    client_cert: str = "optional"
+    """``optional`` or ``required``: whether the TLS listener demands a client certificate."""
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDRs whose forwarded client-certificate headers are believed."""
+    cert_headers: tuple[str, ...] = (
+        "x-forwarded-client-cert",
+        "x-ssl-client-cert",
+        "client-cert",
+        "ssl_client_cert",
+    )
+    verify_forwarded_certs: bool = True
+    """Check forwarded certificates against client_ca as well (the proxy already did)."""
+    flows: str | None = None
+    """Directory of flow files (YAML) to deploy."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -49,7 +69,8 @@ _INT_FIELDS = {
     "binary_page_size",
     "token_lifetime",
 }
-_BOOL_FIELDS = {"csrf_for_bearer"}
+_BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}
+_LIST_FIELDS = {"trusted_proxies", "cert_headers"}
 _NAMES = {f.name for f in fields(Settings)} - {"extra"}
 
 
@@ -71,6 +92,13 @@ def _coerce(name: str, value: Any) -> Any:
         if text in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"setting '{name}' must be true or false, got {value!r}")
+    if name in _LIST_FIELDS:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"setting '{name}' must be a list, got {value!r}")
+        return tuple(str(i).strip() for i in items if str(i).strip())
+    if name == "client_cert" and value not in ("optional", "required"):
+        raise ConfigError(f"setting 'client_cert' must be 'optional' or 'required', got {value!r}")
     if name == "metadata_style" and value not in ("flat", "sap"):
         raise ConfigError(f"setting 'metadata_style' must be 'flat' or 'sap', got {value!r}")
     if name == "http" and value in ("", "off", "none"):
