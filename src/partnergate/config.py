@@ -55,6 +55,8 @@ class Settings:
     """Check forwarded certificates against client_ca as well (the proxy already did)."""
     flows: str | None = None
     """Directory of flow files (YAML) to deploy."""
+    message_log_days: int = 30
+    """How long message processing log entries are kept."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,6 +70,7 @@ _INT_FIELDS = {
     "page_size",
     "binary_page_size",
     "token_lifetime",
+    "message_log_days",
 }
 _BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}
 _LIST_FIELDS = {"trusted_proxies", "cert_headers"}

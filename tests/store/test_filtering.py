@@ -58,18 +58,22 @@ ITEM = EntityType(
 
 MAX = "\U0010ffff"
 
+D = datetime
 ROWS: list[dict[str, Any]] = [
-    dict(rid=1, pid="abc", id="a_b", value="it's", created=datetime(2014, 9, 1), num=5),
-    dict(rid=2, pid="ABC", id="axb", value="50%", created=datetime(2014, 9, 1, 0, 0, 0, 500000), num=10),
-    dict(rid=3, pid="abd", id="a%b", value="50x", created=datetime(2014, 8, 31, 23, 59, 59), num=-3),
-    dict(rid=4, pid="B", id="id_1", value=None, created=None, num=None),
-    dict(rid=5, pid="äpfel", id="x", value="Äpfel", created=datetime(2020, 1, 1), num=0),
-    dict(rid=6, pid="Äpfel", id="y", value="äpfel", created=datetime(2020, 1, 1, 12), num=7),
-    dict(rid=7, pid="ab", id=" pad ", value="abcabc", created=datetime(2015, 1, 1), num=100),
-    dict(rid=8, pid="a" * 60, id="long", value="x", created=datetime(2016, 1, 1), num=1),
-    dict(rid=9, pid="zz", id="Z", value="", created=datetime(2016, 1, 1), num=2),
-    dict(rid=10, pid="a" + MAX, id="max", value="_", created=datetime(2017, 1, 1), num=3),
-]  # fmt: skip
+    dict(zip(("rid", "pid", "id", "value", "created", "num"), values, strict=True))
+    for values in [
+        (1, "abc", "a_b", "it's", D(2014, 9, 1), 5),
+        (2, "ABC", "axb", "50%", D(2014, 9, 1, 0, 0, 0, 500000), 10),
+        (3, "abd", "a%b", "50x", D(2014, 8, 31, 23, 59, 59), -3),
+        (4, "B", "id_1", None, None, None),
+        (5, "äpfel", "x", "Äpfel", D(2020, 1, 1), 0),
+        (6, "Äpfel", "y", "äpfel", D(2020, 1, 1, 12), 7),
+        (7, "ab", " pad ", "abcabc", D(2015, 1, 1), 100),
+        (8, "a" * 60, "long", "x", D(2016, 1, 1), 1),
+        (9, "zz", "Z", "", D(2016, 1, 1), 2),
+        (10, "a" + MAX, "max", "_", D(2017, 1, 1), 3),
+    ]
+]
 ALL = [row["rid"] for row in ROWS]
 
 
@@ -440,7 +444,7 @@ def test_longest_filter_text(dbs: Databases) -> None:
     text, i = "Id eq 'Z'", 0
     while len(longer := f"Id eq '{i}'or {text}") <= 8192:
         text, i = longer, i + 1
-    assert i > 600
+    assert i > 500
     same(dbs.filtered(text), [9])
 
 
@@ -478,21 +482,36 @@ CONDITIONS_OF_A_STRING = (
 )
 
 
-def _deepest(wrapper: str, levels: int, condition: str) -> str:
+MARGIN = 2
+"""Levels beyond MAX_DEPTH that must still run, so that a change making the SQL deeper
+shows here before it reaches the limit."""
+
+
+@pytest.fixture
+def depth(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """MAX_DEPTH itself, or MAX_DEPTH + MARGIN with the parser's limit raised to match."""
+    height: int = MAX_DEPTH + request.param
+    monkeypatch.setattr("partnergate.odata.filter.MAX_DEPTH", height)
+    return height
+
+
+def _deepest(wrapper: str, levels: int, condition: str, height: int) -> str:
     text = "Value"
-    for _ in range((MAX_DEPTH - 2) // levels):
+    for _ in range((height - 2) // levels):
         text = wrapper.format(text)
     return condition.format(text)
 
 
+@pytest.mark.parametrize("depth", [0, MARGIN], indirect=True, ids=["max", "margin"])
 @pytest.mark.parametrize("condition", CONDITIONS_OF_A_STRING)
 @pytest.mark.parametrize("wrapper", list(STRING_WRAPPERS))
 def test_the_deepest_string_expressions_run_on_both(
-    dbs: Databases, wrapper: str, condition: str
+    dbs: Databases, wrapper: str, condition: str, depth: int
 ) -> None:
     """MAX_DEPTH keeps the SQL within SQLite's parser stack and SQLAlchemy's recursive
     compiler, with room to spare below a deep caller."""
-    expr = parse_filter(_deepest(wrapper, STRING_WRAPPERS[wrapper], condition), ITEM)
+    text = _deepest(wrapper, STRING_WRAPPERS[wrapper], condition, depth)
+    expr = parse_filter(text, ITEM)
     found = _stack(300, lambda: dbs.rows(compile_filter(expr, dbs.columns)))
     assert found["sqlite"] == found["postgresql"]
 
@@ -506,10 +525,11 @@ CONDITION_WRAPPERS: dict[str, int] = {
 }
 
 
+@pytest.mark.parametrize("depth", [0, MARGIN], indirect=True, ids=["max", "margin"])
 @pytest.mark.parametrize("wrapper", list(CONDITION_WRAPPERS))
-def test_the_deepest_conditions_run_on_both(dbs: Databases, wrapper: str) -> None:
+def test_the_deepest_conditions_run_on_both(dbs: Databases, wrapper: str, depth: int) -> None:
     text = "Value eq 'x'"
-    for _ in range((MAX_DEPTH - 2) // CONDITION_WRAPPERS[wrapper]):
+    for _ in range((depth - 2) // CONDITION_WRAPPERS[wrapper]):
         text = wrapper.format(text)
     expr = parse_filter(text, ITEM)
     found = _stack(300, lambda: dbs.rows(compile_filter(expr, dbs.columns)))

@@ -162,6 +162,8 @@ def test_string_literals(text: str, value: str) -> None:
         ("5L", 5, ValueType.INT64),
         ("5l", 5, ValueType.INT64),
         ("-9223372036854775808L", -(2**63), ValueType.INT64),
+        ("0" * 5000 + "7", 7, ValueType.INT32),
+        ("-0", 0, ValueType.INT32),
         ("1.5", Decimal("1.5"), ValueType.DECIMAL),
         ("1.5M", Decimal("1.5"), ValueType.DECIMAL),
         ("2m", Decimal(2), ValueType.DECIMAL),
@@ -469,3 +471,21 @@ def test_orderby_errors(text: str, expected: str) -> None:
 def test_orderby_of_binary_is_refused() -> None:
     with pytest.raises(BadRequest, match=r"cannot order by property 'Value' \(Edm.Binary\)"):
         parse_orderby("Value", BINARY_PARAMETER)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Pid eq " + "1" * 8000,
+        "Pid eq 1" + "0" * 30 + "L",
+        "Pid eq 0." + "1" * 8000,
+        "Pid eq datetime'" + "T" * 8000 + "+01:00'",
+        "P" * 8000 + " eq 'a'",
+        "f" * 8000 + "(Pid)",
+        "Pid eq 'a' " + "x" * 8000,
+        "guid" * 2000 + "'a'",
+    ],
+)
+def test_messages_quote_at_most_a_short_excerpt(text: str) -> None:
+    """Long input is refused with a 400 whose message does not echo it whole."""
+    assert len(bad(text)) < 300

@@ -106,6 +106,7 @@ def test_paging_values(option: str) -> None:
     assert getattr(collection((option, "0")), field) == 0
     assert getattr(collection((option, "30")), field) == 30
     assert getattr(collection((option, str(MAX_PAGING_VALUE))), field) == MAX_PAGING_VALUE
+    assert getattr(collection((option, "0" * 5000 + "7")), field) == 7
 
 
 @pytest.mark.parametrize("option", ["$top", "$skip", "$skiptoken"])
@@ -196,3 +197,9 @@ def test_collection_options_on_a_single_entity(name: str) -> None:
 def test_options_are_checked_in_request_order() -> None:
     """The first bad option decides the message, so a client fixes one thing at a time."""
     assert refused(("$top", "x"), ("$skip", "y")).startswith("Invalid $top")
+
+
+def test_messages_quote_at_most_a_short_excerpt() -> None:
+    assert len(refused(("$top", "9" * 5000))) < 120
+    assert len(refused(("$format", "x" * 5000))) < 120
+    assert len(refused(("$" + "x" * 5000, ""))) < 250

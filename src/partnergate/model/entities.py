@@ -156,6 +156,28 @@ CERTIFICATE_USER_MAPPING = EntityType(
     ),
 )
 
+MESSAGE_PROCESSING_LOG = EntityType(
+    "MessageProcessingLog",
+    "MessageProcessingLogs",
+    ("MessageGuid",),
+    (
+        _s("MessageGuid", nullable=False),
+        _s("CorrelationId"),
+        _s("ApplicationMessageId"),
+        _s("ApplicationMessageType"),
+        _dt("LogStart"),
+        _dt("LogEnd"),
+        _s("Sender"),
+        _s("Receiver"),
+        _s("IntegrationFlowName"),
+        _s("Status"),
+        _s("CustomStatus"),
+        _s("LogLevel"),
+        _s("TransactionId"),
+    ),
+)
+"""SAP's Message Processing Logs API, the subset a Partner Directory flow produces."""
+
 PARTNER_DIRECTORY_TYPES: tuple[EntityType, ...] = (
     STRING_PARAMETER,
     BINARY_PARAMETER,
@@ -166,7 +188,8 @@ PARTNER_DIRECTORY_TYPES: tuple[EntityType, ...] = (
 )
 
 ENTITY_TYPES: dict[str, EntityType] = {
-    t.entity_set: t for t in (*PARTNER_DIRECTORY_TYPES, CERTIFICATE_USER_MAPPING)
+    t.entity_set: t
+    for t in (*PARTNER_DIRECTORY_TYPES, CERTIFICATE_USER_MAPPING, MESSAGE_PROCESSING_LOG)
 }
 """Entity set name → entity type, for every set the service exposes."""
 

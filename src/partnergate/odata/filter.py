@@ -32,13 +32,14 @@ from .errors import BadRequest
 MAX_EXPRESSION_LENGTH = 8192
 """Longest ``$filter``/``$orderby`` text accepted, in characters."""
 
-MAX_DEPTH = 16
+MAX_DEPTH = 10
 """Tallest syntax tree accepted. ``a or b or c`` is one level however long, and parentheses
-alone add none, so real filters stay far below it. The bound is set by the databases:
-SQLite's parser refuses SQL nested about 30 function calls deep (its stack holds 100
-entries), and a level of the tree can cost several in SQL (``substring`` of an
-``indexof`` is ``substr(…, max(instr(…) - 1, 0) + 1)``). A hostile filter gets a 400
-here instead of a database error later."""
+alone add none; the filters SAP's clients send are three or four levels high. The bound
+comes from the databases: SQLite's parser stack holds 100 entries, so it refuses SQL that
+nests function calls about 30 deep, and one level of the tree can cost two or three calls
+(``replace(x, y, z)`` is ``replace(x, y, coalesce(z, ''))``, ``substring(s, indexof(…))``
+is ``substr(s, max(instr(…) - 1, 0) + 1)``). Ten levels leave a margin of two; a taller
+filter is a 400 here rather than a database error later."""
 
 
 class ValueType(StrEnum):
@@ -223,22 +224,9 @@ _ORDERABLE = NUMERIC_TYPES | {ValueType.STRING, ValueType.DATETIME}
 _KEYWORDS = frozenset({"and", "or", "not", *(op.value for op in CompareOp)})
 _ARITHMETIC = frozenset({"add", "sub", "mul", "div", "mod"})
 _NOT_OFFERED = frozenset(
-    {
-        "year",
-        "month",
-        "day",
-        "hour",
-        "minute",
-        "second",
-        "round",
-        "floor",
-        "ceiling",
-        "isof",
-        "cast",
-        "contains",
-        "now",
-    }
+    "year month day hour minute second round floor ceiling isof cast contains now".split()
 )
+"""Functions of OData (V2 date and math, V4 ``contains``) named as not offered."""
 
 _TOKEN = re.compile(
     r"""
@@ -255,7 +243,7 @@ _TOKEN = re.compile(
 _DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?Z?")
 """[MS-ODATA] §2.2.2 ``datetimeUriLiteral``: seconds and up to 7 fractional digits optional."""
 
-_OFFSET = re.compile(r".*T.*[+-]\d{2}:?\d{2}$")
+_OFFSET = re.compile(r"[+-]\d{2}:?\d{2}$")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
@@ -293,7 +281,8 @@ class _Token(NamedTuple):
 
 
 class _Parser:
-    """Recursive descent over a token list, one method per precedence level."""
+    """Operator-precedence parsing of a token list with explicit stacks, so that no input
+    can exhaust the Python stack; type checks run as each node is built."""
 
     def __init__(self, text: str, entity_type: EntityType, option: str) -> None:
         self.text = text
@@ -364,7 +353,7 @@ class _Parser:
                 yield _Token("literal", value, pos, literal)
             elif kind == "name":
                 if text.startswith("'", match.end()):
-                    self.fail(f"unterminated {value}'…' literal", pos)
+                    self.fail(f"unterminated {clip(value)}'…' literal", pos)
                 yield _Token("name", value, pos)
             elif kind == "punct":
                 yield _Token(value, value, pos)
@@ -383,46 +372,51 @@ class _Parser:
         if prefix in _KEYWORDS:
             self.fail(f"expected a space after '{prefix}'", pos)
         if prefix.lower() != "datetime":
-            self.fail(f"{prefix}'…' literals are not supported", pos)
+            self.fail(f"{clip(prefix)}'…' literals are not supported", pos)
         match = _DATETIME.fullmatch(body)
+        shown = clip(body)
         if match is None:
-            if _OFFSET.match(body):
+            if "T" in body and _OFFSET.search(body):
                 self.fail(
-                    f"datetime'{body}' has a time-zone offset; datetime literals are UTC "
+                    f"datetime'{shown}' has a time-zone offset; datetime literals are UTC "
                     "and take none",
                     pos,
                 )
-            self.fail(f"datetime'{body}' is not of the form yyyy-mm-ddThh:mm[:ss[.fffffff]]", pos)
+            self.fail(f"datetime'{shown}' is not of the form yyyy-mm-ddThh:mm[:ss[.fffffff]]", pos)
         year, month, day, hour, minute, second, fraction = match.groups()
         micro = int((fraction or "").ljust(6, "0")[:6])
         fields = (int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
         value = _datetime_or_none(*fields, micro)
         if value is None:
-            self.fail(f"datetime'{body}' is not a valid date and time", pos)
+            self.fail(f"datetime'{shown}' is not a valid date and time", pos)
         return Literal(value, ValueType.DATETIME)
 
     def _number(self, digits: str, suffix: str, pos: int) -> Literal:
         integral = "." not in digits and "e" not in digits.lower()
         kind = suffix.lower()
         if kind in ("", "l") and integral:
-            value = int(digits)
+            magnitude = digits.lstrip("-").lstrip("0") or "0"
+            if len(magnitude) > 19:
+                self.fail(f"integer {clip(digits)} is out of range for Edm.Int64", pos)
+            value = -int(magnitude) if digits.startswith("-") else int(magnitude)
             if kind == "" and _INT32[0] <= value <= _INT32[1]:
                 return Literal(value, ValueType.INT32)
             if _INT64[0] <= value <= _INT64[1]:
                 return Literal(value, ValueType.INT64)
-            self.fail(f"integer {digits} is out of range for Edm.Int64", pos)
+            self.fail(f"integer {clip(digits)} is out of range for Edm.Int64", pos)
         if kind == "m" or (kind == "" and "e" not in digits.lower()):
             whole, _, frac = digits.lstrip("-").partition(".")
             if "e" in digits.lower() or len(whole) > 29 or len(frac) > 29:
-                self.fail(f"{digits}{suffix} is not an Edm.Decimal (at most 29.29 digits)", pos)
+                text = clip(digits + suffix)
+                self.fail(f"{text} is not an Edm.Decimal (at most 29.29 digits)", pos)
             return Literal(Decimal(digits), ValueType.DECIMAL)
         if kind in ("d", "f", ""):
             number = float(digits)
             single = kind == "f"
             if not math.isfinite(number) or (single and abs(number) > 3.4028234663852886e38):
-                self.fail(f"{digits}{suffix} is out of range", pos)
+                self.fail(f"{clip(digits + suffix)} is out of range", pos)
             return Literal(number, ValueType.SINGLE if single else ValueType.DOUBLE)
-        self.fail(f"invalid number {digits}{suffix}", pos)
+        self.fail(f"invalid number {clip(digits + suffix)}", pos)
 
     # -- grammar --------------------------------------------------------------------
 
@@ -447,7 +441,7 @@ class _Parser:
                     token.kind == ")"
                     and pending
                     and pending[-1].kind == "call"
-                    and (pending[-1].base == len(operands))
+                    and pending[-1].base == len(operands)
                 ):
                     self.advance()
                     self._close_call(pending.pop(), operands)
@@ -456,7 +450,7 @@ class _Parser:
                 elif (
                     token.kind == "name"
                     and token.text not in _KEYWORDS
-                    and (self._peek_next().kind == "(")
+                    and self._peek_next().kind == "("
                 ):
                     self._known_function(token)
                     self.advance()
@@ -517,7 +511,9 @@ class _Parser:
         if name in _KEYWORDS or name in _ARITHMETIC:
             self.fail(f"expected an operand, found '{name}'", token.pos)
         if not self.entity_type.has_property(name):
-            self.fail(f"property '{name}' does not exist in {self.entity_type.name}", token.pos)
+            self.fail(
+                f"property '{clip(name)}' does not exist in {self.entity_type.name}", token.pos
+            )
         edm_type = ValueType(self.entity_type.prop(name).edm_type.value)
         return self._node(PropertyRef(name, edm_type), token.pos)
 
@@ -525,7 +521,7 @@ class _Parser:
         if token.text not in FUNCTIONS:
             known = ", ".join(sorted(FUNCTIONS))
             what = "is not supported" if token.text in _NOT_OFFERED else "is unknown"
-            self.fail(f"function '{token.text}' {what} (supported: {known})", token.pos)
+            self.fail(f"function '{clip(token.text)}' {what} (supported: {known})", token.pos)
 
     def _reduce(self, pending: list[_Pending], operands: list[Expr], power: int) -> None:
         """Apply pending operators that bind at least as tightly as ``power``."""
@@ -641,10 +637,7 @@ def _describe(expr: Expr) -> str:
     if isinstance(expr, Literal):
         if expr.edm_type is ValueType.NULL:
             return "null"
-        text = _literal_text(expr)
-        if len(text) > 40:
-            text = text[:37] + "…'"
-        return f"{text} ({expr.edm_type.value})"
+        return f"{clip(_literal_text(expr))} ({expr.edm_type.value})"
     if isinstance(expr, Call):
         return f"{expr.name}(…) ({type_of(expr).value})"
     return "a condition"
@@ -667,4 +660,9 @@ def _literal_text(literal: Literal) -> str:
 
 
 def _shown(token: _Token) -> str:
-    return "the end of the expression" if token.kind == "end" else f"'{token.text}'"
+    return "the end of the expression" if token.kind == "end" else f"'{clip(token.text)}'"
+
+
+def clip(text: str, limit: int = 40) -> str:
+    """Caller's text quoted in a message, cut short: the message must stay small."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

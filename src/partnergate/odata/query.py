@@ -16,7 +16,7 @@ from typing import Literal as TypingLiteral
 
 from ..model.entities import EntityType
 from .errors import BadRequest
-from .filter import Expr, OrderBy, parse_filter, parse_orderby
+from .filter import Expr, OrderBy, clip, parse_filter, parse_orderby
 
 Format = TypingLiteral["json", "atom", "xml"]
 
@@ -86,23 +86,20 @@ def parse_query(
     custom: dict[str, str] = {}
     for name, value in params:
         if name in seen:
-            raise BadRequest(f"Query option '{name}' is given more than once")
+            raise BadRequest(f"Query option '{clip(name)}' is given more than once")
         seen.add(name)
         if not name.startswith("$"):
             custom[name] = value
             continue
         if name not in _PARSERS:
             raise BadRequest(
-                f"Unknown system query option '{name}' (supported: {', '.join(COLLECTION_OPTIONS)})"
+                f"Unknown system query option '{clip(name)}' "
+                f"(supported: {', '.join(COLLECTION_OPTIONS)})"
             )
         if not collection and name not in SINGLE_ENTITY_OPTIONS:
             raise BadRequest(f"System query option '{name}' does not apply to a single entity")
         values[name[1:]] = _PARSERS[name](value, entity_type)
     return QueryOptions(custom=custom, **values)
-
-
-def _filter(value: str, entity_type: EntityType) -> Expr:
-    return parse_filter(value, entity_type)
 
 
 def _select(value: str, entity_type: EntityType) -> tuple[str, ...] | None:
@@ -114,15 +111,11 @@ def _select(value: str, entity_type: EntityType) -> tuple[str, ...] | None:
             raise BadRequest("Invalid $select: empty item; name properties separated by ','")
         if name != "*" and not entity_type.has_property(name):
             raise BadRequest(
-                f"Invalid $select: property '{name}' does not exist in {entity_type.name}"
+                f"Invalid $select: property '{clip(name)}' does not exist in {entity_type.name}"
             )
         if name not in names:
             names.append(name)
     return None if "*" in names else tuple(names)
-
-
-def _orderby(value: str, entity_type: EntityType) -> tuple[OrderBy, ...]:
-    return parse_orderby(value, entity_type)
 
 
 def _count(option: str) -> Callable[[str, EntityType], int]:
@@ -131,11 +124,11 @@ def _count(option: str) -> Callable[[str, EntityType], int]:
     def parse(value: str, entity_type: EntityType) -> int:
         text = value.strip()
         if not _DIGITS.fullmatch(text):
-            raise BadRequest(f"Invalid {option}: '{value}' is not a non-negative integer")
-        number = int(text)
-        if number > MAX_PAGING_VALUE:
-            raise BadRequest(f"Invalid {option}: {text} is larger than {MAX_PAGING_VALUE}")
-        return number
+            raise BadRequest(f"Invalid {option}: '{clip(value)}' is not a non-negative integer")
+        digits = text.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_PAGING_VALUE)) or int(digits) > MAX_PAGING_VALUE:
+            raise BadRequest(f"Invalid {option}: {clip(text)} is larger than {MAX_PAGING_VALUE}")
+        return int(digits)
 
     return parse
 
@@ -143,14 +136,14 @@ def _count(option: str) -> Callable[[str, EntityType], int]:
 def _inlinecount(value: str, entity_type: EntityType) -> bool:
     """§4.9: ``allpages`` asks for the count of the whole (filtered) collection."""
     if value not in ("allpages", "none"):
-        raise BadRequest(f"Invalid $inlinecount: '{value}'; use allpages or none")
+        raise BadRequest(f"Invalid $inlinecount: '{clip(value)}'; use allpages or none")
     return value == "allpages"
 
 
 def _format(value: str, entity_type: EntityType) -> Format:
     media_type = value.split(";", 1)[0].strip().lower()
     if media_type not in _FORMATS:
-        raise BadRequest(f"Invalid $format: '{value}'; use json, atom or xml")
+        raise BadRequest(f"Invalid $format: '{clip(value)}'; use json, atom or xml")
     return _FORMATS[media_type]
 
 
@@ -160,9 +153,9 @@ def _expand(value: str, entity_type: EntityType) -> None:
 
 
 _PARSERS: dict[str, Callable[[str, EntityType], object]] = {
-    "$filter": _filter,
+    "$filter": parse_filter,
     "$select": _select,
-    "$orderby": _orderby,
+    "$orderby": parse_orderby,
     "$top": _count("$top"),
     "$skip": _count("$skip"),
     "$skiptoken": _count("$skiptoken"),

@@ -26,6 +26,7 @@ from ..model import rules
 from ..model.entities import (
     ALTERNATIVE_PARTNER,
     AUTHORIZED_USER,
+    CERTIFICATE_USER_MAPPING,
     ENTITY_TYPES,
     PARTNER,
     PARTNER_ENTITY_SETS,
@@ -33,6 +34,7 @@ from ..model.entities import (
     EntityType,
 )
 from ..model.errors import AlreadyExists, Conflict, InvalidValue, NotFound, NotSupported
+from ..security import certificates
 from ..security.secretbox import SecretBox
 from .filtering import compile_filter, compile_orderby
 from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
@@ -41,6 +43,10 @@ HONOURS_USER_OPTION = frozenset(
     {"StringParameters", "BinaryParameters", "AlternativePartners", "AuthorizedUsers"}
 )
 """Sets whose audit fields take SAP's ``user`` query option (SAP-doc 47b6999, 79c06dd)."""
+
+UPSERT_ON_POST = frozenset({"UserCredentialParameters", "CertificateUserMappings"})
+"""POST of an existing key updates it (SAP-doc 79c06dd; Security Content API). A user
+credential's audit pairs then both show the last POST; a mapping keeps its creation."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,8 @@ class Directory:
                 "its entities (e.g. a string parameter or an authorized user) does"
             )
         entity = rules.prepare_create(entity_type, values, self.limits)
+        if entity_type is CERTIFICATE_USER_MAPPING:
+            entity = _certificate_mapping(entity)
         table = ENTITY_TABLES[entity_set]
         key = {k: entity[k] for k in entity_type.keys}
         stamp = now()
@@ -219,20 +227,19 @@ class Directory:
             await self.conn.execute(select(table).where(_key_where(table, entity_type, key)))
         ).first()
         if entity_type is USER_CREDENTIAL_PARAMETER:
-            # SAP: POST on an existing (Pid, Id) updates it; both audit pairs show the last POST.
             row["password_enc"] = self.secretbox.encrypt(str(entity["Password"]))
-            if existing is not None:
-                await self.conn.execute(
-                    update(table).where(_key_where(table, entity_type, key)).values(**row)
-                )
-            else:
-                await self._insert(table, entity_type, key, row)
-        else:
-            if existing is not None:
-                raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists")
+        if existing is None:
             if entity_type is ALTERNATIVE_PARTNER:
                 await self._check_alternative_unique(entity)
             await self._insert(table, entity_type, key, row)
+        elif entity_set in UPSERT_ON_POST:
+            if entity_type is CERTIFICATE_USER_MAPPING:
+                del row["created_by"], row["created_time"]
+            await self.conn.execute(
+                update(table).where(_key_where(table, entity_type, key)).values(**row)
+            )
+        else:
+            raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists")
         self._record(entity_set, key, entity.get("Pid"))
         created = await self.get(entity_set, key)
         return created
@@ -310,6 +317,24 @@ class Directory:
             if name not in exclude:
                 await self.conn.execute(delete(table).where(table.c.pid == pid))
         self._record("Partners", {"Pid": pid}, pid)
+
+
+def _certificate_mapping(values: dict[str, object]) -> dict[str, object]:
+    """Derive what SAP derives from the certificate: Id (MD5 of the DER), ValidUntil.
+
+    The certificate may come as base64 of PEM (SAP's form), PEM, or base64 of DER; it is
+    stored and returned as base64 of PEM, as SAP returns it.
+    """
+    user = str(values["User"])
+    if not user.strip():
+        raise InvalidValue("Property 'User' must not be empty", field="User")
+    cert = certificates.load_certificate(str(values["Certificate"]))
+    return {
+        "Id": certificates.mapping_id(cert),
+        "User": user,
+        "Certificate": certificates.pem_base64(cert),
+        "ValidUntil": certificates.valid_until_ms(cert),
+    }
 
 
 def _describe(key: dict[str, object]) -> str:

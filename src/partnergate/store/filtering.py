@@ -111,15 +111,37 @@ class text_position(FunctionElement[int]):
 
 
 class ascii_lower(FunctionElement[str]):
+    """``lower`` of the ASCII letters only."""
+
     type = sa.String()
     inherit_cache = True
     name = "ascii_lower"
 
 
 class ascii_upper(FunctionElement[str]):
+    """``upper`` of the ASCII letters only."""
+
     type = sa.String()
     inherit_cache = True
     name = "ascii_upper"
+
+
+class parenthesized(FunctionElement[bool]):
+    """A condition in parentheses that SQLAlchemy will not flatten into its parent."""
+
+    type = sa.Boolean()
+    inherit_cache = True
+    name = "parenthesized"
+
+
+class non_negative(FunctionElement[int]):
+    """``x`` clamped at 0, NULL for NULL, naming ``x`` once: ``max(x, 0)`` on SQLite,
+    ``int4larger(x, 0)`` on PostgreSQL (the strict function behind ``max(int4)``;
+    ``greatest`` would turn NULL into 0)."""
+
+    type = sa.Integer()
+    inherit_cache = True
+    name = "non_negative"
 
 
 def _args(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
@@ -146,24 +168,6 @@ def _text_position(element: text_position, compiler: SQLCompiler, **kw: Any) -> 
 @compiles(text_position, "postgresql")
 def _text_position_pg(element: text_position, compiler: SQLCompiler, **kw: Any) -> str:
     return "strpos({}, {})".format(*_args(element, compiler, **kw))
-
-
-class parenthesized(FunctionElement[bool]):
-    """A condition in parentheses that SQLAlchemy will not flatten into its parent."""
-
-    type = sa.Boolean()
-    inherit_cache = True
-    name = "parenthesized"
-
-
-class non_negative(FunctionElement[int]):
-    """``x`` clamped at 0, NULL for NULL, naming ``x`` once: ``max(x, 0)`` on SQLite,
-    ``int4larger(x, 0)`` on PostgreSQL (the strict function behind ``max(int4)``;
-    ``greatest`` would turn NULL into 0)."""
-
-    type = sa.Integer()
-    inherit_cache = True
-    name = "non_negative"
 
 
 @compiles(parenthesized)
@@ -255,6 +259,8 @@ class _Compiler:
             return self._predicate(expr)
         if isinstance(expr, Literal):
             return sa.true() if expr.value else sa.false()
+        if self.unfilterable(expr):
+            return sa.false()
         return self.column(expr.name)
 
     def definite(self, expr: Expr) -> ColumnElement[bool]:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -130,6 +131,29 @@ server_keys = Table(
     Column("created_time", DateTime()),
 )
 
+message_processing_logs = Table(
+    "message_processing_logs",
+    metadata,
+    Column("message_guid", String(64), primary_key=True),
+    Column("correlation_id", String(64)),
+    Column("application_message_id", String(200)),
+    Column("application_message_type", String(200)),
+    Column("log_start", DateTime(), nullable=False, index=True),
+    Column("log_end", DateTime()),
+    Column("sender", String(60), index=True),
+    Column("receiver", String(60)),
+    Column("integration_flow_name", String(200), index=True),
+    Column("status", String(20), nullable=False, index=True),
+    Column("custom_status", String(20)),
+    Column("log_level", String(20)),
+    Column("transaction_id", String(64)),
+    Column("endpoint", String(400)),
+    Column("user", String(150)),
+    Column("http_status", Integer),
+    Column("failed_step", String(400)),
+    Column("error_information", Text),
+)
+
 ENTITY_TABLES: dict[str, Table] = {
     "StringParameters": string_parameters,
     "BinaryParameters": binary_parameters,
@@ -137,6 +161,7 @@ ENTITY_TABLES: dict[str, Table] = {
     "AlternativePartners": alternative_partners,
     "AuthorizedUsers": authorized_users,
     "CertificateUserMappings": certificate_user_mappings,
+    "MessageProcessingLogs": message_processing_logs,
 }
 
 PARTNER_TABLES: dict[str, Table] = {

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,23 +15,31 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ..config import Settings
 from ..model.rules import Limits
-from ..security.principals import PARTNER_DIRECTORY_CONFIGURATOR
+from ..runtime.directory import PartnerDirectory
+from ..runtime.engine import Engine
+from ..security.certificates import load_certificate
 from ..security.secretbox import SecretBox
 from ..store import database
 from ..store.accounts import Clients, Users, server_key
 from ..store.directory import DirectoryStore
+from ..store.messagelog import StoreMessageLog
+from ..store.reader import StoreReader
 from . import odata_service
 from .auth import REALM, SESSION_COOKIE, SESSION_LIFETIME, Authenticator
 from .bodies import BodyTooLarge, read_body
+from .flows import Deployment, Runtime
+from .identity import IdentityResolver
+from .ui import root, ui_routes
 
 log = logging.getLogger("partnergate.web")
 
 API_ROOT = "/api/v1"
 API_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
+FLOW_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 WRITES = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
 
 
@@ -41,6 +50,8 @@ class Services:
     users: Users
     clients: Clients
     auth: Authenticator
+    runtime: Runtime
+    message_log: StoreMessageLog
 
 
 def _odata_error(
@@ -73,20 +84,15 @@ async def api(request: Request) -> Response:
             401, "Unauthorized", "Authentication required", as_json, {"WWW-Authenticate": REALM}
         )
     principal = result.principal
-    if not principal.has_role(PARTNER_DIRECTORY_CONFIGURATOR):
+    raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+    api_path = raw_path[len(API_ROOT) :] if raw_path.startswith(API_ROOT) else ""
+    accepted = odata_service.accepted_roles(api_path, request.method.upper())
+    if not principal.roles & accepted:
+        needed = " or ".join(sorted(accepted))
         log.info(
-            "403 %s %s: %s lacks role %s",
-            request.method,
-            request.url.path,
-            principal.name,
-            PARTNER_DIRECTORY_CONFIGURATOR,
+            "403 %s %s: %s lacks role %s", request.method, request.url.path, principal.name, needed
         )
-        return _odata_error(
-            403,
-            "Forbidden",
-            f"The role {PARTNER_DIRECTORY_CONFIGURATOR} is required",
-            as_json,
-        )
+        return _odata_error(403, "Forbidden", f"The role {needed} is required", as_json)
 
     method = request.method.upper()
     set_cookie: str | None = None
@@ -114,8 +120,6 @@ async def api(request: Request) -> Response:
     except BodyTooLarge as exc:
         return _odata_error(413, "Payload Too Large", str(exc), as_json)
 
-    path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
-    path = path[len(API_ROOT) :] if path.startswith(API_ROOT) else ""
     service = odata_service.ODataService(
         services.store,
         odata_service.Settings(
@@ -126,7 +130,9 @@ async def api(request: Request) -> Response:
         ),
     )
     answer = await service.handle(
-        odata_service.ODataRequest(method, path.lstrip("/"), query, headers, body, principal.name)
+        odata_service.ODataRequest(
+            method, api_path.lstrip("/"), query, headers, body, principal.name
+        )
     )
     response = Response(b"" if method == "HEAD" else answer.body, answer.status, answer.headers)
     if csrf_header is not None:
@@ -233,7 +239,38 @@ async def build_services(settings: Settings) -> Services:
     token_key = await server_key(engine, "oauth-token-signing")
     session_key = await server_key(engine, "session")
     auth = Authenticator(users, clients, token_key, session_key, settings.token_lifetime)
-    return Services(settings, store, users, clients, auth)
+    reader = StoreReader(store)
+    directory = PartnerDirectory(reader, files_dir=Path(settings.data_dir) / "pd-files")
+    message_log = StoreMessageLog(engine)
+    runtime = Runtime(
+        Deployment(settings.flows),
+        Engine(directory, message_log=message_log),
+        directory,
+        IdentityResolver(auth, reader),
+        settings.max_body_bytes,
+    )
+    store.listeners.append(runtime.invalidate)
+    return Services(settings, store, users, clients, auth, runtime, message_log)
+
+
+async def flow_endpoint(request: Request) -> Response:
+    services: Services = request.app.state.services
+    tls = request.scope.get("extensions", {}).get("tls", {})
+    chain = tls.get("client_cert_chain") or []
+    certificate = load_certificate(chain[0]) if chain else None
+    return await services.runtime.handle(request, certificate, None)
+
+
+async def _housekeeping(services: Services) -> None:
+    """Keep the message processing log within its retention, hourly."""
+    while True:
+        try:
+            removed = await services.message_log.purge(services.settings.message_log_days)
+            if removed:
+                log.info("message processing log: %d old entries removed", removed)
+        except Exception:
+            log.exception("message processing log retention failed")
+        await asyncio.sleep(3600)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -241,9 +278,17 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await build_services(settings)
         app.state.services = services
+        tasks = [
+            asyncio.create_task(services.runtime.deployment.watch()),
+            asyncio.create_task(_housekeeping(services)),
+        ]
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await services.runtime.engine.aclose()
+            services.runtime.directory.close()
             await services.store.engine.dispose()
 
     routes = [
@@ -251,5 +296,9 @@ def create_app(settings: Settings) -> Starlette:
         Route(API_ROOT, api, methods=API_METHODS),
         Route(API_ROOT + "/{path:path}", api, methods=API_METHODS),
         Route("/health", health, methods=["GET"]),
+        Route("/http/{path:path}", flow_endpoint, methods=FLOW_METHODS),
+        Route("/cxf/{path:path}", flow_endpoint, methods=FLOW_METHODS),
+        Mount("/ui", routes=ui_routes()),
+        Route("/", root),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

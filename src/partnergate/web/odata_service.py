@@ -13,7 +13,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from ..model.entities import (
+    CERTIFICATE_USER_MAPPING,
     ENTITY_TYPES,
+    MESSAGE_PROCESSING_LOG,
     PARTNER,
     PARTNER_DIRECTORY_TYPES,
     USER_CREDENTIAL_PARAMETER,
@@ -33,7 +35,9 @@ from ..odata.errors import (
 from ..odata.filter import Compare, CompareOp, Literal, PropertyRef
 from ..odata.keys import format_key, parse_key
 from ..odata.query import QueryOptions, parse_query
+from ..security.principals import PARTNER_DIRECTORY_CONFIGURATOR
 from ..store.directory import HONOURS_USER_OPTION, Directory, DirectoryStore, ListRequest
+from ..store.messagelog import StoreMessageLog
 
 JSON = "application/json"
 ATOM_ENTRY = "application/atom+xml;type=entry"
@@ -94,7 +98,29 @@ class Resource:
     key: dict[str, object] | None = None
 
 
-SERVED: dict[str, EntityType] = {t.entity_set: t for t in PARTNER_DIRECTORY_TYPES}
+SERVED: dict[str, EntityType] = {
+    t.entity_set: t
+    for t in (*PARTNER_DIRECTORY_TYPES, CERTIFICATE_USER_MAPPING, MESSAGE_PROCESSING_LOG)
+}
+READ_ONLY = frozenset({"MessageProcessingLogs"})
+
+MONITORING_ROLES = frozenset(
+    {
+        PARTNER_DIRECTORY_CONFIGURATOR,
+        "AuthGroup_IntegrationDeveloper",
+        "AuthGroup_BusinessExpert",
+        "AuthGroup_Administrator",
+    }
+)
+"""SAP's role collections that may read message processing logs (SAP-doc fda781c)."""
+
+
+def accepted_roles(path: str, method: str) -> frozenset[str]:
+    """The roles any one of which lets a caller make this request."""
+    head = unquote(path.lstrip("/").split("/", 1)[0]).split("(", 1)[0]
+    if head in READ_ONLY and method in ("GET", "HEAD"):
+        return MONITORING_ROLES
+    return frozenset({PARTNER_DIRECTORY_CONFIGURATOR})
 
 
 def parse_resource(path: str, served: Mapping[str, EntityType]) -> Resource:
@@ -118,6 +144,11 @@ def parse_resource(path: str, served: Mapping[str, EntityType]) -> Resource:
         if not predicate.endswith(")"):
             raise BadRequest(f"Invalid key predicate in '{head}'")
         key = parse_key(entity_type, predicate[:-1])
+        if entity_type is MESSAGE_PROCESSING_LOG and rest in (
+            ["ErrorInformation"],
+            ["ErrorInformation", "$value"],
+        ):
+            return Resource("error_information", entity_type, key)
         if rest:
             raise NotFoundError(f"Resource '{'/'.join(rest)}' below {name} not found")
         return Resource("entity", entity_type, key)
@@ -172,6 +203,10 @@ class ODataService:
             return await self._batch(request)
         entity_type = resource.entity_type
         assert entity_type is not None
+        if entity_type.entity_set in READ_ONLY and method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{entity_type.entity_set} is read-only")
+        if resource.kind == "error_information":
+            return await self._error_information(resource.key or {}, directory)
         if resource.kind == "count":
             self._only(method, "GET", "HEAD")
             options = self._options(request, entity_type, collection=True)
@@ -333,6 +368,22 @@ class ODataService:
             entity = await self.store.get(entity_type.entity_set, key, hashed_password=hashed)
         return self._entity_response(200, entity_type, entity, options.select, as_json)
 
+    async def _error_information(
+        self, key: dict[str, object], directory: Directory | None
+    ) -> ODataResponse:
+        """``MessageProcessingLogs('<guid>')/ErrorInformation/$value``: the error as text."""
+        if directory is not None:
+            await directory.get("MessageProcessingLogs", key)
+        else:
+            await self.store.get("MessageProcessingLogs", key)
+        text = await self.message_text(str(key["MessageGuid"]))
+        return ODataResponse(
+            200, text.encode(), {"Content-Type": "text/plain; charset=utf-8", **DSV}
+        )
+
+    async def message_text(self, guid: str) -> str:
+        return await StoreMessageLog(self.store.engine).error_text(guid) or ""
+
     def _entity_response(
         self,
         status: int,
@@ -399,9 +450,9 @@ class ODataService:
         key: dict[str, object],
         directory: Directory | None,
     ) -> ODataResponse:
-        if entity_type is USER_CREDENTIAL_PARAMETER:
+        if entity_type in (USER_CREDENTIAL_PARAMETER, CERTIFICATE_USER_MAPPING):
             raise MethodNotAllowed(
-                "UserCredentialParameters cannot be updated with PUT; POST the whole entity "
+                f"{entity_type.entity_set} cannot be updated with PUT; POST the whole entity "
                 "again to change it"
             )
         if entity_type is PARTNER:
@@ -473,11 +524,11 @@ class ODataService:
         self, outer: ODataRequest, change_set: ChangeSet
     ) -> list[BatchResponse] | BatchResponse:
         requests = [self._part_request(outer, part) for part in change_set.parts]
-        ucp = [r for r in requests if r.path.split("(")[0].strip("/") == "UserCredentialParameters"]
-        if ucp and len(requests) > 1:
+        alone = [r for r in requests if r.path.split("(")[0].strip("/") in ALONE_IN_CHANGE_SET]
+        if alone and len(requests) > 1:
+            name = alone[0].path.split("(")[0].strip("/")
             error = BadRequest(
-                "A change set that contains a UserCredentialParameters request must contain "
-                "only that one request"
+                f"A change set that contains a {name} request must contain only that one request"
             )
             return _batch_response(error_response(error, wants_json(outer.headers, outer.query)))
         answers: list[BatchResponse] = []
@@ -494,6 +545,10 @@ class ODataService:
             assert failed is not None
             return _batch_response(failed)
         return answers
+
+
+ALONE_IN_CHANGE_SET = frozenset({"UserCredentialParameters", "CertificateUserMappings"})
+"""SAP-doc 79c06dd and e01d3f0: these requests stand alone in their change set."""
 
 
 class _RollBack(Exception):

@@ -1,0 +1,96 @@
+"""The runtime's reads of the Partner Directory, straight from the store.
+
+Implements ``runtime.directory.DirectoryReader`` (the runtime caches on top of it) and the
+look-ups sender identification needs: certificate → mapped user, user → partner.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from cryptography import x509
+from sqlalchemy import select
+
+from ..security import certificates
+from .directory import DirectoryStore
+from .tables import (
+    alternative_partners,
+    authorized_users,
+    binary_parameters,
+    certificate_user_mappings,
+    string_parameters,
+    user_credential_parameters,
+)
+
+
+@dataclass(frozen=True)
+class CertificateMapping:
+    mapping_id: str
+    user: str
+    valid_until_ms: int | None
+
+
+class StoreReader:
+    def __init__(self, store: DirectoryStore) -> None:
+        self.store = store
+        self.engine = store.engine
+
+    async def _scalar_row(self, query):  # type: ignore[no-untyped-def]
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).first()
+
+    async def get_string_parameter(self, pid: str, id: str) -> str | None:
+        t = string_parameters
+        row = await self._scalar_row(select(t.c.value).where(t.c.pid == pid, t.c.id == id))
+        return None if row is None else str(row[0])
+
+    async def get_binary_parameter(self, pid: str, id: str) -> tuple[bytes, str] | None:
+        t = binary_parameters
+        query = select(t.c.value, t.c.content_type).where(t.c.pid == pid, t.c.id == id)
+        row = await self._scalar_row(query)
+        return None if row is None else (bytes(row[0]), str(row[1]))
+
+    async def get_user_credential(self, pid: str, id: str) -> tuple[str, str] | None:
+        t = user_credential_parameters
+        query = select(t.c.user, t.c.password_enc).where(t.c.pid == pid, t.c.id == id)
+        row = await self._scalar_row(query)
+        if row is None:
+            return None
+        return str(row[0]), self.store.secretbox.decrypt(row[1])
+
+    async def get_partner_id(self, agency: str, scheme: str, alt_id: str) -> str | None:
+        t = alternative_partners
+        query = select(t.c.pid).where(t.c.agency == agency, t.c.scheme == scheme, t.c.id == alt_id)
+        row = await self._scalar_row(query)
+        return None if row is None else str(row[0])
+
+    async def get_alternative_partner_id(self, agency: str, scheme: str, pid: str) -> str | None:
+        t = alternative_partners
+        query = select(t.c.id).where(t.c.agency == agency, t.c.scheme == scheme, t.c.pid == pid)
+        row = await self._scalar_row(query)
+        return None if row is None else str(row[0])
+
+    async def get_partner_id_of_authorized_user(self, user: str) -> str | None:
+        t = authorized_users
+        row = await self._scalar_row(select(t.c.pid).where(t.c.user == user.lower()))
+        return None if row is None else str(row[0])
+
+    async def get_authorized_users(self, pid: str) -> list[str]:
+        t = authorized_users
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(t.c.user).where(t.c.pid == pid).order_by(t.c.user))
+            return [str(r[0]) for r in rows]
+
+    async def certificate_mapping(self, cert: x509.Certificate) -> CertificateMapping | None:
+        """The mapping of exactly this certificate: found by its MD5 Id, confirmed whole."""
+        t = certificate_user_mappings
+        mapping_id = certificates.mapping_id(cert)
+        query = select(t.c.user, t.c.certificate, t.c.valid_until).where(t.c.id == mapping_id)
+        row = await self._scalar_row(query)
+        if row is None:
+            return None
+        stored = certificates.load_certificate(str(row.certificate))
+        if not hmac.compare_digest(certificates.der_bytes(stored), certificates.der_bytes(cert)):
+            return None
+        return CertificateMapping(mapping_id, str(row.user), row.valid_until)

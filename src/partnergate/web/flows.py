@@ -1,0 +1,146 @@
+"""The sender endpoints of deployed flows (``/http/...``, ``/cxf/...``) and flow deployment.
+
+A message walks: credentials → one principal (:mod:`.identity`) → the flow's role →
+the runtime engine → the reply. A request refused before the flow never reaches it and
+is logged with the reason; the sender learns only the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from cryptography import x509
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from ..runtime.directory import PartnerDirectory
+from ..runtime.engine import Engine
+from ..runtime.exchange import Exchange
+from ..runtime.flows import FlowSet, load_flows
+from ..store.directory import Change
+from .bodies import BodyTooLarge, read_body
+from .identity import IdentityResolver, Refusal
+
+log = logging.getLogger("partnergate.runtime")
+
+CHALLENGE = 'Basic realm="partnergate", charset="UTF-8"'
+
+
+class Deployment:
+    """The flows of one folder, reloaded when its files change or on request (SIGHUP)."""
+
+    def __init__(self, folder: str | None) -> None:
+        self.folder = Path(folder) if folder else None
+        self.flows = FlowSet()
+        self._stamp: tuple[tuple[str, float, int], ...] = ()
+        if self.folder is not None:
+            self.reload()
+
+    def _snapshot(self) -> tuple[tuple[str, float, int], ...]:
+        assert self.folder is not None
+        try:
+            entries = sorted(self.folder.iterdir())
+        except OSError:
+            return ()
+        out = []
+        for path in entries:
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            out.append((path.name, stat.st_mtime, stat.st_size))
+        return tuple(out)
+
+    def reload(self) -> FlowSet:
+        if self.folder is None:
+            return self.flows
+        self._stamp = self._snapshot()
+        try:
+            flows = load_flows(self.folder)
+        except OSError as exc:
+            log.error("flows folder %s cannot be read: %s", self.folder, exc)
+            return self.flows
+        for error in flows.errors:
+            log.error("flow refused: %s", error)
+        log.info("%d flows deployed from %s", len(flows), self.folder)
+        self.flows = flows
+        return flows
+
+    async def watch(self, interval: float = 1.0) -> None:
+        """Reload whenever a file in the folder is added, removed or changed."""
+        while self.folder is not None:
+            await asyncio.sleep(interval)
+            if self._snapshot() != self._stamp:
+                self.reload()
+
+
+class Runtime:
+    def __init__(
+        self,
+        deployment: Deployment,
+        engine: Engine,
+        directory: PartnerDirectory,
+        identity: IdentityResolver,
+        max_body_bytes: int,
+    ) -> None:
+        self.deployment = deployment
+        self.engine = engine
+        self.directory = directory
+        self.identity = identity
+        self.max_body_bytes = max_body_bytes
+
+    def invalidate(self, changes: list[Change]) -> None:
+        """Drop what a committed write changed, before the API answers the writer."""
+        for change in changes:
+            if change.entity_set == "Partners":
+                if change.pid is not None:
+                    self.directory.invalidate_partner(change.pid)
+            elif change.entity_set in ("CertificateUserMappings", "MessageProcessingLogs"):
+                continue
+            else:
+                self.directory.invalidate(
+                    change.entity_set, {k: str(v) for k, v in change.key.items()}
+                )
+
+    async def handle(
+        self, request: Request, certificate: x509.Certificate | None, cert_problem: str | None
+    ) -> Response:
+        path = request.url.path
+        flow = self.deployment.flows.find(path)
+        if flow is None:
+            return PlainTextResponse(f"No flow is deployed at {path}", 404)
+        if request.method != flow.method:
+            return PlainTextResponse(
+                f"{path} accepts {flow.method} only", 405, {"Allow": flow.method}
+            )
+        who = await self.identity.resolve(request, certificate, cert_problem)
+        if isinstance(who, Refusal):
+            log.info("%d %s %s: %s", who.status, request.method, path, who.reason)
+            headers = {"WWW-Authenticate": CHALLENGE} if who.status == 401 else None
+            return PlainTextResponse("Authentication required", who.status, headers)
+        if flow.role not in who.roles:
+            log.info(
+                "403 %s %s: user '%s' lacks role %s (has: %s)",
+                request.method,
+                path,
+                who.user,
+                flow.role,
+                ", ".join(sorted(who.roles)) or "none",
+            )
+            return PlainTextResponse(f"The role {flow.role} is required", 403)
+        try:
+            body = await read_body(request, self.max_body_bytes)
+        except BodyTooLarge as exc:
+            return PlainTextResponse(str(exc), 413)
+        exchange = Exchange.inbound(
+            body, request.headers.items(), user=who.user, sender_partner=who.partner
+        )
+        reply = await self.engine.process(flow, exchange)
+        headers = dict(reply.headers)
+        headers["SAP_MessageProcessingLogID"] = exchange.message_id
+        response = Response(reply.body, reply.status, headers)
+        if reply.content_type:
+            response.headers["Content-Type"] = reply.content_type
+        return response

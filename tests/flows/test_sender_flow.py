@@ -1,0 +1,228 @@
+"""The seed scenario's flows over HTTP against the real server: Basic and OAuth senders,
+refusals, the message processing log, and instant cache invalidation."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..conftest import Api, Server, start_server, stop_server
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "partner-directory"
+SEND = "/http/partner_directory"
+
+
+@dataclass
+class Scenario:
+    server: Server
+    basic: tuple[str, str]
+    oauth_token: str
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterator[Scenario]:
+    srv = start_server(
+        tmp_path_factory.mktemp("flows"), store_url, {"PARTNERGATE_FLOWS": str(EXAMPLES)}
+    )
+    try:
+        basic = ("user_for_sender_basic", secrets.token_urlsafe(10))
+        srv.add_user(*basic)
+        srv.add_client("client_sender_oauth", "oauth-secret")
+        passwords = {n: secrets.token_urlsafe(10) for n in ("user_receiver_1", "user_receiver_2")}
+        srv.add_user("user_receiver_1", passwords["user_receiver_1"], "receiver_1.send")
+        srv.add_user(
+            "user_receiver_2", passwords["user_receiver_2"], "receiver_2.send", "receiver_1.send"
+        )
+        with Api(srv) as api:
+            for n in (1, 2):
+                assert (
+                    api.post(
+                        "StringParameters",
+                        json={
+                            "Pid": f"Receiver_{n}",
+                            "Id": "ADDRESS",
+                            "Value": f"{srv.url}/cxf/receiver_{n}",
+                        },
+                    ).status_code
+                    == 201
+                )
+                assert (
+                    api.post(
+                        "UserCredentialParameters",
+                        json={
+                            "Pid": f"Receiver_{n}",
+                            "Id": "USER",
+                            "User": f"user_receiver_{n}",
+                            "Password": passwords[f"user_receiver_{n}"],
+                        },
+                    ).status_code
+                    == 201
+                )
+            for user, pid in (
+                ("user_for_sender_basic", "Sender_BASIC"),
+                ("oauth_client_client_sender_oauth", "Sender_OAUTH"),
+            ):
+                assert (
+                    api.post("AuthorizedUsers", json={"User": user, "Pid": pid}).status_code == 201
+                )
+        token = httpx.post(
+            srv.url + "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=("client_sender_oauth", "oauth-secret"),
+        ).json()["access_token"]
+        yield Scenario(srv, basic, token)
+    finally:
+        stop_server(srv)
+
+
+def message(receiver: str, sender: str | None = None) -> bytes:
+    claim = f"<Sender>{sender}</Sender>" if sender else ""
+    return f"<Message>{claim}<Receiver>{receiver}</Receiver></Message>".encode()
+
+
+def post(s: Scenario, body: bytes, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
+    return httpx.post(
+        s.server.url + SEND,
+        content=body,
+        headers={"Content-Type": "text/xml", **kw.pop("headers", {})},
+        timeout=30,
+        **kw,
+    )
+
+
+def test_basic_sender_reaches_both_receivers(scenario: Scenario) -> None:
+    for n in (1, 2):
+        r = post(scenario, message(f"Receiver_{n}"), auth=scenario.basic)
+        assert r.status_code == 200, r.text
+        assert r.text == f"<Content>Receiver_{n} greets Sender_BASIC</Content>"
+        assert r.headers["sap_messageprocessinglogid"]
+
+
+def test_oauth_sender(scenario: Scenario) -> None:
+    r = post(
+        scenario,
+        message("Receiver_2", "Sender_OAUTH"),
+        headers={"Authorization": f"Bearer {scenario.oauth_token}"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.text == "<Content>Receiver_2 greets Sender_OAUTH</Content>"
+
+
+def test_refusals_never_reach_the_flow(scenario: Scenario) -> None:
+    srv = scenario.server
+    assert post(scenario, message("Receiver_1")).status_code == 401
+    assert (
+        post(scenario, message("Receiver_1"), auth=(scenario.basic[0], "wrong")).status_code == 401
+    )
+    outsider = ("outsider_" + uuid.uuid4().hex[:6], "pw-outsider")
+    srv.add_user(*outsider)
+    r = post(scenario, message("Receiver_1"), auth=outsider)
+    assert r.status_code == 403
+    assert f"user '{outsider[0]}' lacks role ESBMessaging.send" in srv.log()
+
+
+def test_sender_claiming_another_partner_is_403_and_logged(scenario: Scenario) -> None:
+    r = post(scenario, message("Receiver_1", "Sender_OAUTH"), auth=scenario.basic)
+    assert r.status_code == 403
+    guid = r.headers["sap_messageprocessinglogid"]
+    with Api(scenario.server) as api:
+        entry = api.get(f"MessageProcessingLogs('{guid}')").json()["d"]
+        assert entry["Status"] == "FAILED" and entry["Sender"] == "Sender_BASIC"
+        assert entry["IntegrationFlowName"]
+        text = api.get(f"MessageProcessingLogs('{guid}')/ErrorInformation/$value").text
+        assert "Sender_OAUTH" in text
+        failed = api.get(
+            "MessageProcessingLogs",
+            params={"$filter": "Status eq 'FAILED'", "$orderby": "LogStart desc"},
+        ).json()["d"]["results"]
+        assert guid in [e["MessageGuid"] for e in failed]
+        assert api.delete(f"MessageProcessingLogs('{guid}')").status_code == 405
+
+
+def test_completed_message_is_logged(scenario: Scenario) -> None:
+    r = post(scenario, message("Receiver_1"), auth=scenario.basic)
+    guid = r.headers["sap_messageprocessinglogid"]
+    with Api(scenario.server) as api:
+        entry = api.get(f"MessageProcessingLogs('{guid}')").json()["d"]
+        assert entry["Status"] == "COMPLETED" and entry["Receiver"] == "Receiver_1"
+        assert entry["LogEnd"] is not None
+
+
+def test_changed_address_is_used_by_the_next_message(scenario: Scenario) -> None:
+    srv = scenario.server
+    assert post(scenario, message("Receiver_2"), auth=scenario.basic).text.startswith(
+        "<Content>Receiver_2"
+    )
+    with Api(srv) as api:
+        key = "StringParameters(Pid='Receiver_2',Id='ADDRESS')"
+        assert api.put(key, json={"Value": f"{srv.url}/cxf/receiver_1"}).status_code == 204
+        try:
+            r = post(scenario, message("Receiver_2"), auth=scenario.basic)
+            assert r.text == "<Content>Receiver_1 greets Sender_BASIC</Content>"
+        finally:
+            api.put(key, json={"Value": f"{srv.url}/cxf/receiver_2"})
+    assert post(scenario, message("Receiver_2"), auth=scenario.basic).text.startswith(
+        "<Content>Receiver_2"
+    )
+
+
+def test_removed_authorized_user_loses_access_at_once(scenario: Scenario) -> None:
+    srv = scenario.server
+    user = ("temp_" + uuid.uuid4().hex[:6], "pw-temp-user")
+    srv.add_user(*user)
+    with Api(srv) as api:
+        api.post("AuthorizedUsers", json={"User": user[0], "Pid": "Sender_TEMP"})
+        assert (
+            post(scenario, message("Receiver_1"), auth=user).text
+            == "<Content>Receiver_1 greets Sender_TEMP</Content>"
+        )
+        assert api.delete(f"AuthorizedUsers('{user[0]}')").status_code == 204
+    assert post(scenario, message("Receiver_1"), auth=user).status_code == 403
+
+
+def test_missing_receiver_parameter_is_404_and_unreadable_message_400(scenario: Scenario) -> None:
+    r = post(scenario, message("Receiver_9"), auth=scenario.basic)
+    assert r.status_code == 404 and "ADDRESS" in r.text
+    assert post(scenario, b"<not-xml", auth=scenario.basic).status_code == 400
+
+
+def test_no_flow_and_wrong_method(scenario: Scenario) -> None:
+    assert httpx.post(scenario.server.url + "/http/nowhere", auth=scenario.basic).status_code == 404
+    assert httpx.get(scenario.server.url + SEND, auth=scenario.basic).status_code == 405
+
+
+def test_flow_hot_reload(tmp_path: Path, store_url: str) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    srv = start_server(tmp_path, store_url, {"PARTNERGATE_FLOWS": str(flows)})
+    try:
+        user = ("reload_" + uuid.uuid4().hex[:6], "pw-reload")
+        srv.add_user(*user, "ESBMessaging.send")
+        url = srv.url + "/http/hello"
+        assert httpx.post(url, auth=user).status_code == 404
+        (flows / "hello.yaml").write_text(
+            "flow: hello\nendpoint: /http/hello\nsteps:\n"
+            "  - reply:\n      body: hi ${header.SapAuthenticatedUserName}\n"
+        )
+        deadline = time.monotonic() + 10
+        while httpx.post(url, auth=user).status_code == 404 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        r = httpx.post(url, auth=user)
+        assert r.status_code == 200 and r.text == f"hi {user[0]}"
+        (flows / "broken.yaml").write_text(
+            "flow: broken\nendpoint: /http/broken\nsteps:\n  - nonsense: 1\n"
+        )
+        deadline = time.monotonic() + 10
+        while "broken.yaml" not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "broken.yaml" in srv.log()
+        assert httpx.post(url, auth=user).status_code == 200
+    finally:
+        stop_server(srv)
