@@ -36,6 +36,7 @@ from ..model.entities import (
 from ..model.errors import AlreadyExists, Conflict, InvalidValue, NotFound, NotSupported
 from ..security import certificates
 from ..security.secretbox import SecretBox
+from .changes import Change, publish
 from .filtering import compile_filter, compile_orderby
 from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
 
@@ -64,15 +65,6 @@ class ListRequest:
 class Page:
     rows: list[dict[str, object]]
     count: int | None = None
-
-
-@dataclass(frozen=True)
-class Change:
-    """An entity that a committed transaction created, changed or deleted."""
-
-    entity_set: str
-    key: dict[str, object]
-    pid: str | None
 
 
 Listener = Callable[[list[Change]], Awaitable[None] | None]
@@ -357,6 +349,7 @@ class DirectoryStore:
         async with self.engine.begin() as conn:
             directory = Directory(conn, self.secretbox, self.limits)
             yield directory
+            await publish(conn, directory.changes)
         if directory.changes:
             for listener in self.listeners:
                 result = listener(directory.changes)

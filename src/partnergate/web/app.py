@@ -25,6 +25,7 @@ from ..security.certificates import load_certificate
 from ..security.secretbox import SecretBox
 from ..store import database
 from ..store.accounts import Clients, Users, server_key
+from ..store.changes import ChangeListener
 from ..store.directory import DirectoryStore
 from ..store.messagelog import StoreMessageLog
 from ..store.reader import StoreReader
@@ -282,6 +283,11 @@ def create_app(settings: Settings) -> Starlette:
             asyncio.create_task(services.runtime.deployment.watch()),
             asyncio.create_task(_housekeeping(services)),
         ]
+        if services.store.engine.dialect.name == "postgresql":
+            listener = ChangeListener(
+                settings.db, services.runtime.invalidate, services.runtime.directory.clear
+            )
+            tasks.append(asyncio.create_task(listener.run()))
         try:
             yield
         finally:

@@ -19,7 +19,7 @@ from ..runtime.directory import PartnerDirectory
 from ..runtime.engine import Engine
 from ..runtime.exchange import Exchange
 from ..runtime.flows import FlowSet, load_flows
-from ..store.directory import Change
+from ..store.changes import Change
 from .bodies import BodyTooLarge, read_body
 from .identity import IdentityResolver, Refusal
 
