@@ -178,6 +178,23 @@ MESSAGE_PROCESSING_LOG = EntityType(
 )
 """SAP's Message Processing Logs API, the subset a Partner Directory flow produces."""
 
+CERTIFICATE_MAPPING_RULE = EntityType(
+    "CertificateMappingRule",
+    "CertificateMappingRules",
+    ("Id",),
+    (
+        _s("Id", 60, nullable=False),
+        _s("Kind", 20, nullable=False),
+        _s("User", 150, nullable=False),
+        _s("SubjectDN", 1024),
+        _s("IssuerDN", 1024),
+        _s("SerialNumber", 64),
+        _s("Thumbprint", 64),
+        *AUDIT,
+    ),
+)
+"""partnergate's own: map certificates to a user by what survives a renewal (not in SAP)."""
+
 PARTNER_DIRECTORY_TYPES: tuple[EntityType, ...] = (
     STRING_PARAMETER,
     BINARY_PARAMETER,
@@ -189,7 +206,12 @@ PARTNER_DIRECTORY_TYPES: tuple[EntityType, ...] = (
 
 ENTITY_TYPES: dict[str, EntityType] = {
     t.entity_set: t
-    for t in (*PARTNER_DIRECTORY_TYPES, CERTIFICATE_USER_MAPPING, MESSAGE_PROCESSING_LOG)
+    for t in (
+        *PARTNER_DIRECTORY_TYPES,
+        CERTIFICATE_USER_MAPPING,
+        CERTIFICATE_MAPPING_RULE,
+        MESSAGE_PROCESSING_LOG,
+    )
 }
 """Entity set name → entity type, for every set the service exposes."""
 

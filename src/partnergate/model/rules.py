@@ -39,11 +39,26 @@ ENCODINGS = ("US-ASCII", "ISO-8859-1", "UTF-8", "UTF-16BE", "UTF-16LE", "UTF-16"
 
 DEFAULT_MAX_BINARY_BYTES = 1_572_864
 
+MAPPING_RULE_KINDS: dict[str, tuple[str, ...]] = {
+    "SubjectIssuer": ("SubjectDN", "IssuerDN"),
+    "IssuerSerial": ("IssuerDN", "SerialNumber"),
+    "Thumbprint": ("Thumbprint",),
+}
+"""Certificate mapping rules: each kind and the properties it matches on."""
+
 UPDATABLE: dict[str, tuple[str, ...]] = {
     STRING_PARAMETER.entity_set: ("Value",),
     BINARY_PARAMETER.entity_set: ("ContentType", "Value"),
     ALTERNATIVE_PARTNER.entity_set: ("Pid",),
     AUTHORIZED_USER.entity_set: ("Pid",),
+    "CertificateMappingRules": (
+        "Kind",
+        "User",
+        "SubjectDN",
+        "IssuerDN",
+        "SerialNumber",
+        "Thumbprint",
+    ),
 }
 """What PUT/MERGE may change per entity set; sets not listed offer no PUT."""
 
@@ -209,10 +224,46 @@ def _check_specific(entity_set: str, values: dict[str, object]) -> dict[str, obj
         for name in ("Agency", "Scheme", "Id"):
             if isinstance(out.get(name), str) and not out[name]:
                 raise InvalidValue(f"Property '{name}' must not be empty", field=name)
+    if entity_set == "CertificateMappingRules":
+        if isinstance(out.get("Id"), str):
+            check_identifier("Id", out["Id"])
+        out = _check_mapping_rule_fields(out)
     if entity_set == "UserCredentialParameters" and isinstance(out.get("User"), str):
         if not out["User"]:
             raise InvalidValue("Property 'User' must not be empty", field="User")
     return out
+
+
+def _check_mapping_rule_fields(values: dict[str, object]) -> dict[str, object]:
+    out = dict(values)
+    if "Kind" in out and out["Kind"] not in MAPPING_RULE_KINDS:
+        raise InvalidValue(
+            f"Kind must be one of {', '.join(MAPPING_RULE_KINDS)}, got '{out['Kind']}'",
+            field="Kind",
+        )
+    if isinstance(out.get("User"), str) and not out["User"].strip():
+        raise InvalidValue("Property 'User' must not be empty", field="User")
+    for name in ("SerialNumber", "Thumbprint"):
+        value = out.get(name)
+        if isinstance(value, str):
+            digits = value.replace(":", "").replace(" ", "").lower()
+            if not digits or any(c not in "0123456789abcdef" for c in digits):
+                raise InvalidValue(f"{name} must be hexadecimal", field=name)
+            if name == "Thumbprint" and len(digits) != 64:
+                raise InvalidValue(
+                    "Thumbprint must be the SHA-256 of the DER (64 hex digits)", field=name
+                )
+            if name == "SerialNumber":
+                digits = digits.lstrip("0") or "0"
+            out[name] = digits
+    return out
+
+
+def check_mapping_rule(values: dict[str, object]) -> None:
+    """A rule must carry every property its kind matches on."""
+    for name in MAPPING_RULE_KINDS[str(values["Kind"])]:
+        if not values.get(name):
+            raise InvalidValue(f"A {values['Kind']} rule needs {name}", field=name)
 
 
 def prepare_create(

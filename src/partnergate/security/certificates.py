@@ -50,6 +50,7 @@ __all__ = [
     "load_certificates",
     "mapping_id",
     "pem_base64",
+    "normalize_dn",
     "serial_hex",
     "sha256_thumbprint",
     "subject_dn",
@@ -196,6 +197,37 @@ def subject_dn(cert: x509.Certificate) -> str:
 
 def issuer_dn(cert: x509.Certificate) -> str:
     return cert.issuer.rfc4514_string()
+
+
+def normalize_dn(text: str) -> str:
+    """An RFC 4514 distinguished name in the form :func:`subject_dn` gives.
+
+    Accepts what people paste: Java's ``CN=a, O=b`` with spaces after commas and attribute
+    types in any case. Raises :class:`ValueError` for text that is not a DN.
+    """
+    parts: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for ch in text.strip():
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            current.append(ch)
+            escaped = True
+        elif ch in ",;":
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current).strip())
+    cleaned = []
+    for part in parts:
+        kind, eq, value = part.partition("=")
+        if not eq or not kind.strip() or not value.strip():
+            raise ValueError(f"'{part}' is not an attribute=value pair")
+        cleaned.append(f"{kind.strip().upper()}={value.strip()}")
+    return x509.Name.from_rfc4514_string(",".join(cleaned)).rfc4514_string()
 
 
 def serial_hex(cert: x509.Certificate) -> str:

@@ -26,6 +26,7 @@ from ..model import rules
 from ..model.entities import (
     ALTERNATIVE_PARTNER,
     AUTHORIZED_USER,
+    CERTIFICATE_MAPPING_RULE,
     CERTIFICATE_USER_MAPPING,
     ENTITY_TYPES,
     PARTNER,
@@ -208,6 +209,8 @@ class Directory:
         entity = rules.prepare_create(entity_type, values, self.limits)
         if entity_type is CERTIFICATE_USER_MAPPING:
             entity = _certificate_mapping(entity)
+        if entity_type is CERTIFICATE_MAPPING_RULE:
+            entity = _mapping_rule(entity)
         table = ENTITY_TABLES[entity_set]
         key = {k: entity[k] for k in entity_type.keys}
         stamp = now()
@@ -271,6 +274,8 @@ class Directory:
         key = self._normalize_key(entity_type, key)
         current = await self.get(entity_set, key)
         changes = rules.prepare_update(entity_type, key, values, self.limits)
+        if entity_type is CERTIFICATE_MAPPING_RULE:
+            changes = _mapping_rule({**current, **changes})
         if entity_type is ALTERNATIVE_PARTNER and "Pid" in changes:
             await self._check_alternative_unique({**current, **changes}, exclude_key=key)
         table = ENTITY_TABLES[entity_set]
@@ -327,6 +332,22 @@ def _certificate_mapping(values: dict[str, object]) -> dict[str, object]:
         "Certificate": certificates.pem_base64(cert),
         "ValidUntil": certificates.valid_until_ms(cert),
     }
+
+
+def _mapping_rule(values: dict[str, object]) -> dict[str, object]:
+    """Check a rule has what its kind matches on; keep DNs in one canonical form."""
+    rules.check_mapping_rule(values)
+    fields = ("Id", "Kind", "User", "SubjectDN", "IssuerDN", "SerialNumber", "Thumbprint")
+    out = {name: values[name] for name in fields if name in values}
+    for name in ("SubjectDN", "IssuerDN"):
+        if out.get(name):
+            try:
+                out[name] = certificates.normalize_dn(str(out[name]))
+            except ValueError as exc:
+                raise InvalidValue(
+                    f"{name} is not a distinguished name: {exc}", field=name
+                ) from None
+    return out
 
 
 def _describe(key: dict[str, object]) -> str:

@@ -18,6 +18,7 @@ from .tables import (
     alternative_partners,
     authorized_users,
     binary_parameters,
+    certificate_mapping_rules,
     certificate_user_mappings,
     string_parameters,
     user_credential_parameters,
@@ -29,6 +30,13 @@ class CertificateMapping:
     mapping_id: str
     user: str
     valid_until_ms: int | None
+
+
+@dataclass(frozen=True)
+class MappingRuleMatch:
+    rule_id: str
+    kind: str
+    user: str
 
 
 class StoreReader:
@@ -94,3 +102,21 @@ class StoreReader:
         if not hmac.compare_digest(certificates.der_bytes(stored), certificates.der_bytes(cert)):
             return None
         return CertificateMapping(mapping_id, str(row.user), row.valid_until)
+
+    async def mapping_rule(self, cert: x509.Certificate) -> MappingRuleMatch | None:
+        """The first rule that matches: thumbprint, then issuer + serial, then subject + issuer."""
+        t = certificate_mapping_rules
+        issuer = certificates.issuer_dn(cert)
+        subject = certificates.subject_dn(cert)
+        serial = format(cert.serial_number, "x")
+        candidates = [
+            ("Thumbprint", t.c.thumbprint == certificates.sha256_thumbprint(cert)),
+            ("IssuerSerial", (t.c.issuer_dn == issuer) & (t.c.serial_number == serial)),
+            ("SubjectIssuer", (t.c.subject_dn == subject) & (t.c.issuer_dn == issuer)),
+        ]
+        for kind, condition in candidates:
+            query = select(t.c.id, t.c.user).where(t.c.kind == kind, condition).order_by(t.c.id)
+            row = await self._scalar_row(query.limit(1))
+            if row is not None:
+                return MappingRuleMatch(str(row.id), kind, str(row.user))
+        return None

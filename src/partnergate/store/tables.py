@@ -154,6 +154,19 @@ message_processing_logs = Table(
     Column("error_information", Text),
 )
 
+certificate_mapping_rules = Table(
+    "certificate_mapping_rules",
+    metadata,
+    Column("id", String(60), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("user", String(150), nullable=False),
+    Column("subject_dn", String(1024)),
+    Column("issuer_dn", String(1024), index=True),
+    Column("serial_number", String(64)),
+    Column("thumbprint", String(64), index=True),
+    *_audit(),
+)
+
 ENTITY_TABLES: dict[str, Table] = {
     "StringParameters": string_parameters,
     "BinaryParameters": binary_parameters,
@@ -162,6 +175,7 @@ ENTITY_TABLES: dict[str, Table] = {
     "AuthorizedUsers": authorized_users,
     "CertificateUserMappings": certificate_user_mappings,
     "MessageProcessingLogs": message_processing_logs,
+    "CertificateMappingRules": certificate_mapping_rules,
 }
 
 PARTNER_TABLES: dict[str, Table] = {
@@ -178,7 +192,7 @@ PARTNER_TABLES: dict[str, Table] = {
 
 def column_name(prop: str) -> str:
     """``LastModifiedTime`` → ``last_modified_time``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", prop).lower()
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", prop).lower()
 
 
 def columns_of(table: Table, props: tuple[str, ...]) -> dict[str, ColumnElement]:

@@ -33,7 +33,7 @@ from . import odata_service
 from .auth import REALM, SESSION_COOKIE, SESSION_LIFETIME, Authenticator
 from .bodies import BodyTooLarge, read_body
 from .flows import Deployment, Runtime
-from .identity import IdentityResolver
+from .identity import IdentityResolver, Refusal
 from .ui import root, ui_routes
 
 log = logging.getLogger("partnergate.web")
@@ -262,6 +262,19 @@ async def flow_endpoint(request: Request) -> Response:
     return await services.runtime.handle(request, certificate, None)
 
 
+async def whoami(request: Request) -> Response:
+    """Who the caller's credentials make it, as a flow would see it, and why."""
+    services: Services = request.app.state.services
+    tls = request.scope.get("extensions", {}).get("tls", {})
+    chain = tls.get("client_cert_chain") or []
+    certificate = load_certificate(chain[0]) if chain else None
+    who = await services.runtime.identity.resolve(request, certificate, None)
+    if isinstance(who, Refusal):
+        reason = who.reason if who.tell_caller else "the credentials were not accepted"
+        return JSONResponse({"authenticated": False, "reason": reason}, who.status)
+    return JSONResponse({"authenticated": True, **who.as_dict()})
+
+
 async def _housekeeping(services: Services) -> None:
     """Keep the message processing log within its retention, hourly."""
     while True:
@@ -302,6 +315,7 @@ def create_app(settings: Settings) -> Starlette:
         Route(API_ROOT, api, methods=API_METHODS),
         Route(API_ROOT + "/{path:path}", api, methods=API_METHODS),
         Route("/health", health, methods=["GET"]),
+        Route("/whoami", whoami, methods=["GET"]),
         Route("/http/{path:path}", flow_endpoint, methods=FLOW_METHODS),
         Route("/cxf/{path:path}", flow_endpoint, methods=FLOW_METHODS),
         Mount("/ui", routes=ui_routes()),

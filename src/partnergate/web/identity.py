@@ -47,7 +47,10 @@ class SenderIdentity:
 class Refusal:
     status: int
     reason: str
-    """For the log and for diagnostics; the sender of a message sees only the status."""
+    """For the log; the sender of a message sees only the status."""
+    tell_caller: bool = False
+    """Whether ``/whoami`` may show the reason: certificate problems, yes (the caller holds
+    the certificate); password problems, no (it would tell which user names exist)."""
 
 
 class IdentityResolver:
@@ -72,7 +75,7 @@ class IdentityResolver:
                 return Refusal(401, result.reason)
             return await self.with_partner(result.principal, [_how(result.principal)])
         if cert_problem:
-            return Refusal(401, cert_problem)
+            return Refusal(401, cert_problem, True)
         if certificate is not None:
             return await self.from_certificate(certificate)
         return Refusal(
@@ -85,18 +88,25 @@ class IdentityResolver:
             f"certificate subject '{info.subject}', issuer '{info.issuer}', serial {info.serial}"
         )
         if not info.is_valid_at(datetime.now(UTC)):
-            return Refusal(401, f"{described} is outside its validity period")
+            return Refusal(401, f"{described} is outside its validity period", True)
         mapping = await self.reader.certificate_mapping(cert)
-        if mapping is None:
-            return Refusal(
-                401,
-                f"{described} is not mapped to a user (its CertificateUserMappings Id would be "
-                f"'{info.mapping_id}')",
-            )
-        steps = [
-            f"{described} → CertificateUserMappings('{mapping.mapping_id}') → user '{mapping.user}'"
-        ]
-        principal = Principal(mapping.user, frozenset(), AuthMethod.CERTIFICATE)
+        if mapping is not None:
+            user = mapping.user
+            how = f"CertificateUserMappings('{mapping.mapping_id}')"
+        else:
+            rule = await self.reader.mapping_rule(cert)
+            if rule is None:
+                return Refusal(
+                    401,
+                    f"{described} is not mapped to a user: no CertificateUserMappings entry "
+                    f"(its Id would be '{info.mapping_id}') and no CertificateMappingRules "
+                    "entry matches",
+                    True,
+                )
+            user = rule.user
+            how = f"CertificateMappingRules('{rule.rule_id}') ({rule.kind})"
+        steps = [f"{described} → {how} → user '{user}'"]
+        principal = Principal(user, frozenset(), AuthMethod.CERTIFICATE)
         return await self.with_partner(principal, steps)
 
     async def with_partner(self, principal: Principal, steps: list[str]) -> SenderIdentity:

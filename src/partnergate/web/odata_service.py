@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from ..model.entities import (
+    CERTIFICATE_MAPPING_RULE,
     CERTIFICATE_USER_MAPPING,
     ENTITY_TYPES,
     MESSAGE_PROCESSING_LOG,
@@ -100,7 +101,12 @@ class Resource:
 
 SERVED: dict[str, EntityType] = {
     t.entity_set: t
-    for t in (*PARTNER_DIRECTORY_TYPES, CERTIFICATE_USER_MAPPING, MESSAGE_PROCESSING_LOG)
+    for t in (
+        *PARTNER_DIRECTORY_TYPES,
+        CERTIFICATE_USER_MAPPING,
+        CERTIFICATE_MAPPING_RULE,
+        MESSAGE_PROCESSING_LOG,
+    )
 }
 READ_ONLY = frozenset({"MessageProcessingLogs"})
 
