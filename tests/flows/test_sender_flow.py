@@ -226,3 +226,48 @@ def test_flow_hot_reload(tmp_path: Path, store_url: str) -> None:
         assert httpx.post(url, auth=user).status_code == 200
     finally:
         stop_server(srv)
+
+
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+
+
+def envelope(ns: str, payload: str) -> bytes:
+    return f'<s:Envelope xmlns:s="{ns}"><s:Header/><s:Body>{payload}</s:Body></s:Envelope>'.encode()
+
+
+def test_cxf_endpoint_speaks_soap(scenario: Scenario) -> None:
+    url = scenario.server.url + "/cxf/receiver_1"
+    creds = ("soap_user_" + uuid.uuid4().hex[:6], "pw-soap")
+    scenario.server.add_user(*creds, "receiver_1.send")
+    payload = "<Message><Sender>Sender_SOAP</Sender></Message>"
+    r = httpx.post(
+        url, content=envelope(SOAP11, payload), auth=creds, headers={"Content-Type": "text/xml"}
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/xml")
+    assert (
+        r.text
+        == f'<soap:Envelope xmlns:soap="{SOAP11}"><soap:Body><Content>Receiver_1 greets Sender_SOAP</Content></soap:Body></soap:Envelope>'
+    )
+    r12 = httpx.post(
+        url,
+        content=envelope(SOAP12, payload),
+        auth=creds,
+        headers={"Content-Type": "application/soap+xml"},
+    )
+    assert r12.status_code == 200 and r12.headers["content-type"].startswith("application/soap+xml")
+    fault = httpx.post(
+        url,
+        content=envelope(SOAP11, "<Message/>"),
+        auth=creds,
+        headers={"Content-Type": "text/xml"},
+    )
+    assert fault.status_code == 500 and "<faultcode>soap:Client</faultcode>" in fault.text
+    empty = httpx.post(
+        url, content=envelope(SOAP11, ""), auth=creds, headers={"Content-Type": "text/xml"}
+    )
+    assert empty.status_code == 400
+    plain = httpx.post(
+        url, content=payload.encode(), auth=creds, headers={"Content-Type": "text/xml"}
+    )
+    assert plain.text == "<Content>Receiver_1 greets Sender_SOAP</Content>"

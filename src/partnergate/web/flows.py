@@ -15,6 +15,7 @@ from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from ..runtime import soap
 from ..runtime.directory import PartnerDirectory
 from ..runtime.engine import Engine
 from ..runtime.exchange import Exchange
@@ -134,13 +135,29 @@ class Runtime:
             body = await read_body(request, self.max_body_bytes)
         except BodyTooLarge as exc:
             return PlainTextResponse(str(exc), 413)
+        envelope: str | None = None
+        if flow.adapter == "cxf":
+            try:
+                unwrapped = soap.unwrap(body)
+            except soap.SoapError as exc:
+                return PlainTextResponse(str(exc), 400)
+            body, envelope = unwrapped.payload, unwrapped.version
         exchange = Exchange.inbound(
             body, request.headers.items(), user=who.user, sender_partner=who.partner
         )
         reply = await self.engine.process(flow, exchange)
         headers = dict(reply.headers)
         headers["SAP_MessageProcessingLogID"] = exchange.message_id
-        response = Response(reply.body, reply.status, headers)
-        if reply.content_type:
-            response.headers["Content-Type"] = reply.content_type
+        status, payload, content_type = reply.status, reply.body, reply.content_type
+        if envelope is not None:
+            content_type = soap.CONTENT_TYPES[envelope]
+            if status >= 400:
+                text = payload.decode("utf-8", "replace")
+                payload = soap.fault(text, envelope, sender_fault=status < 500)
+                status = 400 if envelope == soap.SOAP12 and status < 500 else 500
+            else:
+                payload = soap.wrap(payload, envelope)
+        response = Response(payload, status, headers)
+        if content_type:
+            response.headers["Content-Type"] = content_type
         return response
