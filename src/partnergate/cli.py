@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import click
 
 from .config import ConfigError, Settings, load_settings
 from .model.errors import DirectoryError
+from .security import pki as dev_pki
+from .security.certificates import load_certificate
 from .store import database
 from .store.accounts import Clients, Users
 from .store.database import DatabaseURLError
@@ -74,14 +78,60 @@ def main(ctx: click.Context, config: str | None, db: str | None) -> None:
 @main.command()
 @click.option("--config", "config", metavar="FILE", help="TOML settings file.")
 @click.option("--db", metavar="URL", help="Database URL; default sqlite:///./partnergate.db.")
-@click.option("--http", metavar="HOST:PORT", help="Plain HTTP listener; default 127.0.0.1:8080.")
+@click.option(
+    "--http",
+    metavar="HOST:PORT",
+    help="Plain HTTP listener; default 127.0.0.1:8080, 'off' for none.",
+)
+@click.option(
+    "--https", metavar="HOST:PORT", help="TLS listener (beside --http unless that is off)."
+)
+@click.option("--tls-cert", metavar="FILE", help="PEM server certificate, then intermediates.")
+@click.option("--tls-key", metavar="FILE", help="PEM private key of the server certificate.")
+@click.option("--client-ca", metavar="FILE", help="PEM bundle of the CAs trusted for clients.")
+@click.option(
+    "--client-cert",
+    type=click.Choice(["optional", "required"]),
+    help="Whether the TLS listener demands a client certificate; default optional.",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="CIDR",
+    help="Believe client-certificate headers from this network; repeatable.",
+)
 @click.pass_obj
-def serve(obj: Context, config: str | None, db: str | None, http: str | None) -> None:
-    """Run the server (applies pending database migrations first)."""
+def serve(
+    obj: Context,
+    config: str | None,
+    db: str | None,
+    http: str | None,
+    https: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    client_ca: str | None,
+    client_cert: str | None,
+    trusted_proxies: tuple[str, ...],
+) -> None:
+    """Run the server (applies pending database migrations first).
+
+    SIGHUP re-reads --tls-cert, --tls-key and --client-ca for new connections.
+    """
     from .server import serve as serve_forever
 
+    overrides = {
+        "db": db or obj.db,
+        "http": http,
+        "https": https,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "client_ca": client_ca,
+        "client_cert": client_cert,
+        "trusted_proxies": list(trusted_proxies) or None,
+    }
     try:
-        settings = load_settings(config or obj.config, {"db": db or obj.db, "http": http})
+        settings = load_settings(config or obj.config, overrides)
         serve_forever(settings)
     except (ConfigError, DatabaseURLError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -178,26 +228,164 @@ main.add_command(_account_group("users", Users, "user", "password"))
 main.add_command(_account_group("clients", Clients, "OAuth client", "secret"))
 
 
+@main.group()
+def pki() -> None:
+    """A development PKI: a CA, server and client certificates, mapping bodies.
+
+    Private keys are written unencrypted with mode 0600, like openssl req -nodes.
+    """
+
+
+KEY_TYPE = click.option(
+    "--key-type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True
+)
+
+
+def _pki_step(work: Callable[[], T]) -> T:
+    """Run a PKI step; what goes wrong becomes one line."""
+    try:
+        return work()
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+    except DirectoryError as exc:
+        raise click.ClickException(exc.message) from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _load_ca(directory: Path) -> dev_pki.CA:
+    if not (directory / dev_pki.CA_KEY).is_file():
+        raise click.ClickException(
+            f"no CA in {directory}: create one with 'partnergate pki init {directory}'"
+        )
+    return _pki_step(lambda: dev_pki.load_ca(directory))
+
+
+def _show(*paths: Path) -> None:
+    for path in paths:
+        click.echo(str(path))
+
+
+@pki.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default="partnergate dev CA", show_default=True, help="CA common name.")
+@click.option("--days", type=click.IntRange(min=1), default=3650, show_default=True)
+@KEY_TYPE
+def pki_init(directory: Path, name: str, days: int, key_type: str) -> None:
+    """Create a CA in DIRECTORY: ca.key and ca.crt (the file for --client-ca)."""
+    if (directory / dev_pki.CA_KEY).exists():
+        raise click.ClickException(
+            f"{directory} already holds a CA; issue certificates from it or choose another"
+        )
+    ca = _pki_step(
+        lambda: dev_pki.init_ca(
+            directory, name, key_type=cast(dev_pki.KeyType, key_type), days=days
+        )
+    )
+    _show(ca.key_path, ca.cert_path)
+
+
+@pki.command("server")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    required=True,
+    metavar="NAME",
+    help="DNS name or IP; repeatable.",
+)
+@click.option("--name", default="server", show_default=True, help="Stem of the file names.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default: DIRECTORY.")
+@click.option("--days", type=click.IntRange(min=1), default=397, show_default=True)
+@KEY_TYPE
+def pki_server(
+    directory: Path, hosts: tuple[str, ...], name: str, out: Path | None, days: int, key_type: str
+) -> None:
+    """Issue a TLS server certificate from the CA in DIRECTORY.
+
+    Writes NAME.key (--tls-key), NAME-chain.pem (--tls-cert) and NAME.crt.
+    """
+    ca = _load_ca(directory)
+    bundle = _pki_step(
+        lambda: dev_pki.issue_server(
+            ca,
+            out or directory,
+            list(hosts),
+            name=name,
+            key_type=cast(dev_pki.KeyType, key_type),
+            days=days,
+        )
+    )
+    _show(bundle.key_path, bundle.cert_path, bundle.chain_path)
+
+
+@pki.command("client")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.option("--password-stdin", "from_stdin", is_flag=True, help="Read the keystore password.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default: DIRECTORY.")
+@click.option("--days", type=click.IntRange(min=1), default=365, show_default=True)
+@click.option("--legacy-p12", is_flag=True, help="SHA-1/3DES keystore for Java before 8u301.")
+@KEY_TYPE
+def pki_client(
+    directory: Path,
+    name: str,
+    from_stdin: bool,
+    out: Path | None,
+    days: int,
+    legacy_p12: bool,
+    key_type: str,
+) -> None:
+    """Issue a client certificate CN=NAME from the CA in DIRECTORY.
+
+    Writes NAME.key, NAME.crt, NAME-chain.pem (for curl --cert/--key) and NAME.p12 (key
+    and chain for SoapUI or curl --cert-type P12), encrypted with the password.
+    """
+    ca = _load_ca(directory)
+    password = read_secret(from_stdin, "password")
+    bundle = _pki_step(
+        lambda: dev_pki.issue_client(
+            ca,
+            out or directory,
+            name,
+            password=password,
+            days=days,
+            key_type=cast(dev_pki.KeyType, key_type),
+            legacy_p12=legacy_p12,
+        )
+    )
+    _show(bundle.key_path, bundle.cert_path, bundle.chain_path, bundle.p12_path)
+
+
+@pki.command("mapping-body")
+@click.argument("cert", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--user", required=True, metavar="NAME", help="The user the certificate maps to.")
+def pki_mapping_body(cert: Path, user: str) -> None:
+    """Print the JSON body mapping CERT to a user: POST it to /api/v1/CertificateUserMappings."""
+    certificate = _pki_step(lambda: load_certificate(cert.read_bytes()))
+    click.echo(json.dumps(dev_pki.mapping_body(certificate, user), indent=2))
+
+
 @main.command()
 @click.option(
-    "--http",
-    metavar="HOST:PORT",
-    default="127.0.0.1:0",
+    "--host",
+    default="127.0.0.1",
     show_default=True,
-    help="Listener; port 0 picks a free one.",
+    help="Address the demo's listeners bind to (free ports are picked).",
 )
-@click.option(
-    "--db",
-    "db_url",
-    metavar="URL",
-    help="Database URL; default: a new SQLite file in a temporary directory.",
-)
-@click.option("--keep-running", is_flag=True, help="Leave the server up after the scenario.")
-def demo(http: str, db_url: str | None, keep_running: bool) -> None:
-    """Run the seed scenario against a fresh server and show how to call it."""
+@click.option("--keep-running", is_flag=True, help="Leave the server up and print commands to try.")
+def demo(host: str, keep_running: bool) -> None:
+    """Run the seed scenario end to end on a fresh server in a temporary directory.
+
+    Makes a PKI, starts HTTP and mTLS listeners with the example flows, configures the
+    Partner Directory through the API and sends the scenario's messages.
+    """
     from .demo import run_demo
 
-    run_demo(http, db_url, keep_running)
+    run_demo(host, keep_running)
 
 
 if __name__ == "__main__":

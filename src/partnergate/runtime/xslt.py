@@ -72,18 +72,48 @@ class _NeedsParameter(Exception):
         self.uri = uri
 
 
-class XsltEngine:
-    """Compiles and runs stylesheets on one worker thread; one Saxon processor per engine.
+_WORKER: ThreadPoolExecutor | None = None
+_WORKER_LOCK = threading.Lock()
 
-    One thread, because SaxonC-HE 13.1 (a GraalVM native image) aborted the process with
-    "StackOverflowError ... wrong IsolateThread" when several threads compiled, resolved
-    ``pd:`` documents and transformed at once. The event loop stays free meanwhile.
+
+def _saxon_thread() -> ThreadPoolExecutor:
+    """The one thread of this process that ever touches Saxon objects.
+
+    SaxonC-HE 13.1 (a GraalVM native image) aborts the whole process ("StackOverflowError
+    ... wrong IsolateThread") when its objects are used, or even freed, on more than one
+    thread. So every engine runs on this thread, and objects to be dropped are handed to
+    it, so that their last reference goes away here too.
+    """
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None:
+            _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xslt")
+        return _WORKER
+
+
+def _release(*objects: object) -> None:
+    """Drop Saxon objects on the Saxon thread: the caller gives up its references."""
+    _saxon_thread().submit(_drop, list(objects))
+
+
+def _drop(objects: list[object]) -> None:
+    for item in objects:
+        if isinstance(item, dict):
+            item.clear()
+    objects.clear()
+
+
+class XsltEngine:
+    """Compiles and runs stylesheets on the process's Saxon thread; one processor per engine.
+
+    The event loop stays free while a stylesheet runs; see :func:`_saxon_thread` for why
+    there is one thread.
     """
 
     def __init__(self, directory: PartnerDirectory, *, max_compiled: int = 256) -> None:
         self.directory = directory
         self.max_compiled = max_compiled
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xslt")
+        self._pool = _saxon_thread()
         self._compile_lock = threading.Lock()
         self._init_lock = threading.Lock()
         self._compiled: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
@@ -115,11 +145,18 @@ class XsltEngine:
         raise misconfigured("the stylesheet keeps needing further pd: parameters")
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        self._compiled.clear()
+        with self._compile_lock:
+            compiled, self._compiled = self._compiled, OrderedDict()
+        processor, self._processor = self._processor, None
+        self._pool.submit(_drop, [compiled, processor]).result()
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None
+
+    def __del__(self) -> None:
+        compiled, processor = self.__dict__.get("_compiled"), self.__dict__.get("_processor")
+        if compiled or processor is not None:
+            _release(compiled, processor)
 
     # on worker threads
 
@@ -168,7 +205,7 @@ class XsltEngine:
                 raise self._failure(exc, [], compiling=name) from None
             self._compiled[key] = executable
             while len(self._compiled) > self.max_compiled:
-                self._compiled.popitem(last=False)
+                self._compiled.popitem(last=False)  # on the Saxon thread: safe to free here
             return executable
 
     def _saxon(self) -> Any:
@@ -219,7 +256,8 @@ class XsltEngine:
     def _invalidated(self, entity_set: str, key: Mapping[str, str]) -> None:
         if entity_set in ("BinaryParameters", "Partners", "*"):
             with self._compile_lock:
-                self._compiled.clear()
+                compiled, self._compiled = self._compiled, OrderedDict()
+            _release(compiled)
 
 
 _CATALOG = """<?xml version="1.0"?>

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..model.errors import AlreadyExists, InvalidValue, NotFound
 from ..security.passwords import hash_password, verify_password
+from .database import begin
 from .directory import now
 from .tables import local_users, oauth_clients, server_keys
 
@@ -60,7 +61,7 @@ class _AccountTable:
             "changed_time": stamp,
         }
         try:
-            async with self.engine.begin() as conn:
+            async with begin(self.engine) as conn:
                 await conn.execute(insert(self.table).values(**row))
         except IntegrityError:
             raise AlreadyExists(f"{self.kind} '{name}' already exists") from None
@@ -79,7 +80,7 @@ class _AccountTable:
         return None if row is None else Account(name, _roles(row.roles))
 
     async def remove(self, name: str) -> None:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(delete(self.table).where(self.table.c[self.key] == name))
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
@@ -87,7 +88,7 @@ class _AccountTable:
     async def set_secret(self, name: str, secret: str) -> None:
         if not secret:
             raise InvalidValue(f"the {self.kind}'s secret must not be empty", field="secret")
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(
                 update(self.table)
                 .where(self.table.c[self.key] == name)
@@ -97,7 +98,7 @@ class _AccountTable:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 
     async def set_roles(self, name: str, roles: list[str]) -> None:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(
                 update(self.table)
                 .where(self.table.c[self.key] == name)
@@ -120,15 +121,19 @@ class _AccountTable:
 
     async def fingerprint(self, name: str) -> str | None:
         """Changes whenever the secret or roles change: keys a cache of verified logins."""
+        current = await self.current(name)
+        return None if current is None else current[1]
+
+    async def current(self, name: str) -> tuple[Account, str] | None:
+        """The account and its fingerprint, in one query."""
+        columns = (self.table.c[self.secret], self.table.c.roles)
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(
-                    select(self.table.c[self.secret], self.table.c.roles).where(
-                        self.table.c[self.key] == name
-                    )
-                )
+                await conn.execute(select(*columns).where(self.table.c[self.key] == name))
             ).first()
-        return None if row is None else f"{row[0]}|{row[1]}"
+        if row is None:
+            return None
+        return Account(name, _roles(row[1])), f"{row[0]}|{row[1]}"
 
 
 class Users(_AccountTable):
@@ -147,7 +152,7 @@ class Clients(_AccountTable):
 
 async def server_key(engine: AsyncEngine, name: str, size: int = 32) -> bytes:
     """A random key kept in the store, made on first use, the same for every node."""
-    async with engine.begin() as conn:
+    async with begin(engine) as conn:
         row = (
             await conn.execute(select(server_keys.c.value).where(server_keys.c.name == name))
         ).first()
@@ -155,7 +160,7 @@ async def server_key(engine: AsyncEngine, name: str, size: int = 32) -> bytes:
             return bytes(row[0])
     value = secrets.token_bytes(size)
     try:
-        async with engine.begin() as conn:
+        async with begin(engine) as conn:
             await conn.execute(
                 insert(server_keys).values(name=name, value=value, created_time=now())
             )

@@ -37,6 +37,7 @@ from ..model.entities import (
 from ..model.errors import AlreadyExists, Conflict, InvalidValue, NotFound, NotSupported
 from ..security import certificates
 from ..security.secretbox import SecretBox
+from . import database
 from .changes import Change, publish
 from .filtering import compile_filter, compile_orderby
 from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
@@ -218,26 +219,23 @@ class Directory:
         row.update(
             created_by=actor, created_time=stamp, last_modified_by=actor, last_modified_time=stamp
         )
-        existing = (
-            await self.conn.execute(select(table).where(_key_where(table, entity_type, key)))
-        ).first()
-        if entity_type is USER_CREDENTIAL_PARAMETER:
-            row["password_enc"] = self.secretbox.encrypt(str(entity["Password"]))
-        if existing is None:
+        self._record(entity_set, key, entity.get("Pid"))
+        if entity_set not in UPSERT_ON_POST:
             if entity_type is ALTERNATIVE_PARTNER:
                 await self._check_alternative_unique(entity)
             await self._insert(table, entity_type, key, row)
-        elif entity_set in UPSERT_ON_POST:
+            return {name: row.get(column_name(name)) for name in entity_type.property_names}
+        if entity_type is USER_CREDENTIAL_PARAMETER:
+            row["password_enc"] = self.secretbox.encrypt(str(entity["Password"]))
+        where = _key_where(table, entity_type, key)
+        existing = (await self.conn.execute(select(literal(1)).where(where))).first()
+        if existing is None:
+            await self._insert(table, entity_type, key, row)
+        else:
             if entity_type is CERTIFICATE_USER_MAPPING:
                 del row["created_by"], row["created_time"]
-            await self.conn.execute(
-                update(table).where(_key_where(table, entity_type, key)).values(**row)
-            )
-        else:
-            raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists")
-        self._record(entity_set, key, entity.get("Pid"))
-        created = await self.get(entity_set, key)
-        return created
+            await self.conn.execute(update(table).where(where).values(**row))
+        return await self.get(entity_set, key)
 
     async def _insert(
         self, table: Table, entity_type: EntityType, key: dict[str, object], row: dict[str, object]
@@ -367,7 +365,7 @@ class DirectoryStore:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[Directory]:
-        async with self.engine.begin() as conn:
+        async with database.begin(self.engine) as conn:
             directory = Directory(conn, self.secretbox, self.limits)
             yield directory
             await publish(conn, directory.changes)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..runtime.messagelog import MessageLogEntry
+from .database import begin
 from .directory import now
 from .tables import message_processing_logs as mpl
 
@@ -53,13 +54,13 @@ class StoreMessageLog:
             **_row(entry),
         }
         try:
-            async with self.engine.begin() as conn:
+            async with begin(self.engine) as conn:
                 await conn.execute(insert(mpl).values(**row))
         except IntegrityError:
             await self.finished(entry)
 
     async def finished(self, entry: MessageLogEntry) -> None:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(
                 update(mpl).where(mpl.c.message_guid == entry.message_guid).values(**_row(entry))
             )
@@ -78,7 +79,7 @@ class StoreMessageLog:
 
     async def purge(self, keep_days: int) -> int:
         """Delete entries that started more than ``keep_days`` ago; return how many."""
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(
                 delete(mpl).where(mpl.c.log_start < now() - timedelta(days=keep_days))
             )

@@ -6,6 +6,7 @@ Column names are the snake_case of SAP's property names, so the property → col
 
 from __future__ import annotations
 
+import functools
 import re
 
 from sqlalchemy import (
@@ -190,6 +191,7 @@ PARTNER_TABLES: dict[str, Table] = {
 }
 
 
+@functools.cache
 def column_name(prop: str) -> str:
     """``LastModifiedTime`` → ``last_modified_time``."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", prop).lower()

@@ -21,7 +21,6 @@ from ..config import Settings
 from ..model.rules import Limits
 from ..runtime.directory import PartnerDirectory
 from ..runtime.engine import Engine
-from ..security.certificates import load_certificate
 from ..security.secretbox import SecretBox
 from ..store import database
 from ..store.accounts import Clients, Users, server_key
@@ -32,6 +31,7 @@ from ..store.reader import StoreReader
 from . import odata_service
 from .auth import REALM, SESSION_COOKIE, SESSION_LIFETIME, Authenticator
 from .bodies import BodyTooLarge, read_body
+from .client_cert import CertificateTrust, ClientCertResult, client_certificate
 from .flows import Deployment, Runtime
 from .identity import IdentityResolver, Refusal
 from .ui import root, ui_routes
@@ -254,21 +254,26 @@ async def build_services(settings: Settings) -> Services:
     return Services(settings, store, users, clients, auth, runtime, message_log)
 
 
+def _client_certificate(request: Request) -> ClientCertResult:
+    services: Services = request.app.state.services
+    return client_certificate(request.scope, services.settings, request.app.state.certificate_trust)
+
+
 async def flow_endpoint(request: Request) -> Response:
     services: Services = request.app.state.services
-    tls = request.scope.get("extensions", {}).get("tls", {})
-    chain = tls.get("client_cert_chain") or []
-    certificate = load_certificate(chain[0]) if chain else None
-    return await services.runtime.handle(request, certificate, None)
+    cert = _client_certificate(request)
+    problem = cert.reason if cert.refused else None
+    return await services.runtime.handle(request, cert.certificate, problem, cert.status or 401)
 
 
 async def whoami(request: Request) -> Response:
     """Who the caller's credentials make it, as a flow would see it, and why."""
     services: Services = request.app.state.services
-    tls = request.scope.get("extensions", {}).get("tls", {})
-    chain = tls.get("client_cert_chain") or []
-    certificate = load_certificate(chain[0]) if chain else None
-    who = await services.runtime.identity.resolve(request, certificate, None)
+    cert = _client_certificate(request)
+    problem = cert.reason if cert.refused else None
+    who = await services.runtime.identity.resolve(
+        request, cert.certificate, problem, cert.status or 401
+    )
     if isinstance(who, Refusal):
         reason = who.reason if who.tell_caller else "the credentials were not accepted"
         return JSONResponse({"authenticated": False, "reason": reason}, who.status)
@@ -292,6 +297,8 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await build_services(settings)
         app.state.services = services
+        if getattr(app.state, "certificate_trust", None) is None:
+            app.state.certificate_trust = CertificateTrust.from_settings(settings)
         tasks = [
             asyncio.create_task(services.runtime.deployment.watch()),
             asyncio.create_task(_housekeeping(services)),

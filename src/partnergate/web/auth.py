@@ -96,18 +96,16 @@ class Authenticator:
         except InvalidToken as exc:
             return AuthResult(None, f"bearer token refused: {exc.reason}")
         client_id = claims.subject
-        fingerprint = await self.clients.fingerprint(client_id)
-        if fingerprint is None:
+        current = await self.clients.current(client_id)
+        if current is None:
             return AuthResult(None, f"bearer token of removed OAuth client '{client_id}'")
+        account, fingerprint = current
         if claims.extra.get("sv") != _short(fingerprint):
             return AuthResult(
                 None,
                 f"bearer token of OAuth client '{client_id}' predates a change of its "
                 "secret or roles",
             )
-        account = await self.clients.get(client_id)
-        if account is None:
-            return AuthResult(None, f"bearer token of removed OAuth client '{client_id}'")
         return AuthResult(
             Principal(oauth_client_user(client_id), frozenset(account.roles), AuthMethod.BEARER)
         )

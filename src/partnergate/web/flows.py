@@ -106,7 +106,11 @@ class Runtime:
                 )
 
     async def handle(
-        self, request: Request, certificate: x509.Certificate | None, cert_problem: str | None
+        self,
+        request: Request,
+        certificate: x509.Certificate | None,
+        cert_problem: str | None,
+        cert_status: int = 401,
     ) -> Response:
         path = request.url.path
         flow = self.deployment.flows.find(path)
@@ -116,7 +120,7 @@ class Runtime:
             return PlainTextResponse(
                 f"{path} accepts {flow.method} only", 405, {"Allow": flow.method}
             )
-        who = await self.identity.resolve(request, certificate, cert_problem)
+        who = await self.identity.resolve(request, certificate, cert_problem, cert_status)
         if isinstance(who, Refusal):
             log.info("%d %s %s: %s", who.status, request.method, path, who.reason)
             headers = {"WWW-Authenticate": CHALLENGE} if who.status == 401 else None

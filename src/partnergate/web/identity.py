@@ -59,9 +59,17 @@ class IdentityResolver:
         self.reader = reader
 
     async def resolve(
-        self, conn: HTTPConnection, certificate: x509.Certificate | None, cert_problem: str | None
+        self,
+        conn: HTTPConnection,
+        certificate: x509.Certificate | None,
+        cert_problem: str | None,
+        cert_status: int = 401,
     ) -> SenderIdentity | Refusal:
-        """Resolve the principal from the Authorization header, else the client certificate."""
+        """Resolve the principal from the Authorization header, else the client certificate.
+
+        ``cert_problem`` is why a presented certificate was refused (``cert_status``: 400
+        for an unreadable forwarded header, 401 for one that fails verification).
+        """
         header = conn.headers.get("authorization")
         if header:
             scheme, _, value = header.partition(" ")
@@ -75,7 +83,7 @@ class IdentityResolver:
                 return Refusal(401, result.reason)
             return await self.with_partner(result.principal, [_how(result.principal)])
         if cert_problem:
-            return Refusal(401, cert_problem, True)
+            return Refusal(cert_status, cert_problem, True)
         if certificate is not None:
             return await self.from_certificate(certificate)
         return Refusal(
