@@ -1,0 +1,767 @@
+"""Messages per second through the seed's sender flow, against a bare pass-through proxy.
+
+What routing a message costs in partnergate beyond moving its bytes: the sender flow
+``/http/partner_directory`` of ``examples/partner-directory`` authenticates the sender
+(HTTP Basic, an OAuth bearer token or a client certificate), finds its partner, reads the
+message, looks up the receiver's ``ADDRESS`` and ``USER`` credential in the Partner
+Directory, logs the message and calls the receiver. The baseline does none of that: a
+Starlette app that forwards each request to the same receiver through one pooled aiohttp
+``ClientSession`` (DECISIONS D7), in a uvicorn process of its own. Both run in the same
+rounds, the pass-through right before partnergate, and the table shows each row's median
+round, so that other work on the machine weighs on both sides as evenly as it can.
+nginx's ``proxy_pass`` (where nginx is installed) and the receiver called directly show
+what any proxy could do on this machine.
+
+The receiver is a minimal Starlette app too, not partnergate's ``/cxf/receiver_2`` flow:
+that flow would run in the same event loop as the sender flow under measurement, so
+partnergate would pay for every message twice and the pass-through would mostly measure
+partnergate's receiver flow. The minimal receiver answers as the seed's receivers do
+(``<Content>Receiver_2 greets Sender_BASIC</Content>``) and costs both sides the same.
+
+The load comes from wrk (``apt-get install wrk``) over kept-alive connections; it is
+cheap, so the servers get nearly all of the machine. wrk cannot present a client
+certificate, so the certificate row, and a pass-through row measured the same way for
+its ratio, are driven from this process by an aiohttp client on uvloop, which takes CPU
+from the servers: compare each row only with the pass-through of its own client.
+"server CPU" is the CPU time of the process under measurement (for nginx, its master and
+worker) per message: where throughput depends on what else the machine runs, it does not.
+
+    .venv/bin/python bench/route.py                          # about three minutes
+    .venv/bin/python bench/route.py --seconds 10 --rounds 1 --connections 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import re
+import secrets
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import httpx
+from common import (
+    ADMIN_ROLE,
+    LOOPBACK,
+    Service,
+    free_port,
+    interruptible,
+    partnergate_cli,
+    run_async,
+    start_service,
+    table,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from partnergate.security import pki
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "partner-directory"
+SEND = "/http/partner_directory"
+MESSAGE = b"<Message><Receiver>Receiver_2</Receiver></Message>"
+XML = "application/xml"
+TARGET_RATIO = 0.7
+"""The issue's target for Basic and bearer on kept-alive connections."""
+UPSTREAM_CONNECTIONS = 100
+"""Connections per receiver origin: what partnergate's ``ReceiverPool`` allows."""
+WRK, AIOHTTP = "wrk", "aiohttp"
+BASIC, BEARER = "partnergate, Basic", "partnergate, OAuth bearer"
+CERTIFICATE = "partnergate, client certificate"
+PASSTHROUGH = "pass-through (Starlette + aiohttp)"
+
+
+# -- the minimal servers, run as ``route.py receiver|passthrough --http HOST:PORT`` -------
+
+SENDER = re.compile(rb"<Sender>([^<]*)</Sender>")
+
+
+def receiver_app() -> Starlette:
+    """The seed's receivers minus everything else: read the body, greet its sender."""
+
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        found = SENDER.search(body)
+        name = request.path_params["name"]
+        greeting = f"<Content>{name[:1].upper()}{name[1:]} greets ".encode()
+        return Response(greeting + (found[1] if found else b"") + b"</Content>", media_type=XML)
+
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/cxf/{name}", receive, methods=["POST"]),
+        ]
+    )
+
+
+def passthrough_app(target: str) -> Starlette:
+    """Forward each message to ``target`` through one pooled session: no auth, no lookups.
+
+    It does what any proxy must, and partnergate does too: read the whole body, send it
+    with its content type over a kept-alive pool, read the whole answer, pass it back.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS)
+        async with aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+        ) as session:
+            app.state.session = session
+            yield
+
+    async def forward(request: Request) -> Response:
+        session: aiohttp.ClientSession = request.app.state.session
+        body = await request.body()
+        headers = {"Content-Type": request.headers.get("content-type", XML)}
+        async with session.post(target, data=body, headers=headers) as answer:
+            payload = await answer.read()
+            content_type = answer.headers.get("Content-Type", XML)
+        return Response(payload, answer.status, {"Content-Type": content_type})
+
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/http/{path:path}", forward, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def health(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def serve(app: Starlette, http: str) -> None:
+    """Run ``app`` as ``uvicorn.run`` does by default (uvloop and httptools where
+    installed), with partnergate's listener options and, as partnergate here, no access log."""
+    import uvicorn
+
+    host, _, port = http.rpartition(":")
+    uvicorn.run(
+        app,
+        host=host,
+        port=int(port),
+        log_level="warning",
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,
+    )
+
+
+def start_own_server(stack: ExitStack, name: str, args: Sequence[str], work: Path) -> Service:
+    """Start one of this module's servers as a process of its own."""
+    port = free_port()
+    argv = [sys.executable, __file__, name, "--http", f"{LOOPBACK}:{port}", *args]
+    return start_service(stack, name, argv, port=port, log_dir=work)
+
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream receiver {{
+        server {receiver};
+        keepalive {connections};
+    }}
+    server {{
+        listen {listen};
+        location = /health {{ return 200 "ok"; }}
+        location = {path} {{
+            proxy_pass http://receiver/cxf/receiver_2;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(stack: ExitStack, receiver: Service, work: Path) -> Service:
+    """nginx ``proxy_pass`` with a kept-alive upstream pool; one worker, as one uvicorn."""
+    directory = work / "nginx"
+    directory.mkdir()
+    port = free_port()
+    conf = directory / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            dir=directory,
+            receiver=receiver.url.removeprefix("http://"),
+            connections=UPSTREAM_CONNECTIONS,
+            listen=f"{LOOPBACK}:{port}",
+            path=SEND,
+        )
+    )
+    argv = ["nginx", "-e", str(directory / "error.log"), "-p", str(directory), "-c", str(conf)]
+    return start_service(stack, "nginx", argv, port=port, log_dir=work)
+
+
+# -- the seed scenario -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """partnergate with the seed's flows, accounts and Partner Directory entries."""
+
+    server: Service
+    https_url: str
+    basic: str
+    """The ``Authorization`` header of Sender_BASIC's user."""
+    bearer: str
+    """The ``Authorization`` header with a token of Sender_OAUTH's client."""
+    client_tls: ssl.SSLContext
+    """Trusts partnergate's CA and presents Sender_CERT's certificate."""
+
+
+def seed_environment(work: Path, http: str, https: str) -> tuple[dict[str, str], Path, Path]:
+    """The server's settings, as ``partnergate demo`` makes them; also the client's cert
+    and key, issued by the same development CA that the TLS listener trusts."""
+    pki_dir = work / "pki"
+    ca = pki.init_ca(pki_dir)
+    server_cert = pki.issue_server(ca, pki_dir, [LOOPBACK, "localhost"])
+    client = pki.issue_client(ca, pki_dir, "sender_cert", password=secrets.token_urlsafe(8))
+    env = {
+        **os.environ,
+        "PARTNERGATE_DB": f"sqlite:///{work / 'partnergate.db'}",
+        "PARTNERGATE_DATA_DIR": str(work / "data"),
+        "PARTNERGATE_HTTP": http,
+        "PARTNERGATE_HTTPS": https,
+        "PARTNERGATE_TLS_CERT": str(server_cert.cert_path),
+        "PARTNERGATE_TLS_KEY": str(server_cert.key_path),
+        "PARTNERGATE_CLIENT_CA": str(ca.cert_path),
+        "PARTNERGATE_CLIENT_CERT": "optional",
+        "PARTNERGATE_FLOWS": str(EXAMPLES),
+        "PARTNERGATE_LOG_LEVEL": "warning",
+    }
+    return env, client.cert_path, client.key_path
+
+
+def add_accounts(env: Mapping[str, str]) -> dict[str, str]:
+    """The local users and the OAuth client, through the CLI; their secrets by name."""
+    words = {
+        name: secrets.token_urlsafe(12)
+        for name in (
+            "admin",
+            "user_for_sender_basic",
+            "user_receiver_1",
+            "user_receiver_2",
+            "client_sender_oauth",
+        )
+    }
+    users = {
+        "admin": [ADMIN_ROLE],
+        "user_for_sender_basic": [],
+        "user_receiver_1": ["receiver_1.send"],
+        "user_receiver_2": ["receiver_2.send"],
+    }
+    for name, roles in users.items():
+        options = [arg for role in roles for arg in ("--role", role)]
+        partnergate_cli(
+            "users", "add", name, *options, "--password-stdin", env=env, stdin=words[name] + "\n"
+        )
+    partnergate_cli(
+        "clients", "add", "client_sender_oauth", "--secret-stdin",
+        env=env, stdin=words["client_sender_oauth"] + "\n",
+    )  # fmt: skip
+    return words
+
+
+def configure(server: Service, receiver: Service, words: Mapping[str, str], cert: Path) -> None:
+    """The blog's Partner Directory entries, through the API with Basic and CSRF; both
+    receivers' ``ADDRESS`` point at the minimal receiver."""
+    pem = cert.read_bytes().replace(b"\n", b"\r\n")
+    entries: list[tuple[str, dict[str, str]]] = [
+        (
+            "CertificateUserMappings",
+            {"User": "user_for_sender_cert", "Certificate": base64.b64encode(pem).decode()},
+        ),
+        ("AuthorizedUsers", {"User": "user_for_sender_basic", "Pid": "Sender_BASIC"}),
+        ("AuthorizedUsers", {"User": "oauth_client_client_sender_oauth", "Pid": "Sender_OAUTH"}),
+        ("AuthorizedUsers", {"User": "user_for_sender_cert", "Pid": "Sender_CERT"}),
+    ]
+    for n in (1, 2):
+        pid, user = f"Receiver_{n}", f"user_receiver_{n}"
+        address = f"{receiver.url}/cxf/receiver_{n}"
+        entries += [
+            ("StringParameters", {"Pid": pid, "Id": "ADDRESS", "Value": address}),
+            (
+                "UserCredentialParameters",
+                {"Pid": pid, "Id": "USER", "User": user, "Password": words[user]},
+            ),
+        ]
+    with httpx.Client(base_url=server.url, auth=("admin", words["admin"]), timeout=60) as api:
+        fetched = api.get("/api/v1/", headers={"X-CSRF-Token": "Fetch"})
+        fetched.raise_for_status()
+        headers = {"X-CSRF-Token": fetched.headers["x-csrf-token"], "Accept": "application/json"}
+        for entity_set, body in entries:
+            created = api.post(f"/api/v1/{entity_set}", json=body, headers=headers)
+            if created.status_code != 201:
+                raise RuntimeError(
+                    f"POST /api/v1/{entity_set} answered {created.status_code}: {created.text}"
+                )
+
+
+def start_partnergate(stack: ExitStack, receiver: Service, work: Path) -> Scenario:
+    """Set the seed up as ``partnergate demo`` does: PKI, CLI accounts, API entries."""
+    port, https = free_port(), f"{LOOPBACK}:{free_port()}"
+    env, cert, key = seed_environment(work, f"{LOOPBACK}:{port}", https)
+    words = add_accounts(env)
+    argv = [sys.executable, "-m", "partnergate", "serve"]
+    server = start_service(stack, "partnergate", argv, port=port, log_dir=work, env=env)
+    configure(server, receiver, words, cert)
+    issued = httpx.post(
+        server.url + "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=("client_sender_oauth", words["client_sender_oauth"]),
+        timeout=60,
+    )
+    issued.raise_for_status()
+    basic = base64.b64encode(f"user_for_sender_basic:{words['user_for_sender_basic']}".encode())
+    client_tls = ssl.create_default_context(cafile=env["PARTNERGATE_CLIENT_CA"])
+    client_tls.load_cert_chain(cert, key)
+    return Scenario(
+        server=server,
+        https_url=f"https://{https}",
+        basic="Basic " + basic.decode(),
+        bearer="Bearer " + issued.json()["access_token"],
+        client_tls=client_tls,
+    )
+
+
+# -- load --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One row of the table: a server, how to send it the message, and what it answers."""
+
+    label: str
+    client: str
+    service: Service
+    """The process whose CPU time the row reports."""
+    url: str
+    answer: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    tls: ssl.SSLContext | None = None
+    baseline: bool = False
+    """The pass-through that the rows of the same client are divided by."""
+
+    def request_headers(self) -> dict[str, str]:
+        return {"Content-Type": XML, **self.headers}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Each row's limits: ``seconds`` or ``max_requests``, whichever comes first."""
+
+    connections: int
+    seconds: float
+    warmup: float
+    """Unmeasured seconds first: connections open, caches fill."""
+    max_requests: int
+
+
+@dataclass(frozen=True)
+class Measurement:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    cpu_seconds: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us(self) -> float | None:
+        """CPU time of the measured server per message, in microseconds."""
+        if self.cpu_seconds is None or not self.requests:
+            return None
+        return self.cpu_seconds * 1e6 / self.requests
+
+
+class LoadFailed(RuntimeError):
+    """A server answered other than expected under load: its rate would measure nothing."""
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU of a process and its children (nginx's worker), from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        children = [
+            int(child)
+            for path in Path(f"/proc/{pid}/task").glob("*/children")
+            for child in path.read_text().split()
+        ]
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(tree_cpu_seconds(child) or 0.0 for child in children)
+
+
+def lua_string(text: str) -> str:
+    if not text.isascii() or not text.isprintable():
+        raise ValueError(f"not a printable ASCII string: {text!r}")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+WRK_SCRIPT = """\
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct {{ long tv_sec; long tv_nsec; }} route_timespec;
+int clock_gettime(int clock, route_timespec *now);
+]]
+local clock = ffi.new("route_timespec")
+local function now()
+  ffi.C.clock_gettime(1, clock)
+  return tonumber(clock.tv_sec) + tonumber(clock.tv_nsec) / 1e9
+end
+
+wrk.method = "POST"
+wrk.body = {body}
+{headers}
+
+local threads = {{}}
+function setup(thread) table.insert(threads, thread) end
+
+local limit, answered, started = {limit}, 0, 0
+function init(args) started = now() end
+function response(status, headers, body)
+  answered = answered + 1
+  if answered == limit then
+    wrk.thread:set("elapsed", now() - started)
+    wrk.thread:stop()
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %.6f %d %d %d %d %d\\n",
+    summary.requests, threads[1]:get("elapsed") or summary.duration / 1e6,
+    latency:percentile(50), latency:percentile(99), e.connect, e.status, e.timeout))
+end
+"""
+"""wrk's own duration is always the whole ``--duration``, also when a thread stops at the
+request limit, so the script times the run itself (``CLOCK_MONOTONIC`` through LuaJIT's
+FFI) and reports that instead when it stopped early."""
+
+
+def wrk_run(
+    target: Target, connections: int, seconds: float, limit: int, work: Path
+) -> Measurement:
+    """One wrk run, on one thread: wrk needs little CPU, and the servers need the rest."""
+    script = work / "wrk.lua"
+    headers = "\n".join(
+        f"wrk.headers[{lua_string(name)}] = {lua_string(value)}"
+        for name, value in target.request_headers().items()
+    )
+    body = lua_string(MESSAGE.decode())
+    script.write_text(WRK_SCRIPT.format(body=body, headers=headers, limit=limit))
+    duration = max(1, round(seconds))
+    argv = [
+        "wrk", "--threads", "1", "--connections", str(connections),
+        "--duration", f"{duration}s", "--timeout", "30s", "--script", str(script), target.url,
+    ]  # fmt: skip
+    cpu_before = tree_cpu_seconds(target.service.process.pid)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    cpu_after = tree_cpu_seconds(target.service.process.pid)
+    found = re.search(r"^RESULT (.+)$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or found is None:
+        raise LoadFailed(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+    fields = found[1].split()
+    requests, p50, p99, connect, status, timeouts = (int(f) for f in fields[:1] + fields[2:])
+    elapsed = float(fields[1])
+    if status or timeouts or connect:
+        raise LoadFailed(
+            f"{target.label}: {status} answers were not 2xx or 3xx, {timeouts} timed out, "
+            f"{connect} connections failed\n{target.service.name}'s log ends:\n"
+            f"{target.service.log_tail()}"
+        )
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return Measurement(requests, elapsed, p50 / 1000, p99 / 1000, cpu)
+
+
+async def aiohttp_run(target: Target, bounds: Bounds) -> Measurement:
+    """Closed-loop load over ``bounds.connections`` kept-alive connections, with TLS if
+    the target has a context: the handshakes happen in the warm-up, once per connection."""
+    connector = aiohttp.TCPConnector(limit=bounds.connections, ssl=target.tls or False)
+    headers = target.request_headers()
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=30),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    ) as session:
+
+        async def one() -> float:
+            started = time.perf_counter()
+            async with session.post(target.url, data=MESSAGE, headers=headers) as response:
+                body = await response.read()
+            elapsed = time.perf_counter() - started
+            if response.status != 200 or body != target.answer:
+                raise LoadFailed(
+                    f"{target.label}: answered {response.status} {body[:200]!r}\n"
+                    f"{target.service.name}'s log ends:\n{target.service.log_tail()}"
+                )
+            return elapsed
+
+        async def drive(seconds: float, sink: list[float]) -> None:
+            deadline = loop.time() + seconds
+
+            async def worker() -> None:
+                while len(sink) < bounds.max_requests and loop.time() < deadline:
+                    sink.append(await one())
+
+            await asyncio.gather(*(worker() for _ in range(bounds.connections)))
+
+        await drive(bounds.warmup, [])
+        latencies: list[float] = []
+        cpu_before = tree_cpu_seconds(target.service.process.pid)
+        started = time.perf_counter()
+        await drive(bounds.seconds, latencies)
+        seconds = time.perf_counter() - started
+        cpu_after = tree_cpu_seconds(target.service.process.pid)
+    latencies.sort()
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    p50, p99 = percentile_ms(latencies, 50), percentile_ms(latencies, 99)
+    return Measurement(len(latencies), seconds, p50, p99, cpu)
+
+
+def percentile_ms(ordered: Sequence[float], p: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+def measure(target: Target, bounds: Bounds, work: Path) -> Measurement:
+    """Warm the connections and caches up, then measure within the bounds."""
+    if target.client == AIOHTTP:
+        return run_async(aiohttp_run(target, bounds))
+    if bounds.warmup > 0:
+        wrk_run(target, bounds.connections, bounds.warmup, bounds.max_requests, work)
+    return wrk_run(target, bounds.connections, bounds.seconds, bounds.max_requests, work)
+
+
+def check(target: Target) -> str | None:
+    """Send the message once: why the row cannot be measured, or None when it can.
+
+    wrk counts statuses only, so this is where each row's answer is checked whole.
+    """
+    try:
+        with httpx.Client(verify=target.tls or True, timeout=30) as client:
+            answer = client.post(target.url, content=MESSAGE, headers=target.request_headers())
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if answer.status_code != 200 or answer.content != target.answer:
+        return f"answered {answer.status_code} {answer.text.strip()[:160]!r}"
+    return None
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+def greeting(sender: str) -> bytes:
+    return f"<Content>Receiver_2 greets {sender}</Content>".encode()
+
+
+def targets(
+    scenario: Scenario,
+    receiver: Service,
+    passthrough: Service,
+    nginx: Service | None,
+    client: str,
+) -> list[Target]:
+    """The rows in the order they run, each client's pass-through right before its
+    partnergate rows; the pass-through's answer greets nobody, as it adds no sender."""
+    pg = scenario.server
+    flow = pg.url + SEND
+    forward = passthrough.url + SEND
+    rows = [
+        Target("receiver alone", client, receiver, receiver.url + "/cxf/receiver_2", greeting(""))
+    ]
+    if nginx is not None:
+        rows.append(Target("nginx proxy_pass", client, nginx, nginx.url + SEND, greeting("")))
+    rows += [
+        Target(PASSTHROUGH, client, passthrough, forward, greeting(""), baseline=True),
+        Target(
+            BASIC, client, pg, flow, greeting("Sender_BASIC"), {"Authorization": scenario.basic}
+        ),
+        Target(
+            BEARER, client, pg, flow, greeting("Sender_OAUTH"), {"Authorization": scenario.bearer}
+        ),
+    ]
+    if client != AIOHTTP:
+        rows.append(Target(PASSTHROUGH, AIOHTTP, passthrough, forward, greeting(""), baseline=True))
+    certified = scenario.https_url + SEND
+    rows.append(
+        Target(
+            CERTIFICATE, AIOHTTP, pg, certified, greeting("Sender_CERT"), tls=scenario.client_tls
+        )
+    )
+    return rows
+
+
+def median_run(runs: Sequence[Measurement]) -> Measurement:
+    """The run with the median rate, whole: its latencies belong to that same run."""
+    return sorted(runs, key=lambda m: m.rate)[(len(runs) - 1) // 2]
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.{digits}f}"
+
+
+def report(
+    rows: Sequence[Target], results: Mapping[int, Measurement], problems: Mapping[int, str]
+) -> str:
+    """The table, the verdict on the issue's target, and the rows that could not run."""
+    baselines = {t.client: results.get(i) for i, t in enumerate(rows) if t.baseline}
+    ratios: dict[int, float] = {}
+    for i, target in enumerate(rows):
+        base = baselines.get(target.client)
+        if i in results and base is not None and base.rate:
+            ratios[i] = results[i].rate / base.rate
+    header = ["path", "client", "msgs/s", "p50 ms", "p99 ms", "server CPU µs/msg", "÷ pass-through"]
+    lines = []
+    for i, target in enumerate(rows):
+        found = results.get(i)
+        if found is None:
+            lines.append([target.label, target.client, "—", "—", "—", "—", "—"])
+            continue
+        ratio = f"{ratios[i]:.2f}" if i in ratios else "—"
+        lines.append(
+            [
+                target.label,
+                target.client,
+                fmt(found.rate),
+                fmt(found.p50_ms, 2),
+                fmt(found.p99_ms, 2),
+                fmt(found.cpu_us),
+                ratio,
+            ]
+        )
+    text = table(header, lines)
+    goal = [ratios[i] for i, t in enumerate(rows) if t.label in (BASIC, BEARER) and i in ratios]
+    if len(goal) == 2:
+        verdict = "met" if min(goal) >= TARGET_RATIO else "not met"
+        text += f"\n\nTarget ≥ {TARGET_RATIO} of the pass-through with Basic and bearer: {verdict}."
+    for i, why in problems.items():
+        text += f"\n{rows[i].label} ({rows[i].client}) not measured: {why}"
+    return text
+
+
+def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> tuple[str, bool]:
+    """Start everything and measure every row ``args.rounds`` times: the report, and
+    whether every row could be measured."""
+    load_before = os.getloadavg()[0]
+    receiver = start_own_server(stack, "receiver", [], work)
+    passthrough = start_own_server(
+        stack, "passthrough", ["--target", receiver.url + "/cxf/receiver_2"], work
+    )
+    nginx = (
+        None if args.no_nginx or not shutil.which("nginx") else start_nginx(stack, receiver, work)
+    )
+    print("setting up the seed scenario ...", flush=True)
+    scenario = start_partnergate(stack, receiver, work)
+    rows = targets(scenario, receiver, passthrough, nginx, args.client)
+    problems = {i: why for i, t in enumerate(rows) if (why := check(t)) is not None}
+    bounds = Bounds(args.connections, args.seconds, args.warmup, args.requests)
+    runs: dict[int, list[Measurement]] = {}
+    for round_number in range(1, args.rounds + 1):
+        print(f"round {round_number} of {args.rounds}", flush=True)
+        for i, target in enumerate(rows):
+            if i in problems:
+                continue
+            result = measure(target, bounds, work)
+            runs.setdefault(i, []).append(result)
+            print(
+                f"  {target.label:<36} {target.client:<8} {result.rate:9,.0f} msgs/s  "
+                f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms",
+                flush=True,
+            )
+    results = {i: median_run(found) for i, found in runs.items()}
+    title = (
+        f"{args.connections} kept-alive connections, {args.seconds:g} s per row, "
+        + (f"medians of {args.rounds} rounds; " if args.rounds > 1 else "one round; ")
+        + f"{os.cpu_count()} cores, load average "
+        f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after"
+    )
+    return title + "\n\n" + report(rows, results, problems), not problems
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Messages/s through the seed's sender flow against a pass-through proxy."
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per row")
+    parser.add_argument("--connections", type=int, default=32, help="kept-alive connections")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all rows; medians")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per row")
+    parser.add_argument("--requests", type=int, default=500_000, help="most messages per row")
+    parser.add_argument(
+        "--client",
+        choices=(WRK, AIOHTTP),
+        default=WRK if shutil.which("wrk") else AIOHTTP,
+        help="load generator of the rows without a client certificate (default: wrk if found)",
+    )
+    parser.add_argument("--no-nginx", action="store_true", help="leave the nginx row out")
+    servers = parser.add_subparsers(dest="serve", metavar="{receiver,passthrough}")
+    receiver = servers.add_parser("receiver", help="serve the minimal receiver (internal)")
+    receiver.add_argument("--http", required=True, metavar="HOST:PORT")
+    passthrough = servers.add_parser("passthrough", help="serve the pass-through (internal)")
+    passthrough.add_argument("--http", required=True, metavar="HOST:PORT")
+    passthrough.add_argument("--target", required=True, metavar="URL")
+    args = parser.parse_args(argv)
+    if args.client == WRK and not shutil.which("wrk"):
+        parser.error("wrk is not installed (apt-get install wrk); or use --client aiohttp")
+    if min(args.seconds, args.connections, args.requests, args.rounds) <= 0 or args.warmup < 0:
+        parser.error("--seconds, --connections, --requests and --rounds must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve == "receiver":
+        serve(receiver_app(), args.http)
+        return 0
+    if args.serve == "passthrough":
+        serve(passthrough_app(args.target), args.http)
+        return 0
+    try:
+        with interruptible(), ExitStack() as stack:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pg-route-")))
+            summary, complete = run(args, work, stack)
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped, temporary files removed", file=sys.stderr)
+        return 130
+    print()
+    print(summary)
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
