@@ -102,6 +102,11 @@ def main(ctx: click.Context, config: str | None, db: str | None) -> None:
     help="Believe client-certificate headers from this network; repeatable.",
 )
 @click.pass_obj
+@click.option(
+    "--flows",
+    metavar="DIR",
+    help="Folder of flow files to deploy; reloaded when a file changes and on SIGHUP.",
+)
 def serve(
     obj: Context,
     config: str | None,
@@ -113,10 +118,12 @@ def serve(
     client_ca: str | None,
     client_cert: str | None,
     trusted_proxies: tuple[str, ...],
+    flows: str | None,
 ) -> None:
     """Run the server (applies pending database migrations first).
 
-    SIGHUP re-reads --tls-cert, --tls-key and --client-ca for new connections.
+    SIGHUP re-reads --tls-cert, --tls-key and --client-ca for new connections, and the
+    flows.
     """
     from .server import serve as serve_forever
 
@@ -129,6 +136,7 @@ def serve(
         "client_ca": client_ca,
         "client_cert": client_cert,
         "trusted_proxies": list(trusted_proxies) or None,
+        "flows": flows,
     }
     try:
         settings = load_settings(config or obj.config, overrides)
