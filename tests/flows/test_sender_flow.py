@@ -42,6 +42,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterat
         )
         with Api(srv) as api:
             for n in (1, 2):
+                api.delete(f"Partners('Receiver_{n}')")  # the store is shared across modules
                 assert (
                     api.post(
                         "StringParameters",
@@ -270,3 +271,19 @@ def test_cxf_endpoint_speaks_soap(scenario: Scenario) -> None:
         url, content=payload.encode(), auth=creds, headers={"Content-Type": "text/xml"}
     )
     assert plain.text == "<Content>Receiver_1 greets Sender_SOAP</Content>"
+
+
+def test_every_answered_message_can_be_read_at_once(scenario: Scenario) -> None:
+    """The log writes behind; reading it through the API first writes what waits."""
+    guids = [
+        post(scenario, message("Receiver_1"), auth=scenario.basic).headers[
+            "sap_messageprocessinglogid"
+        ]
+        for _ in range(5)
+    ]
+    with Api(scenario.server) as api:
+        listed = api.get(
+            "MessageProcessingLogs",
+            params={"$filter": "Status eq 'COMPLETED'", "$orderby": "LogStart desc", "$top": 50},
+        ).json()["d"]["results"]
+        assert set(guids) <= {e["MessageGuid"] for e in listed}

@@ -56,6 +56,7 @@ def setup(
         receiver_pw = secrets.token_urlsafe(8)
         srv.add_user("matrix_receiver", receiver_pw, "receiver_1.send")
         with Api(srv) as api:
+            api.delete("Partners('Receiver_1')")  # the store is shared: start from a clean slate
             body = pki.mapping_body(made.good.certificate, "user_for_sender_cert")
             assert api.post("CertificateUserMappings", json=body).status_code == 201
             api.post("AuthorizedUsers", json={"User": "user_for_sender_cert", "Pid": "Sender_CERT"})

@@ -82,7 +82,8 @@ def test_map_a_certificate_to_sender_cert_and_delete_it(
     expect(certificates).to_contain_text(until)
     shot(page, "partner-with-certificate")
 
-    certificates.get_by_role("link", name=f"View certificate of {USER}").click()
+    mine = certificates.get_by_role("row").filter(has_text="CN=Sender_CERT,O=Sender AG,C=DE")
+    mine.get_by_role("link", name=f"View certificate of {USER}").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text(USER)
     serial = cert.serial_number.to_bytes((cert.serial_number.bit_length() + 7) // 8, "big")
     expect(page.locator(".facts.certificate")).to_contain_text(serial.hex())
