@@ -7,18 +7,34 @@ import json
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
+from cryptography import x509
 
 from .config import ConfigError, Settings, load_settings
 from .model.errors import DirectoryError
 from .security import pki as dev_pki
-from .security.certificates import load_certificate
+from .security.certificates import (
+    CertificateInfo,
+    CertificateRejected,
+    TrustStore,
+    load_certificate,
+    load_certificates,
+    verify_client_chain,
+)
+from .security.principals import ESB_MESSAGING_SEND, AuthMethod, Principal, oauth_client_user
+from .security.secretbox import SecretBox
 from .store import database
-from .store.accounts import Clients, Users
+from .store.accounts import Account, Clients, Users
 from .store.database import DatabaseURLError
+from .store.directory import DirectoryStore
+from .store.reader import StoreReader
+
+if TYPE_CHECKING:
+    from .web.identity import IdentityResolver
 
 T = TypeVar("T")
 
@@ -375,6 +391,184 @@ def pki_mapping_body(cert: Path, user: str) -> None:
     """Print the JSON body mapping CERT to a user: POST it to /api/v1/CertificateUserMappings."""
     certificate = _pki_step(lambda: load_certificate(cert.read_bytes()))
     click.echo(json.dumps(dev_pki.mapping_body(certificate, user), indent=2))
+
+
+Facts = list[tuple[str, str]]
+"""What ``whoami`` prints: (label, value) lines, in order."""
+
+
+@main.command()
+@click.option(
+    "--cert",
+    "cert_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A client certificate, PEM or DER (a PEM chain: the client's first).",
+)
+@click.option("--user", metavar="NAME", help="A user of the local store, as HTTP Basic signs in.")
+@click.option(
+    "--client", "client_id", metavar="CLIENT_ID", help="An OAuth client, as its bearer tokens do."
+)
+@click.option(
+    "--client-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --cert: check the chain against this PEM CA bundle, as the TLS listener does.",
+)
+@click.pass_context
+def whoami(
+    ctx: click.Context,
+    cert_file: Path | None,
+    user: str | None,
+    client_id: str | None,
+    client_ca: Path | None,
+) -> None:
+    """Which user, partner and roles a sender resolves to at a flow endpoint, and why.
+
+    Reads the store directly (no server, no password). Exits 0 when the sender would be
+    let in (it has ESBMessaging.send), 1 when not.
+    """
+    if sum(given is not None for given in (cert_file, user, client_id)) != 1:
+        raise click.UsageError("give exactly one of --cert, --user or --client")
+    if client_ca is not None and cert_file is None:
+        raise click.UsageError("--client-ca checks a certificate: give --cert too")
+    chain = _chain_in(cert_file) if cert_file else []
+    trust = _trust_in(client_ca) if client_ca else None
+    obj: Context = ctx.obj
+
+    async def work(engine: Any) -> tuple[Facts, bool]:
+        from .web.auth import Authenticator
+        from .web.identity import IdentityResolver
+
+        store = DirectoryStore(engine, SecretBox(secrets.token_bytes(32)))
+        # Nothing is verified or decrypted here: the keys only complete the constructors.
+        auth = Authenticator(Users(engine), Clients(engine), b"", b"", 0)
+        resolver = IdentityResolver(auth, StoreReader(store))
+        if chain:
+            return await _whoami_certificate(resolver, chain, trust)
+        if user is not None:
+            account = await Users(engine).get(user)
+            return await _whoami_account(resolver, "local user", user, user, account)
+        assert client_id is not None
+        account = await Clients(engine).get(client_id)
+        name = oauth_client_user(client_id)
+        return await _whoami_account(resolver, "OAuth client", client_id, name, account)
+
+    facts, admitted = run(obj.settings(), work)
+    width = max(len(label) for label, _ in facts) + 2
+    for label, value in facts:
+        click.echo(f"{label:<{width}}{value}")
+    ctx.exit(0 if admitted else 1)
+
+
+def _chain_in(path: Path) -> list[x509.Certificate]:
+    """The certificates of a file, the client's first; a bad file is one line naming it."""
+    try:
+        return load_certificates(path.read_bytes())
+    except OSError as exc:
+        raise click.ClickException(f"{path}: {exc.strerror or exc}") from None
+    except DirectoryError as exc:
+        raise click.ClickException(f"{path}: {exc.message}") from None
+
+
+def _trust_in(path: Path) -> TrustStore:
+    """The CAs of a ``--client-ca`` bundle, read as the TLS listener reads them."""
+    try:
+        return TrustStore.from_pem_file(path)
+    except OSError as exc:
+        raise click.ClickException(f"{path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _whoami_certificate(
+    resolver: IdentityResolver, chain: list[x509.Certificate], trust: TrustStore | None
+) -> tuple[Facts, bool]:
+    """The certificate's facts, what maps it, and the verdict the flow endpoints give."""
+    from .web.identity import SenderIdentity
+
+    leaf = chain[0]
+    info = CertificateInfo.from_certificate(leaf)
+    reader = resolver.reader
+    facts: Facts = [
+        ("subject", info.subject),
+        ("issuer", info.issuer),
+        ("serial", info.serial),
+        ("sha-256", info.sha256),
+        ("validity", _validity(info)),
+        ("mapping id", info.mapping_id),
+    ]
+    refused = ""
+    if trust is not None:
+        try:
+            verify_client_chain(leaf, chain[1:], trust)
+            facts.append(("client ca", "accepted: the chain leads to a trusted CA"))
+        except CertificateRejected as exc:
+            facts.append(("client ca", f"refused: {exc}"))
+            refused = f"the TLS listener refuses the certificate ({exc})"
+    mapping = await reader.certificate_mapping(leaf)
+    rule = None if mapping else await reader.mapping_rule(leaf)
+    if mapping is not None:
+        facts.append(("mapped", f"yes, CertificateUserMappings('{mapping.mapping_id}')"))
+    else:
+        facts.append(("mapped", "no CertificateUserMappings entry names this certificate"))
+        matched = f"CertificateMappingRules('{rule.rule_id}') ({rule.kind})" if rule else "none"
+        facts.append(("mapping rule", matched))
+    user = mapping.user if mapping else rule.user if rule else None
+    if user is None:
+        facts.append(("user", "none"))
+    else:
+        partner = await reader.get_partner_id_of_authorized_user(user)
+        facts += [("user", user), ("authorised user", _partner_text(partner))]
+    who = await resolver.from_certificate(leaf)
+    if isinstance(who, SenderIdentity):
+        return _verdict(facts, who.roles, refused)
+    return _verdict(facts, frozenset(), refused or who.reason)
+
+
+async def _whoami_account(
+    resolver: IdentityResolver, kind: str, name: str, user: str, account: Account | None
+) -> tuple[Facts, bool]:
+    """A local user or OAuth client: its own roles, then what its authorised-user entry adds."""
+    if account is None:
+        partner = await resolver.reader.get_partner_id_of_authorized_user(user)
+        facts: Facts = [
+            ("user", user),
+            (kind, f"none: there is no {kind} '{name}' in the store"),
+            ("authorised user", _partner_text(partner)),
+        ]
+        return _verdict(facts, frozenset(), f"nobody can sign in as {kind} '{name}'")
+    method = AuthMethod.BASIC if kind == "local user" else AuthMethod.BEARER
+    who = await resolver.with_partner(Principal(user, frozenset(account.roles), method), [])
+    facts = [
+        ("user", user),
+        (kind, f"yes, with roles: {' '.join(account.roles) or '(none)'}"),
+        ("authorised user", _partner_text(who.partner)),
+    ]
+    return _verdict(facts, who.roles, "")
+
+
+def _verdict(facts: Facts, roles: frozenset[str], refused: str) -> tuple[Facts, bool]:
+    """Roles, then whether a flow endpoint lets the sender in (0) or not (1), and why."""
+    if not refused and ESB_MESSAGING_SEND not in roles:
+        refused = f"without {ESB_MESSAGING_SEND} a flow endpoint answers 403"
+    facts.append(("roles", " ".join(sorted(roles)) or "none"))
+    facts.append(("let in", f"no: {refused}" if refused else "yes"))
+    return facts, not refused
+
+
+def _partner_text(partner: str | None) -> str:
+    return (
+        f"yes, of partner '{partner}'" if partner else "no: not an authorised user of any partner"
+    )
+
+
+def _validity(info: CertificateInfo) -> str:
+    span = f"{info.not_before:%Y-%m-%d %H:%M} – {info.not_after:%Y-%m-%d %H:%M} UTC"
+    now = datetime.now(UTC)
+    if now < info.not_before:
+        return f"{span}: not valid yet"
+    if now > info.not_after:
+        return f"{span}: expired"
+    return f"{span}: valid now"
 
 
 @main.command()

@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import certificates, entities, flows, monitor, partners, signin
+from . import certificates, entities, flows, monitor, partners, rules, signin
 from .pages import STATIC, Urls, redirect
 
 
@@ -44,6 +44,10 @@ def ui_routes() -> list[BaseRoute]:
         Route("/certificates/{id}", certificates.show),
         Route("/certificates/{id}/delete", certificates.delete, methods=both),
         Route("/certificates/{id}/download", certificates.download),
+        Route("/rules", rules.index),
+        Route("/new-rule", rules.new, methods=both),
+        Route("/rules/{id}", rules.edit, methods=both),
+        Route("/rules/{id}/delete", rules.delete, methods=both),
         Route("/monitor", monitor.index),
         Route("/monitor/{guid}", monitor.show),
         Route("/flows", flows.index),

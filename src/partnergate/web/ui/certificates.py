@@ -101,7 +101,7 @@ async def index(page: Page) -> Response:
     )
 
 
-async def _certificate_text(page: Page) -> str:
+async def certificate_text(page: Page) -> str:
     """The certificate as the store takes it: uploaded bytes as base64 (DER or PEM alike)."""
     upload = page.form.get("File")
     if isinstance(upload, UploadFile) and upload.filename:
@@ -119,7 +119,7 @@ async def new(page: Page) -> Response:
         return _form(page, values)
     values = {"User": page.text("User").strip(), "Text": page.text("Text")}
     try:
-        certificate = await _certificate_text(page)
+        certificate = await certificate_text(page)
         created = await page.services.store.create(
             MAPPINGS, {"User": values["User"], "Certificate": certificate}, page.user
         )

@@ -56,7 +56,7 @@ def _version(name: str) -> str:
 
 
 def segment(pid: str) -> str:
-    """A Pid as a path segment.
+    """A Pid (or a mapping rule's Id, of the same characters) as a path segment.
 
     A Pid may consist of dots only, and browsers resolve ``.`` and ``..`` segments even
     when percent-encoded; such a Pid gets a ``!`` in front, a character no Pid contains.
@@ -123,6 +123,17 @@ class Urls:
 
     def new_certificate(self, user: str | None = None) -> str:
         return _with_query(f"{self.base}/new-certificate", {"user": user})
+
+    def rules(self, **query: object) -> str:
+        return _with_query(f"{self.base}/rules", query)
+
+    def rule(self, rule_id: str, action: str = "", **query: object) -> str:
+        """A mapping rule's page (its change form), or ``delete``; a key is any Id."""
+        path = f"{self.base}/rules/{segment(rule_id)}" + (f"/{action}" if action else "")
+        return _with_query(path, query)
+
+    def new_rule(self, **query: object) -> str:
+        return _with_query(f"{self.base}/new-rule", query)
 
     def monitor(self, **query: object) -> str:
         return _with_query(f"{self.base}/monitor", query)
