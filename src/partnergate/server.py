@@ -421,4 +421,4 @@ def serve(settings: Settings) -> None:
     if settings.flows:
         server.on_reload("flows", lambda: _reload_flows(app))
     sockets = server.bind()
-    asyncio.run(server.serve(sockets))
+    server.run(sockets)  # uvicorn's loop choice: uvloop where installed

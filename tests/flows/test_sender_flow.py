@@ -287,3 +287,57 @@ def test_every_answered_message_can_be_read_at_once(scenario: Scenario) -> None:
             params={"$filter": "Status eq 'COMPLETED'", "$orderby": "LogStart desc", "$top": 50},
         ).json()["d"]["results"]
         assert set(guids) <= {e["MessageGuid"] for e in listed}
+
+
+def test_kept_alive_sender_feels_account_changes_at_once(scenario: Scenario) -> None:
+    """A sender's login is remembered between messages, yet a password or role change
+    made with the CLI (another process) counts from the very next message."""
+    srv = scenario.server
+    name, first = "kept_" + uuid.uuid4().hex[:6], "first-pw"
+    srv.add_user(name, first)
+    with Api(srv) as api:
+        assert (
+            api.post("AuthorizedUsers", json={"User": name, "Pid": "Sender_KEPT"}).status_code
+            == 201
+        )
+    with httpx.Client(base_url=srv.url, headers={"Content-Type": "text/xml"}, timeout=30) as client:
+        for _ in range(3):
+            r = client.post(SEND, content=message("Receiver_1"), auth=(name, first))
+            assert r.text == "<Content>Receiver_1 greets Sender_KEPT</Content>"
+        changed = srv.cli("users", "set-password", name, "--password-stdin", stdin="second-pw\n")
+        assert changed.returncode == 0, changed.stderr
+        assert (
+            client.post(SEND, content=message("Receiver_1"), auth=(name, first)).status_code == 401
+        )
+        r = client.post(SEND, content=message("Receiver_1"), auth=(name, "second-pw"))
+        assert r.status_code == 200, r.text
+        # the flow's role comes from the authorised user entry; a store role is not needed,
+        # but a removed account is no sender at all
+        assert srv.cli("users", "remove", name).returncode == 0
+        assert (
+            client.post(SEND, content=message("Receiver_1"), auth=(name, "second-pw")).status_code
+            == 401
+        )
+
+
+def test_many_connections_logging_in_at_once_all_get_through(scenario: Scenario) -> None:
+    """The first messages of a sender that opens many connections at once share one
+    password check: none of them is refused or waits for the others' argon2 runs."""
+    import concurrent.futures
+
+    srv = scenario.server
+    name, password = "burst_" + uuid.uuid4().hex[:6], secrets.token_urlsafe(10)
+    srv.add_user(name, password)
+    with Api(srv) as api:
+        assert (
+            api.post("AuthorizedUsers", json={"User": name, "Pid": "Sender_BURST"}).status_code
+            == 201
+        )
+
+    def send(_: int) -> httpx.Response:
+        return post(scenario, message("Receiver_2"), auth=(name, password))
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(send, range(16)))
+    assert [r.status_code for r in answers] == [200] * 16
+    assert {r.text for r in answers} == {"<Content>Receiver_2 greets Sender_BURST</Content>"}

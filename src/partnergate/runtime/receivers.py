@@ -12,6 +12,7 @@ Sessions keep no cookies: one session serves the messages of many senders.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import ssl
 from collections import OrderedDict
@@ -95,7 +96,7 @@ class ReceiverPool:
         connect_timeout: float = 10.0,
     ) -> ReceiverResponse:
         """One request; raises :class:`ReceiverTimeout` or :class:`ReceiverError`."""
-        target = URL(url)
+        target = _url(url)
         if target.scheme not in ("http", "https") or not target.host:
             raise ValueError(f"{url!r} is not an absolute http or https URL")
         if keystore is not None and keystore not in self.keystores:
@@ -112,7 +113,7 @@ class ReceiverPool:
                 target,
                 body,
                 request_headers,
-                aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
+                _timeout(timeout, connect_timeout),
             )
         finally:
             origin.in_flight -= 1
@@ -137,6 +138,12 @@ class ReceiverPool:
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
+                length = response.content_length
+                if length is not None and length <= self.max_response_bytes:
+                    body = await response.read()
+                    return ReceiverResponse(
+                        response.status, response.reason or "", response.headers, body
+                    )
                 chunks = []
                 size = 0
                 async for chunk in response.content.iter_chunked(64 * 1024):
@@ -207,6 +214,19 @@ class ReceiverPool:
                 await origin.closing
             await self._close(origin)
         self._retired.clear()
+
+
+# A sender fleet calls few receivers with few timeouts, over and over: parse each once.
+
+
+@functools.lru_cache(maxsize=1024)
+def _url(url: str) -> URL:
+    return URL(url)
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(total: float, connect: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect)
 
 
 def _describe(exc: aiohttp.ClientError) -> str:

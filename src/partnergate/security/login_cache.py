@@ -1,23 +1,27 @@
 """Remembers successful password checks for a short time, so a sender that logs in with
 HTTP Basic on every message does not pay for argon2 on every message.
 
-The cache key is an HMAC of (kind, name, secret) under a per-process random key: the
-secret itself is never kept. Each hit is still confirmed against the account's current
-fingerprint (password hash and roles), so a changed password, changed roles or a removed
-account take effect at once, on every node.
+The cache key is a keyed BLAKE2b hash (a MAC, RFC 7693 §2.5) of (kind, name, secret)
+under a per-process random key: the secret itself is never kept. Each hit is still
+confirmed against the account's current fingerprint (password hash and roles), so a
+changed password, changed roles or a removed account take effect at once, on every node.
+Senders that open many connections at once with the same credentials share one check
+(:meth:`LoginCache.once`) instead of queueing one argon2 run each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import hmac
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,11 @@ class LoginCache(Generic[T]):
         self._ttl = ttl
         self._max = max_entries
         self._entries: OrderedDict[bytes, Entry[T]] = OrderedDict()
+        self._running: dict[bytes, asyncio.Future[Any]] = {}
 
     def _digest(self, kind: str, name: str, secret: str) -> bytes:
         message = "\0".join((kind, name, secret)).encode("utf-8", "surrogatepass")
-        return hmac.new(self._key, message, hashlib.sha256).digest()
+        return hashlib.blake2b(message, key=self._key, digest_size=32).digest()
 
     def lookup(self, kind: str, name: str, secret: str) -> Entry[T] | None:
         digest = self._digest(kind, name, secret)
@@ -57,3 +62,14 @@ class LoginCache(Generic[T]):
 
     def forget(self, kind: str, name: str, secret: str) -> None:
         self._entries.pop(self._digest(kind, name, secret), None)
+
+    async def once(self, kind: str, name: str, secret: str, check: Callable[[], Awaitable[R]]) -> R:
+        """Run ``check``, or join the run already under way for the same credentials."""
+        digest = self._digest(kind, name, secret)
+        running = self._running.get(digest)
+        if running is None:
+            running = asyncio.ensure_future(check())
+            self._running[digest] = running
+            running.add_done_callback(lambda _: self._running.pop(digest, None))
+        result: R = await asyncio.shield(running)
+        return result

@@ -2,24 +2,36 @@
 
 Passwords and client secrets are stored only as argon2 hashes. Roles are a space-separated
 list, e.g. ``AuthGroup_TenantPartnerDirectoryConfigurator ESBMessaging.send``.
+
+Senders authenticate on every message, so each table keeps the accounts it has read in
+memory, for as long as nothing says they changed: a write through this process forgets
+them at once; a write by another process (the ``partnergate users`` CLI, another node)
+shows on SQLite as a new ``PRAGMA data_version`` and on PostgreSQL as a ``NOTIFY`` that
+the change listener delivers to :meth:`AccountCache.invalidate`. While the listener is
+not connected, nothing is trusted from memory.
 """
 
 from __future__ import annotations
 
 import secrets
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..model.errors import AlreadyExists, InvalidValue, NotFound
-from ..security.passwords import hash_password, verify_password
+from ..security.passwords import hash_password, verify_password_off_loop
+from .changes import Change, publish
 from .database import begin
 from .directory import now
 from .tables import local_users, oauth_clients, server_keys
 
 MAX_NAME = 150
+USERS, CLIENTS = "LocalUsers", "OAuthClients"
+"""Entity set names of account changes, as the change notifications carry them."""
 
 
 @dataclass(frozen=True)
@@ -39,14 +51,102 @@ def _check_name(kind: str, name: str) -> None:
         )
 
 
+Current = tuple[Account, str] | None
+"""An account and its fingerprint, or None for no such account."""
+
+_UNREAD = object()
+
+
+class AccountCache:
+    """Accounts as last read from the store, by (entity set, name), each with the version
+    of the store it was read at; an entry counts only while that version is current.
+
+    On a SQLite file the version is ``PRAGMA data_version`` of a read-only connection of
+    the cache's own, which changes whenever any other connection commits: a changed
+    version costs one synchronous primary-key read (microseconds, and a reader never
+    waits for a writer in WAL mode). Elsewhere it is a counter that every invalidation
+    advances, and ``live`` says whether remote writes are heard at all.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._entries: dict[tuple[str, str], tuple[int, Current]] = {}
+        self._generation = 0
+        self._sqlite: sqlite3.Connection | None = None
+        self.live: Callable[[], bool] = lambda: True
+        """Whether remote writes are being heard; the PostgreSQL listener replaces it."""
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            self._sqlite = sqlite3.connect(
+                f"file:{database}?mode=ro", uri=True, check_same_thread=False, timeout=0.1
+            )
+
+    def version(self) -> int | None:
+        """The store's version now; None when nothing may be trusted from memory."""
+        if self._sqlite is not None:
+            try:
+                (version,) = self._sqlite.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error:
+                return None
+            return int(version) + (self._generation << 32)
+        return self._generation if self.live() else None
+
+    def get(self, entity_set: str, name: str, version: int | None) -> tuple[bool, Current]:
+        """``(True, value)`` when ``value`` was read at ``version``, else ``(False, None)``."""
+        entry = self._entries.get((entity_set, name))
+        if version is None or entry is None or entry[0] != version:
+            return False, None
+        return True, entry[1]
+
+    def put(self, entity_set: str, name: str, value: Current, version: int | None) -> None:
+        if version is None:
+            return
+        if len(self._entries) >= 100_000:
+            self._entries.clear()
+        self._entries[(entity_set, name)] = (version, value)
+
+    def read_now(self, sql: str, name: str) -> object:
+        """The row of ``sql`` for ``name``, read synchronously from SQLite; ``_UNREAD``
+        where that is not possible (PostgreSQL, or SQLite refused)."""
+        if self._sqlite is None:
+            return _UNREAD
+        try:
+            return self._sqlite.execute(sql, (name,)).fetchone()
+        except sqlite3.Error:
+            return _UNREAD
+
+    def invalidate(self, changes: list[Change]) -> None:
+        if any(change.entity_set in (USERS, CLIENTS) for change in changes):
+            self.clear()
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+
+
 class _AccountTable:
     kind = ""
+    entity_set = ""
     table: Table
     key: str
     secret: str
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, cache: AccountCache | None = None) -> None:
         self.engine = engine
+        self.cache = cache
+
+    async def _changed(self, conn: AsyncConnection, name: str) -> None:
+        """Inside the writing transaction: other nodes hear of it when it commits."""
+        await publish(conn, [Change(self.entity_set, {"name": name}, None)])
+
+    def _forget(self, name: str) -> None:
+        """After the commit: forget the account here."""
+        if self.cache is not None:
+            self.cache.invalidate([Change(self.entity_set, {"name": name}, None)])
 
     async def add(self, name: str, secret: str, roles: list[str]) -> Account:
         _check_name(self.kind, name)
@@ -63,8 +163,10 @@ class _AccountTable:
         try:
             async with begin(self.engine) as conn:
                 await conn.execute(insert(self.table).values(**row))
+                await self._changed(conn, name)
         except IntegrityError:
             raise AlreadyExists(f"{self.kind} '{name}' already exists") from None
+        self._forget(name)
         return Account(name, tuple(roles))
 
     async def list(self) -> list[Account]:
@@ -82,6 +184,8 @@ class _AccountTable:
     async def remove(self, name: str) -> None:
         async with begin(self.engine) as conn:
             result = await conn.execute(delete(self.table).where(self.table.c[self.key] == name))
+            await self._changed(conn, name)
+        self._forget(name)
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 
@@ -94,6 +198,8 @@ class _AccountTable:
                 .where(self.table.c[self.key] == name)
                 .values({self.secret: hash_password(secret), "changed_time": now()})
             )
+            await self._changed(conn, name)
+        self._forget(name)
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 
@@ -104,40 +210,70 @@ class _AccountTable:
                 .where(self.table.c[self.key] == name)
                 .values(roles=" ".join(roles), changed_time=now())
             )
+            await self._changed(conn, name)
+        self._forget(name)
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 
-    async def verify(self, name: str, secret: str) -> tuple[Account | None, str]:
-        """Check a secret; return the account, or None and why (for the log, not the caller)."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(self.table).where(self.table.c[self.key] == name))
-            ).first()
+    async def verify(self, name: str, secret: str) -> tuple[Current, str]:
+        """Check a secret; return the account and the fingerprint it was checked against,
+        or None and why (for the log, not the caller)."""
+        row = await self._read_row(name)
         if row is None:
             return None, f"unknown {self.kind} '{name}'"
-        if not verify_password(row._mapping[self.secret], secret):
+        if not await verify_password_off_loop(row[0], secret):
             return None, f"wrong secret for {self.kind} '{name}'"
-        return Account(name, _roles(row.roles)), ""
+        return _current(name, row), ""
 
     async def fingerprint(self, name: str) -> str | None:
         """Changes whenever the secret or roles change: keys a cache of verified logins."""
         current = await self.current(name)
         return None if current is None else current[1]
 
-    async def current(self, name: str) -> tuple[Account, str] | None:
-        """The account and its fingerprint, in one query."""
+    async def current(self, name: str) -> Current:
+        """The account and its fingerprint, from memory while the store has not changed."""
+        cache = self.cache
+        if cache is None:
+            return await self._read_current(name)
+        version = cache.version()
+        found, value = cache.get(self.entity_set, name, version)
+        if found:
+            return value
+        row = cache.read_now(self._sync_query, name)
+        if row is _UNREAD:
+            value = await self._read_current(name)
+        else:
+            value = None if row is None else _current(name, (str(row[0]), str(row[1])))
+        cache.put(self.entity_set, name, value, version)
+        return value
+
+    @property
+    def _sync_query(self) -> str:
+        return f'SELECT "{self.secret}", roles FROM {self.table.name} WHERE "{self.key}" = ?'
+
+    async def _read_current(self, name: str) -> Current:
+        row = await self._read_row(name)
+        return None if row is None else _current(name, row)
+
+    async def _read_row(self, name: str) -> tuple[str, str] | None:
+        """``(secret hash, roles)`` as stored."""
         columns = (self.table.c[self.secret], self.table.c.roles)
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(select(*columns).where(self.table.c[self.key] == name))
             ).first()
-        if row is None:
-            return None
-        return Account(name, _roles(row[1])), f"{row[0]}|{row[1]}"
+        return None if row is None else (str(row[0]), str(row[1]))
+
+
+def _current(name: str, row: tuple[str, str]) -> tuple[Account, str]:
+    """The account and its fingerprint, which changes whenever the secret or roles change."""
+    hashed, roles = row
+    return Account(name, _roles(roles)), f"{hashed}|{roles}"
 
 
 class Users(_AccountTable):
     kind = "user"
+    entity_set = USERS
     table = local_users
     key = "name"
     secret = "password_hash"
@@ -145,6 +281,7 @@ class Users(_AccountTable):
 
 class Clients(_AccountTable):
     kind = "OAuth client"
+    entity_set = CLIENTS
     table = oauth_clients
     key = "client_id"
     secret = "secret_hash"

@@ -362,6 +362,8 @@ class DirectoryStore:
         self.secretbox = secretbox
         self.limits = limits
         self.listeners: list[Listener] = []
+        self.before_read: list[Callable[[], Awaitable[None]]] = []
+        """Run before every read: writers that buffer (the message log) catch up first."""
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[Directory]:
@@ -377,6 +379,8 @@ class DirectoryStore:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Directory]:
+        for catch_up in self.before_read:
+            await catch_up()
         async with self.engine.connect() as conn:
             yield Directory(conn, self.secretbox, self.limits)
 

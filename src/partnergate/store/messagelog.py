@@ -1,21 +1,36 @@
 """The message processing log in the store: the runtime's ``MessageLogSink``, and retention.
 
-Entries are served read-only as SAP's ``MessageProcessingLogs`` through the generic
-entity-set reads of :mod:`partnergate.store.directory`. Bodies are never stored here.
+Entries are written behind the messages: the engine's reports go to a buffer that one
+task writes in batches (one upsert per batch, every ``interval`` seconds or sooner when
+the buffer fills), so a message never waits for the database. Every read of the store
+flushes first (:meth:`flush` is a ``DirectoryStore.before_read`` hook), so whoever asks
+this node sees every message it has taken; another node of a fleet sees it within
+``interval``. Entries are served read-only as SAP's ``MessageProcessingLogs`` through the
+generic entity-set reads of :mod:`partnergate.store.directory`. Bodies are never stored.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..runtime.messagelog import MessageLogEntry
 from .database import begin
 from .directory import now
 from .tables import message_processing_logs as mpl
+
+log = logging.getLogger("partnergate.store")
+
+FLUSH_INTERVAL = 0.1
+"""Seconds an entry may wait in memory; what another node of a fleet may lag behind."""
+MAX_PENDING = 5000
+"""Entries in memory at most: beyond it, messages wait for the write (back-pressure)."""
 
 
 def error_information(entry: MessageLogEntry) -> str | None:
@@ -27,6 +42,8 @@ def error_information(entry: MessageLogEntry) -> str | None:
 
 def _row(entry: MessageLogEntry) -> dict[str, object]:
     return {
+        "message_guid": entry.message_guid,
+        "correlation_id": entry.message_guid,
         "integration_flow_name": entry.flow,
         "endpoint": entry.endpoint,
         "status": entry.status,
@@ -43,30 +60,84 @@ def _row(entry: MessageLogEntry) -> dict[str, object]:
     }
 
 
+def _upsert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (message_guid) DO UPDATE: a later report replaces an earlier."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(mpl)
+    changed = {
+        name: statement.excluded[name]
+        for name in mpl.c.keys()
+        if name not in ("message_guid", "correlation_id")
+    }
+    return statement.on_conflict_do_update(index_elements=[mpl.c.message_guid], set_=changed)
+
+
 class StoreMessageLog:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        interval: float = FLUSH_INTERVAL,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
         self.engine = engine
+        self.interval = interval
+        self.max_pending = max_pending
+        self._pending: dict[str, MessageLogEntry] = {}
+        self._lock = asyncio.Lock()
+        self._upsert = _upsert(engine.dialect.name)
 
     async def started(self, entry: MessageLogEntry) -> None:
-        row = {
-            "message_guid": entry.message_guid,
-            "correlation_id": entry.message_guid,
-            **_row(entry),
-        }
-        try:
-            async with begin(self.engine) as conn:
-                await conn.execute(insert(mpl).values(**row))
-        except IntegrityError:
-            await self.finished(entry)
+        await self._put(entry)
 
     async def finished(self, entry: MessageLogEntry) -> None:
-        async with begin(self.engine) as conn:
-            await conn.execute(
-                update(mpl).where(mpl.c.message_guid == entry.message_guid).values(**_row(entry))
-            )
+        await self._put(entry)
+
+    async def _put(self, entry: MessageLogEntry) -> None:
+        self._pending[entry.message_guid] = entry
+        if len(self._pending) >= self.max_pending:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every buffered entry, and wait for a write under way; on failure the
+        entries stay buffered for the next try."""
+        if not self._pending and not self._lock.locked():
+            return
+        async with self._lock:
+            batch, self._pending = self._pending, {}
+            if not batch:
+                return
+            try:
+                async with begin(self.engine) as conn:
+                    await conn.execute(self._upsert, [_row(e) for e in batch.values()])
+            except BaseException:
+                # newer reports of the same messages win over the batch that failed
+                self._pending = {**batch, **self._pending}
+                raise
+
+    async def run(self) -> None:
+        """Flush every ``interval`` seconds until cancelled; then flush what is left."""
+        try:
+            while True:
+                await asyncio.sleep(self.interval)
+                try:
+                    await self.flush()
+                except Exception:
+                    log.exception(
+                        "message processing log: %d entries not yet written; retrying",
+                        len(self._pending),
+                    )
+        finally:
+            await asyncio.shield(self._final_flush())
+
+    async def _final_flush(self) -> None:
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("message processing log: %d entries lost", len(self._pending))
 
     async def error_text(self, message_guid: str) -> str | None:
         """``ErrorInformation/$value``; None when there is no such message."""
+        await self.flush()
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -79,6 +150,7 @@ class StoreMessageLog:
 
     async def purge(self, keep_days: int) -> int:
         """Delete entries that started more than ``keep_days`` ago; return how many."""
+        await self.flush()
         async with begin(self.engine) as conn:
             result = await conn.execute(
                 delete(mpl).where(mpl.c.log_start < now() - timedelta(days=keep_days))

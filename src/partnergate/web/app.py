@@ -14,8 +14,9 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from ..config import Settings
 from ..model.rules import Limits
@@ -23,8 +24,8 @@ from ..runtime.directory import PartnerDirectory
 from ..runtime.engine import Engine
 from ..security.secretbox import SecretBox
 from ..store import database
-from ..store.accounts import Clients, Users, server_key
-from ..store.changes import ChangeListener
+from ..store.accounts import AccountCache, Clients, Users, server_key
+from ..store.changes import Change, ChangeListener
 from ..store.directory import DirectoryStore
 from ..store.messagelog import StoreMessageLog
 from ..store.reader import StoreReader
@@ -40,7 +41,6 @@ log = logging.getLogger("partnergate.web")
 
 API_ROOT = "/api/v1"
 API_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
-FLOW_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 WRITES = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
 
 
@@ -50,9 +50,20 @@ class Services:
     store: DirectoryStore
     users: Users
     clients: Clients
+    accounts: AccountCache
     auth: Authenticator
     runtime: Runtime
     message_log: StoreMessageLog
+
+    def invalidate(self, changes: list[Change]) -> None:
+        """What another node or process changed: drop it from this node's caches."""
+        self.runtime.invalidate(changes)
+        self.accounts.invalidate(changes)
+
+    def forget_everything(self) -> None:
+        """Changes may have been missed: drop every cache."""
+        self.runtime.forget_everything()
+        self.accounts.clear()
 
 
 def _odata_error(
@@ -235,23 +246,25 @@ async def build_services(settings: Settings) -> Services:
     await database.upgrade(engine)
     secretbox = SecretBox.from_key_file(Path(settings.credential_key_file))
     store = DirectoryStore(engine, secretbox, Limits(max_binary_bytes=settings.max_binary_bytes))
-    users = Users(engine)
-    clients = Clients(engine)
+    accounts = AccountCache(engine)
+    users = Users(engine, accounts)
+    clients = Clients(engine, accounts)
     token_key = await server_key(engine, "oauth-token-signing")
     session_key = await server_key(engine, "session")
     auth = Authenticator(users, clients, token_key, session_key, settings.token_lifetime)
     reader = StoreReader(store)
     directory = PartnerDirectory(reader, files_dir=Path(settings.data_dir) / "pd-files")
     message_log = StoreMessageLog(engine)
+    store.before_read.append(message_log.flush)
     runtime = Runtime(
         Deployment(settings.flows),
         Engine(directory, message_log=message_log),
         directory,
-        IdentityResolver(auth, reader),
+        IdentityResolver(auth, reader, directory),
         settings.max_body_bytes,
     )
     store.listeners.append(runtime.invalidate)
-    return Services(settings, store, users, clients, auth, runtime, message_log)
+    return Services(settings, store, users, clients, accounts, auth, runtime, message_log)
 
 
 def _client_certificate(request: Request) -> ClientCertResult:
@@ -292,21 +305,50 @@ async def _housekeeping(services: Services) -> None:
         await asyncio.sleep(3600)
 
 
-def create_app(settings: Settings) -> Starlette:
+FLOW_PREFIXES = ("/http/", "/cxf/")
+
+
+class Gateway:
+    """partnergate's ASGI app: messages for deployed flows go straight to the runtime,
+    everything else through Starlette's router.
+
+    Messages are most of the traffic and need neither routing nor Starlette's exception
+    middleware: the runtime answers every failure of a flow itself. What escapes it is
+    logged and answered 500 here, as Starlette would.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(FLOW_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        scope["app"] = self.app
+        try:
+            response = await flow_endpoint(Request(scope, receive))
+        except Exception:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            response = PlainTextResponse("Internal Server Error", 500)
+        await response(scope, receive, send)
+
+
+def create_app(settings: Settings) -> Gateway:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await build_services(settings)
         app.state.services = services
         if getattr(app.state, "certificate_trust", None) is None:
             app.state.certificate_trust = CertificateTrust.from_settings(settings)
+        log_writer = asyncio.create_task(services.message_log.run())
         tasks = [
             asyncio.create_task(services.runtime.deployment.watch()),
             asyncio.create_task(_housekeeping(services)),
         ]
         if services.store.engine.dialect.name == "postgresql":
-            listener = ChangeListener(
-                settings.db, services.runtime.invalidate, services.runtime.directory.clear
-            )
+            listener = ChangeListener(settings.db, services.invalidate, services.forget_everything)
+            services.accounts.live = listener.ready.is_set
             tasks.append(asyncio.create_task(listener.run()))
         try:
             yield
@@ -314,7 +356,10 @@ def create_app(settings: Settings) -> Starlette:
             for task in tasks:
                 task.cancel()
             await services.runtime.engine.aclose()
+            log_writer.cancel()
+            await asyncio.gather(log_writer, return_exceptions=True)
             services.runtime.directory.close()
+            services.accounts.close()
             await services.store.engine.dispose()
 
     routes = [
@@ -323,9 +368,7 @@ def create_app(settings: Settings) -> Starlette:
         Route(API_ROOT + "/{path:path}", api, methods=API_METHODS),
         Route("/health", health, methods=["GET"]),
         Route("/whoami", whoami, methods=["GET"]),
-        Route("/http/{path:path}", flow_endpoint, methods=FLOW_METHODS),
-        Route("/cxf/{path:path}", flow_endpoint, methods=FLOW_METHODS),
         Mount("/ui", routes=ui_routes()),
         Route("/", root),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Gateway(Starlette(routes=routes, lifespan=lifespan))

@@ -19,7 +19,7 @@ from starlette.requests import HTTPConnection
 from ..security.csrf import check_csrf, csrf_token, new_session_id
 from ..security.login_cache import LoginCache
 from ..security.principals import AuthMethod, Principal, oauth_client_user
-from ..security.tokens import InvalidToken, issue_token, verify_token
+from ..security.tokens import InvalidToken, TokenClaims, issue_token, verify_token
 from ..store.accounts import Account, Clients, Users
 
 log = logging.getLogger("partnergate.auth")
@@ -28,6 +28,7 @@ SESSION_COOKIE = "PG_SESSIONID"
 SESSION_LIFETIME = 8 * 3600
 ISSUER = "partnergate"
 REALM = 'Basic realm="partnergate", charset="UTF-8"'
+MAX_REMEMBERED_TOKENS = 10_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Authenticator:
         self.session_key = session_key
         self.token_lifetime = token_lifetime
         self.cache: LoginCache[Account] = LoginCache()
+        self._tokens: dict[bytes, TokenClaims] = {}
 
     # -- credentials -------------------------------------------------------------------
 
@@ -70,12 +72,16 @@ class Authenticator:
             if await table.fingerprint(name) == hit.fingerprint:
                 return hit.value, ""
             self.cache.forget(kind, name, secret)
-        account, reason = await table.verify(name, secret)
-        if account is not None:
-            fingerprint = await table.fingerprint(name)
-            if fingerprint is not None:
-                self.cache.remember(kind, name, secret, account, fingerprint)
-        return account, reason
+
+        async def check() -> tuple[Account | None, str]:
+            current, reason = await table.verify(name, secret)
+            if current is None:
+                return None, reason
+            account, fingerprint = current
+            self.cache.remember(kind, name, secret, account, fingerprint)
+            return account, ""
+
+        return await self.cache.once(kind, name, secret, check)
 
     async def basic(self, value: str) -> AuthResult:
         try:
@@ -92,7 +98,7 @@ class Authenticator:
 
     async def bearer(self, token: str) -> AuthResult:
         try:
-            claims = verify_token(self.token_key, token.strip(), ISSUER)
+            claims = self._verified(token.strip())
         except InvalidToken as exc:
             return AuthResult(None, f"bearer token refused: {exc.reason}")
         client_id = claims.subject
@@ -109,6 +115,18 @@ class Authenticator:
         return AuthResult(
             Principal(oauth_client_user(client_id), frozenset(account.roles), AuthMethod.BEARER)
         )
+
+    def _verified(self, token: str) -> TokenClaims:
+        """Verify a token once, then remember its claims until it expires."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        claims = self._tokens.get(digest)
+        if claims is not None and claims.expires_at > time.time():
+            return claims
+        claims = verify_token(self.token_key, token, ISSUER)
+        if len(self._tokens) >= MAX_REMEMBERED_TOKENS:
+            self._tokens.clear()
+        self._tokens[digest] = claims
+        return claims
 
     async def issue(self, client_id: str, secret: str) -> tuple[str | None, str]:
         """Client credentials grant: a token, or None and the reason for the log."""

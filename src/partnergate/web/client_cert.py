@@ -17,6 +17,7 @@ itself, which is the proxy's own when it re-encrypts towards us.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -154,6 +155,9 @@ def client_certificate(
     are logged (logger ``partnergate.auth``) and ignored; every other outcome is left to
     the caller to log, with ``reason``.
     """
+    names = _header_names(tuple(settings.cert_headers))
+    if not any(name in names for name, _ in scope.get("headers", ())):
+        return _from_tls(scope)
     client = scope.get("client")
     peer = client[0] if client else None
     forwarded = extract_forwarded_certificate(
@@ -166,6 +170,24 @@ def client_certificate(
     if forwarded.certificate is not None:
         return _forwarded(forwarded.certificate, peer, settings, trust)
     return _from_tls(scope)
+
+
+@functools.lru_cache(maxsize=8)
+def _header_names(specs: tuple[str, ...]) -> frozenset[bytes]:
+    """The certificate headers to look for, as ASGI spells names: lower-case bytes."""
+    names = set()
+    for spec in specs:
+        name = header_spec(spec).name.lower()
+        names.update((name.encode("latin-1"), f"{name}-chain".encode("latin-1")))
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=1024)
+def _load_pem(pem: str) -> tuple[x509.Certificate, str]:
+    """The certificate and its subject, parsed once: a kept-alive sender presents the same
+    certificate on every request."""
+    cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    return cert, cert.subject.rfc4514_string()
 
 
 def _headers(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -215,12 +237,11 @@ def _from_tls(scope: Mapping[str, Any]) -> ClientCertResult:
     if not pems:
         return ClientCertResult(reason="no client certificate on the TLS connection")
     try:
-        leaf, *chain = (x509.load_pem_x509_certificate(pem.encode("ascii")) for pem in pems)
+        (leaf, subject), *rest = (_load_pem(pem) for pem in pems)
     except ValueError as exc:
         return ClientCertResult(
             refusal=CertRefusal.REJECTED, reason=f"TLS client certificate unreadable: {exc}"
         )
-    subject = leaf.subject.rfc4514_string()
     # OpenSSL checked the validity period at the handshake; a kept-alive connection can
     # outlive the certificate.
     now = datetime.now(UTC)
@@ -231,7 +252,7 @@ def _from_tls(scope: Mapping[str, Any]) -> ClientCertResult:
         )
     return ClientCertResult(
         leaf,
-        tuple(chain),
+        tuple(cert for cert, _ in rest),
         CertSource.TLS,
         reason=f"certificate '{subject}' presented on the TLS connection, verified in the "
         "handshake",

@@ -92,13 +92,20 @@ class Runtime:
         self.identity = identity
         self.max_body_bytes = max_body_bytes
 
+    def forget_everything(self) -> None:
+        """Changes may have been missed (the fleet listener reconnected): drop all caches."""
+        self.directory.clear()
+        self.identity.forget_certificates()
+
     def invalidate(self, changes: list[Change]) -> None:
         """Drop what a committed write changed, before the API answers the writer."""
         for change in changes:
             if change.entity_set == "Partners":
                 if change.pid is not None:
                     self.directory.invalidate_partner(change.pid)
-            elif change.entity_set in ("CertificateUserMappings", "MessageProcessingLogs"):
+            elif change.entity_set in ("CertificateUserMappings", "CertificateMappingRules"):
+                self.identity.forget_certificates()
+            elif change.entity_set in ("MessageProcessingLogs", "LocalUsers", "OAuthClients"):
                 continue
             else:
                 self.directory.invalidate(
@@ -112,7 +119,7 @@ class Runtime:
         cert_problem: str | None,
         cert_status: int = 401,
     ) -> Response:
-        path = request.url.path
+        path = request.scope["path"]
         flow = self.deployment.flows.find(path)
         if flow is None:
             return PlainTextResponse(f"No flow is deployed at {path}", 404)

@@ -5,13 +5,20 @@ c0c9950): a Basic user of the local store, an OAuth client as user
 ``oauth_client_<client id>``, or the user a client certificate is mapped to. Authorised
 users of the Partner Directory carry ``ESBMessaging.send`` while their entry exists; the
 partner of a principal is the partner of that authorised user.
+
+A sender presents the same certificate on every message: what it was mapped to is
+remembered by the certificate's SHA-256 until a write to ``CertificateUserMappings`` or
+``CertificateMappingRules`` calls :meth:`IdentityResolver.forget_certificates`. Partners
+of users come from the runtime's Partner Directory cache, invalidated the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from cryptography import x509
 from starlette.requests import HTTPConnection
@@ -53,10 +60,34 @@ class Refusal:
     the certificate); password problems, no (it would tell which user names exist)."""
 
 
+class PartnerOfUser(Protocol):
+    async def get_partner_id_of_authorized_user(self, user: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class _Mapped:
+    user: str
+    how: str
+    """Certificate → mapping → user, for diagnostics."""
+
+
+MAX_REMEMBERED_CERTIFICATES = 10_000
+
+
 class IdentityResolver:
-    def __init__(self, auth: Authenticator, reader: StoreReader) -> None:
+    def __init__(
+        self, auth: Authenticator, reader: StoreReader, partners: PartnerOfUser | None = None
+    ) -> None:
         self.auth = auth
         self.reader = reader
+        self.partners: PartnerOfUser = partners if partners is not None else reader
+        self._mapped: dict[bytes, _Mapped | None] = {}
+        self._generation = 0
+
+    def forget_certificates(self) -> None:
+        """A certificate mapping or mapping rule changed: map every certificate afresh."""
+        self._generation += 1
+        self._mapped.clear()
 
     async def resolve(
         self,
@@ -91,36 +122,48 @@ class IdentityResolver:
         )
 
     async def from_certificate(self, cert: x509.Certificate) -> SenderIdentity | Refusal:
-        info = certificates.CertificateInfo.from_certificate(cert)
-        described = (
-            f"certificate subject '{info.subject}', issuer '{info.issuer}', serial {info.serial}"
-        )
-        if not info.is_valid_at(datetime.now(UTC)):
-            return Refusal(401, f"{described} is outside its validity period", True)
+        now = datetime.now(UTC)
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            return Refusal(401, f"{_describe(cert)} is outside its validity period", True)
+        mapped = await self._map(cert)
+        if mapped is None:
+            return Refusal(
+                401,
+                f"{_describe(cert)} is not mapped to a user: no CertificateUserMappings entry "
+                f"(its Id would be '{certificates.mapping_id(cert)}') and no "
+                "CertificateMappingRules entry matches",
+                True,
+            )
+        steps = [mapped.how]
+        principal = Principal(mapped.user, frozenset(), AuthMethod.CERTIFICATE)
+        return await self.with_partner(principal, steps)
+
+    async def _map(self, cert: x509.Certificate) -> _Mapped | None:
+        """The user a certificate maps to, and how; remembered until a mapping changes."""
+        digest = hashlib.sha256(certificates.der_bytes(cert)).digest()
+        if digest in self._mapped:
+            return self._mapped[digest]
+        generation = self._generation
+        mapped: _Mapped | None = None
         mapping = await self.reader.certificate_mapping(cert)
         if mapping is not None:
-            user = mapping.user
             how = f"CertificateUserMappings('{mapping.mapping_id}')"
+            mapped = _Mapped(mapping.user, f"{_describe(cert)} → {how} → user '{mapping.user}'")
         else:
             rule = await self.reader.mapping_rule(cert)
-            if rule is None:
-                return Refusal(
-                    401,
-                    f"{described} is not mapped to a user: no CertificateUserMappings entry "
-                    f"(its Id would be '{info.mapping_id}') and no CertificateMappingRules "
-                    "entry matches",
-                    True,
-                )
-            user = rule.user
-            how = f"CertificateMappingRules('{rule.rule_id}') ({rule.kind})"
-        steps = [f"{described} → {how} → user '{user}'"]
-        principal = Principal(user, frozenset(), AuthMethod.CERTIFICATE)
-        return await self.with_partner(principal, steps)
+            if rule is not None:
+                how = f"CertificateMappingRules('{rule.rule_id}') ({rule.kind})"
+                mapped = _Mapped(rule.user, f"{_describe(cert)} → {how} → user '{rule.user}'")
+        if generation == self._generation:
+            if len(self._mapped) >= MAX_REMEMBERED_CERTIFICATES:
+                self._mapped.clear()
+            self._mapped[digest] = mapped
+        return mapped
 
     async def with_partner(self, principal: Principal, steps: list[str]) -> SenderIdentity:
         """Add the partner and the role authorised users carry."""
         roles = set(principal.roles)
-        partner = await self.reader.get_partner_id_of_authorized_user(principal.name.lower())
+        partner = await self.partners.get_partner_id_of_authorized_user(principal.name.lower())
         if partner is not None:
             roles.add(ESB_MESSAGING_SEND)
             steps.append(
@@ -134,6 +177,11 @@ class IdentityResolver:
         if principal.roles:
             steps.append(f"roles held in the local store: {', '.join(sorted(principal.roles))}")
         return SenderIdentity(principal.name, frozenset(roles), partner, principal.method, steps)
+
+
+def _describe(cert: x509.Certificate) -> str:
+    info = certificates.CertificateInfo.from_certificate(cert)
+    return f"certificate subject '{info.subject}', issuer '{info.issuer}', serial {info.serial}"
 
 
 def _how(principal: Principal) -> str:
