@@ -230,7 +230,7 @@ def canned_app(answers: Sequence[Canned]) -> Starlette:
 
 def serve_canned(http: str, manifest: Path) -> None:
     """Serve the twin as ``partnergate serve`` serves: the options of its uvicorn config,
-    one process, ``asyncio.run`` (so the same event loop), access log on."""
+    one process, uvicorn's choice of event loop (uvloop where installed), access log on."""
     host, _, port = http.rpartition(":")
     answers = [Canned(**item) for item in json.loads(manifest.read_text())]
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
@@ -243,7 +243,7 @@ def serve_canned(http: str, manifest: Path) -> None:
         server_header=False,
         access_log=True,
     )
-    asyncio.run(uvicorn.Server(config).serve())
+    uvicorn.Server(config).run()
 
 
 # -- load --------------------------------------------------------------------------------

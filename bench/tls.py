@@ -3,7 +3,7 @@
 Makes a development PKI, starts ``partnergate serve --https … --client-cert required`` and,
 as the baseline, a plain asyncio server with the same certificate, key, CA bundle and
 verification that answers every request with the bytes of ``GET /health``. Both run on
-the standard asyncio loop, as ``partnergate serve`` does. Then, for each server in turn:
+uvloop where it is installed, as ``partnergate serve`` does. Then, for each server in turn:
 
 - full handshakes: a new connection per request (TCP, mutual TLS handshake without
   session resumption, ``GET /health``, close);
@@ -101,7 +101,7 @@ def serve_baseline(port: int, files: Files) -> None:
         async with server:
             await server.serve_forever()
 
-    asyncio.run(main())
+    run_async(main())
 
 
 def start_baseline(stack: ExitStack, port: int, files: Files, work: Path) -> Service:

@@ -19,8 +19,8 @@ FAILED = "FAILED"
 
 def utcnow() -> datetime:
     """Naive UTC at millisecond precision, the form entity values use (``model``)."""
-    now = datetime.now(UTC).replace(tzinfo=None)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    now = datetime.now(UTC)
+    return now.replace(tzinfo=None, microsecond=now.microsecond // 1000 * 1000)
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,8 @@ def _xpath_text(result: Any) -> str | None:
             return None
         first = result[0]
         if isinstance(first, etree._Element):
+            if len(first) == 0:  # no child elements: the text is the string value
+                return first.text or ""
             return "".join(first.itertext())
         return str(first)
     return as_text(result)
