@@ -18,6 +18,9 @@ from .conftest import open_tab, shot, sign_in_tab
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "partner-directory"
 SEND = "/http/partner_directory"
 BROKEN_FLOW = "flow: broken\nendpoint: /http/broken\nsteps:\n  - name: first\n    teleport: {}\n"
+KEEP_FLOW = (
+    "flow: keeper\nendpoint: /http/keep\nrole: keep.send\nsteps:\n  - log-attachment: received\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,7 @@ def flow_server(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Ite
     folder = tmp / "flows"
     shutil.copytree(EXAMPLES, folder)
     (folder / "broken.yaml").write_text(BROKEN_FLOW)
+    (folder / "keep.yaml").write_text(KEEP_FLOW)
     srv = start_server(tmp, store_url, {"PARTNERGATE_FLOWS": str(folder)})
     try:
         yield srv
@@ -130,3 +134,33 @@ def test_a_partner_page_shows_its_recent_messages(
         messages.get_by_role("link", name=f"All messages of {pid}").click()
         expect(tab.get_by_label("Partner")).to_have_value(pid)
         expect(tab.locator("tbody tr")).to_have_count(1)
+
+
+def test_a_kept_body_is_listed_and_downloaded_not_shown(
+    browser: Browser, flow_server: Server
+) -> None:
+    sender = (f"keeper_{secrets.token_hex(4)}", secrets.token_urlsafe(10))
+    flow_server.add_user(*sender, "keep.send")
+    body = b"<html><script>document.title='ran'</script>kept</html>"
+    sent = httpx.post(
+        flow_server.url + "/http/keep",
+        content=body,
+        headers={"Content-Type": "text/html"},
+        auth=sender,
+    )
+    assert sent.status_code == 200
+    guid = sent.headers["sap_messageprocessinglogid"]
+
+    with open_tab(browser, flow_server) as tab:
+        sign_in_tab(tab, *flow_server.admin)
+        tab.goto(f"/ui/monitor/{guid}")
+        row = tab.get_by_role("row").filter(has_text="received")
+        expect(row).to_contain_text("text/html")
+        expect(row).to_contain_text(f"{len(body)} B")
+        shot(tab, "message-attachments")
+        with tab.expect_download() as download:
+            row.get_by_role("link", name="received").click()
+        saved = download.value.path()
+        assert saved is not None and Path(saved).read_bytes() == body
+        expect(tab).to_have_url(re.compile(rf"/ui/monitor/{guid}$"))
+        assert tab.title() != "ran"

@@ -178,6 +178,21 @@ MESSAGE_PROCESSING_LOG = EntityType(
 )
 """SAP's Message Processing Logs API, the subset a Partner Directory flow produces."""
 
+MESSAGE_PROCESSING_LOG_ATTACHMENT = EntityType(
+    "MessageProcessingLogAttachment",
+    "MessageProcessingLogAttachments",
+    ("Id",),
+    (
+        _s("Id", nullable=False),
+        _s("MessageGuid"),
+        _dt("TimeStamp"),
+        _s("Name"),
+        _s("ContentType"),
+        Property("PayloadSize", EdmType.INT64, True),
+    ),
+)
+"""What a flow kept of a message (a ``log-attachment`` step); the bytes are its ``$value``."""
+
 CERTIFICATE_MAPPING_RULE = EntityType(
     "CertificateMappingRule",
     "CertificateMappingRules",
@@ -211,6 +226,7 @@ ENTITY_TYPES: dict[str, EntityType] = {
         CERTIFICATE_USER_MAPPING,
         CERTIFICATE_MAPPING_RULE,
         MESSAGE_PROCESSING_LOG,
+        MESSAGE_PROCESSING_LOG_ATTACHMENT,
     )
 }
 """Entity set name → entity type, for every set the service exposes."""

@@ -90,6 +90,7 @@ class Engine:
                 http_status=reply.status,
                 failed_step=failed_step,
                 error=error,
+                attachments=tuple(exchange.attachments),
             ),
         )
         return reply

@@ -19,6 +19,8 @@ from typing import Any
 
 from lxml import etree
 
+from .messagelog import Attachment
+
 AUTHENTICATED_USER = "SapAuthenticatedUserName"
 MESSAGE_ID = "SAP_MessageProcessingLogID"
 RESPONSE_CODE = "CamelHttpResponseCode"
@@ -124,6 +126,8 @@ class Exchange:
     sender_partner: str | None = None
     receiver_partner: str | None = None
     status: int = 200
+    attachments: list[Attachment] = field(default_factory=list)
+    """What ``log-attachment`` steps kept for the message processing log."""
     _xml: tuple[bytes, etree._Element] | None = field(default=None, repr=False)
     _json: tuple[bytes, Any] | None = field(default=None, repr=False)
 

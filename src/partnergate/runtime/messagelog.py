@@ -2,13 +2,16 @@
 
 The engine reports each message when it starts (``PROCESSING``) and when it ends
 (``COMPLETED`` or ``FAILED``, with the step that failed and why); the store implements
-:class:`MessageLogSink` and serves the entries. Bodies are not logged.
+:class:`MessageLogSink` and serves the entries. Bodies are not logged unless a flow keeps
+them as attachments (``log-attachment`` steps), SAP's ``MessageProcessingLogAttachments``.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -21,6 +24,23 @@ def utcnow() -> datetime:
     """Naive UTC at millisecond precision, the form entity values use (``model``)."""
     now = datetime.now(UTC)
     return now.replace(tzinfo=None, microsecond=now.microsecond // 1000 * 1000)
+
+
+def new_attachment_id() -> str:
+    """SAP's form (``sap-it-res:msg:<hex>:<uuid>``), with the hex part the time in
+    nanoseconds, so that the attachments of a message sort in the order they were kept."""
+    return f"sap-it-res:msg:{time.time_ns():016x}:{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Something a flow kept of a message, e.g. the body it received or sent on."""
+
+    name: str
+    content_type: str | None
+    payload: bytes
+    time: datetime
+    attachment_id: str = field(default_factory=new_attachment_id)
 
 
 @dataclass(frozen=True)
@@ -38,6 +58,7 @@ class MessageLogEntry:
     failed_step: str | None = None
     error: str | None = None
     """SAP's ``ErrorInformation``: why the message failed, with detail the sender did not get."""
+    attachments: tuple[Attachment, ...] = ()
 
 
 class MessageLogSink(Protocol):
@@ -82,6 +103,7 @@ class MemoryMessageLog:
 
 __all__ = [
     "COMPLETED",
+    "Attachment",
     "FAILED",
     "PROCESSING",
     "MemoryMessageLog",

@@ -6,7 +6,8 @@ the buffer fills), so a message never waits for the database. Every read of the 
 flushes first (:meth:`flush` is a ``DirectoryStore.before_read`` hook), so whoever asks
 this node sees every message it has taken; another node of a fleet sees it within
 ``interval``. Entries are served read-only as SAP's ``MessageProcessingLogs`` through the
-generic entity-set reads of :mod:`partnergate.store.directory`. Bodies are never stored.
+generic entity-set reads of :mod:`partnergate.store.directory`, with the attachments a flow
+kept (``MessageProcessingLogAttachments``); retention removes both.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..runtime.messagelog import MessageLogEntry
+from ..runtime.messagelog import Attachment, MessageLogEntry
 from .database import begin
 from .directory import now
+from .tables import message_processing_log_attachments as attachments
 from .tables import message_processing_logs as mpl
 
 log = logging.getLogger("partnergate.store")
@@ -57,6 +59,18 @@ def _row(entry: MessageLogEntry) -> dict[str, object]:
         "http_status": entry.http_status,
         "failed_step": entry.failed_step,
         "error_information": error_information(entry),
+    }
+
+
+def _attachment_row(message_guid: str, attachment: Attachment) -> dict[str, object]:
+    return {
+        "id": attachment.attachment_id,
+        "message_guid": message_guid,
+        "time_stamp": attachment.time,
+        "name": attachment.name,
+        "content_type": attachment.content_type,
+        "payload_size": len(attachment.payload),
+        "payload": attachment.payload,
     }
 
 
@@ -107,8 +121,15 @@ class StoreMessageLog:
             if not batch:
                 return
             try:
+                kept = [
+                    _attachment_row(entry.message_guid, attachment)
+                    for entry in batch.values()
+                    for attachment in entry.attachments
+                ]
                 async with begin(self.engine) as conn:
                     await conn.execute(self._upsert, [_row(e) for e in batch.values()])
+                    if kept:
+                        await conn.execute(insert(attachments), kept)
             except BaseException:
                 # newer reports of the same messages win over the batch that failed
                 self._pending = {**batch, **self._pending}
@@ -135,6 +156,16 @@ class StoreMessageLog:
         except Exception:
             log.exception("message processing log: %d entries lost", len(self._pending))
 
+    async def attachment(self, attachment_id: str) -> tuple[bytes, str | None] | None:
+        """An attachment's bytes and content type (its ``$value``); None when unknown."""
+        await self.flush()
+        query = select(attachments.c.payload, attachments.c.content_type).where(
+            attachments.c.id == attachment_id
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else (bytes(row[0]), row[1])
+
     async def error_text(self, message_guid: str) -> str | None:
         """``ErrorInformation/$value``; None when there is no such message."""
         await self.flush()
@@ -151,8 +182,12 @@ class StoreMessageLog:
     async def purge(self, keep_days: int) -> int:
         """Delete entries that started more than ``keep_days`` ago; return how many."""
         await self.flush()
+        old = mpl.c.log_start < now() - timedelta(days=keep_days)
         async with begin(self.engine) as conn:
-            result = await conn.execute(
-                delete(mpl).where(mpl.c.log_start < now() - timedelta(days=keep_days))
+            await conn.execute(
+                delete(attachments).where(
+                    attachments.c.message_guid.in_(select(mpl.c.message_guid).where(old))
+                )
             )
+            result = await conn.execute(delete(mpl).where(old))
         return int(result.rowcount or 0)

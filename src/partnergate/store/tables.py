@@ -155,6 +155,18 @@ message_processing_logs = Table(
     Column("error_information", Text),
 )
 
+message_processing_log_attachments = Table(
+    "message_processing_log_attachments",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("message_guid", String(64), nullable=False, index=True),
+    Column("time_stamp", DateTime(), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("content_type", String(200)),
+    Column("payload_size", BigInteger, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+)
+
 certificate_mapping_rules = Table(
     "certificate_mapping_rules",
     metadata,
@@ -176,6 +188,7 @@ ENTITY_TABLES: dict[str, Table] = {
     "AuthorizedUsers": authorized_users,
     "CertificateUserMappings": certificate_user_mappings,
     "MessageProcessingLogs": message_processing_logs,
+    "MessageProcessingLogAttachments": message_processing_log_attachments,
     "CertificateMappingRules": certificate_mapping_rules,
 }
 

@@ -17,6 +17,7 @@ from ..model.entities import (
     CERTIFICATE_USER_MAPPING,
     ENTITY_TYPES,
     MESSAGE_PROCESSING_LOG,
+    MESSAGE_PROCESSING_LOG_ATTACHMENT,
     PARTNER,
     PARTNER_DIRECTORY_TYPES,
     USER_CREDENTIAL_PARAMETER,
@@ -39,6 +40,7 @@ from ..odata.query import QueryOptions, parse_query
 from ..security.principals import PARTNER_DIRECTORY_CONFIGURATOR
 from ..store.directory import HONOURS_USER_OPTION, Directory, DirectoryStore, ListRequest
 from ..store.messagelog import StoreMessageLog
+from .downloads import download_headers
 
 JSON = "application/json"
 ATOM_ENTRY = "application/atom+xml;type=entry"
@@ -106,9 +108,10 @@ SERVED: dict[str, EntityType] = {
         CERTIFICATE_USER_MAPPING,
         CERTIFICATE_MAPPING_RULE,
         MESSAGE_PROCESSING_LOG,
+        MESSAGE_PROCESSING_LOG_ATTACHMENT,
     )
 }
-READ_ONLY = frozenset({"MessageProcessingLogs"})
+READ_ONLY = frozenset({"MessageProcessingLogs", "MessageProcessingLogAttachments"})
 
 MONITORING_ROLES = frozenset(
     {
@@ -155,6 +158,10 @@ def parse_resource(path: str, served: Mapping[str, EntityType]) -> Resource:
             ["ErrorInformation", "$value"],
         ):
             return Resource("error_information", entity_type, key)
+        if entity_type is MESSAGE_PROCESSING_LOG and rest == ["Attachments"]:
+            return Resource("attachments", entity_type, key)
+        if entity_type is MESSAGE_PROCESSING_LOG_ATTACHMENT and rest == ["$value"]:
+            return Resource("attachment_value", entity_type, key)
         if rest:
             raise NotFoundError(f"Resource '{'/'.join(rest)}' below {name} not found")
         return Resource("entity", entity_type, key)
@@ -213,6 +220,10 @@ class ODataService:
             raise MethodNotAllowed(f"{entity_type.entity_set} is read-only")
         if resource.kind == "error_information":
             return await self._error_information(resource.key or {}, directory)
+        if resource.kind == "attachments":
+            return await self._attachments(request, resource.key or {}, directory, as_json)
+        if resource.kind == "attachment_value":
+            return await self._attachment_value(resource.key or {})
         if resource.kind == "count":
             self._only(method, "GET", "HEAD")
             options = self._options(request, entity_type, collection=True)
@@ -386,6 +397,49 @@ class ODataService:
         return ODataResponse(
             200, text.encode(), {"Content-Type": "text/plain; charset=utf-8", **DSV}
         )
+
+    async def _attachments(
+        self,
+        request: ODataRequest,
+        key: dict[str, object],
+        directory: Directory | None,
+        as_json: bool,
+    ) -> ODataResponse:
+        """``MessageProcessingLogs('<guid>')/Attachments``: that message's attachments."""
+        if directory is not None:
+            await directory.get("MessageProcessingLogs", key)
+        else:
+            await self.store.get("MessageProcessingLogs", key)
+        guid = str(key["MessageGuid"]).replace("'", "''")
+        query = [(k, v) for k, v in request.query if k != "$filter"]
+        mine = f"MessageGuid eq '{guid}'"
+        given = [v for k, v in request.query if k == "$filter"]
+        query.append(("$filter", f"{mine} and ({given[-1]})" if given else mine))
+        narrowed = ODataRequest(
+            request.method,
+            "MessageProcessingLogAttachments",
+            query,
+            request.headers,
+            request.body,
+            request.actor,
+        )
+        return await self._read_collection(
+            narrowed, MESSAGE_PROCESSING_LOG_ATTACHMENT, directory, as_json
+        )
+
+    async def _attachment_value(self, key: dict[str, object]) -> ODataResponse:
+        """``MessageProcessingLogAttachments('<id>')/$value``: the bytes the flow kept.
+
+        What a sender sent must not run in a browser that holds an admin's session: the
+        bytes come as a download, never sniffed, in a sandbox."""
+        entity = await self.store.get("MessageProcessingLogAttachments", key)
+        found = await StoreMessageLog(self.store.engine).attachment(str(key["Id"]))
+        if found is None:
+            raise NotFoundError(f"MessageProcessingLogAttachment (Id='{key['Id']}') does not exist")
+        payload, content_type = found
+        headers = download_headers(str(entity["Name"]), content_type or "application/octet-stream")
+        headers.update(DSV)
+        return ODataResponse(200, payload, headers)
 
     async def message_text(self, guid: str) -> str:
         return await StoreMessageLog(self.store.engine).error_text(guid) or ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .attachment import LogAttachmentStep
 from .authorize import AuthorizePartnerStep
 from .base import LoadContext, Step
 from .call import CallStep
@@ -20,6 +21,7 @@ STEP_KINDS: dict[str, type[Step]] = {
         BodyStep,
         ScriptStep,
         CallStep,
+        LogAttachmentStep,
         ReplyStep,
     )
 }

@@ -40,7 +40,7 @@ class Content:
         return str(found).encode("utf-8")
 
 
-def _content(spec: Spec, name: str, context: LoadContext) -> Content:
+def content_of(spec: Spec, name: str, context: LoadContext) -> Content:
     value = parse_value(spec.node_of(name), f"{spec.what}: '{name}'", context.namespaces)
     escape = ESCAPES[spec.choice("escape", tuple(ESCAPES), "none")]
     return Content(value, escape)
@@ -62,7 +62,7 @@ class BodyStep(Step):
         spec.only(("content", "content-type", "escape"))
         spec.required("content")
         content_type = template_of(spec, "content-type") if "content-type" in spec else None
-        return cls(_content(spec, "content", context), content_type)
+        return cls(content_of(spec, "content", context), content_type)
 
     async def run(self, exchange: Exchange, services: Services) -> Reply | None:
         exchange.body = await self.content.render(exchange, services)
@@ -86,7 +86,7 @@ class ReplyStep(Step):
         spec = Spec(node, what)
         spec.only(("status", "content-type", "body", "escape", "headers"))
         status = spec.integer("status", 200, low=100, high=599)
-        content = _content(spec, "body", context) if "body" in spec else None
+        content = content_of(spec, "body", context) if "body" in spec else None
         if content is None and "escape" in spec:
             raise FlowError(f"{what}: 'escape' applies to 'body'", line=spec.line_of("escape"))
         content_type = template_of(spec, "content-type") if "content-type" in spec else None

@@ -50,6 +50,7 @@ def ui_routes() -> list[BaseRoute]:
         Route("/rules/{id}/delete", rules.delete, methods=both),
         Route("/monitor", monitor.index),
         Route("/monitor/{guid}", monitor.show),
+        Route("/monitor/{guid}/attachments/{attachment_id}", monitor.attachment),
         Route("/flows", flows.index),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.datastructures import UploadFile
@@ -20,6 +19,7 @@ from ...model.errors import DirectoryError, InvalidValue
 from ...odata.filter import OrderBy, PropertyRef, ValueType
 from ...security.certificates import CertificateError, CertificateInfo, load_certificate
 from ...store.directory import ListRequest
+from ..downloads import download_headers
 from .directory import PAGE_SIZE, contains, partners_of_users
 from .kinds import Field
 from .pages import Page, guarded
@@ -192,9 +192,5 @@ async def download(page: Page) -> Response:
     return Response(
         cert.public_bytes(Encoding.PEM),
         media_type="application/x-pem-file",
-        headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "no-store",
-        },
+        headers=download_headers(name),
     )

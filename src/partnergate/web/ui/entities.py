@@ -8,7 +8,6 @@ to the field it names (:attr:`DirectoryError.field`).
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
@@ -16,6 +15,7 @@ from starlette.responses import Response
 from ...model.errors import DirectoryError, InvalidValue, NotFound
 from ...model.rules import ENCODINGS, TEXT_CONTENT_TYPES
 from ...security.certificates import CertificateError, CertificateInfo, load_certificate
+from ..downloads import download_headers
 from .directory import load_partner
 from .highlight import LANGUAGES, decode, highlight
 from .kinds import BINARY, DOWNLOAD, KINDS, Field, Kind, content_type_for
@@ -272,13 +272,4 @@ async def download(page: Page) -> Response:
         name += "." + extension
     value = row["Value"]
     assert isinstance(value, bytes)
-    return Response(
-        value,
-        media_type=media_type,
-        headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "no-store",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-        },
-    )
+    return Response(value, media_type=media_type, headers=download_headers(name))

@@ -12,13 +12,16 @@ from datetime import datetime
 
 from starlette.responses import Response
 
+from ...model.errors import NotFound
 from ...odata.filter import And, Compare, CompareOp, Expr, Literal, Or, OrderBy, PropertyRef
 from ...odata.filter import ValueType as T
 from ...store.directory import Directory, ListRequest
+from ..downloads import download_headers
 from .directory import PAGE_SIZE
 from .pages import Page, guarded
 
 LOGS = "MessageProcessingLogs"
+ATTACHMENTS = "MessageProcessingLogAttachments"
 STATUSES = ("FAILED", "COMPLETED", "PROCESSING")
 TIME_FORMAT = "%Y-%m-%dT%H:%M"
 """What an ``<input type="datetime-local">`` sends, without seconds."""
@@ -151,6 +154,11 @@ async def show(page: Page) -> Response:
     guid = str(page.request.path_params["guid"])
     row = await page.services.store.get(LOGS, {"MessageGuid": guid})
     step, error = split_error(await page.services.message_log.error_text(guid))
+    kept = ListRequest(
+        filter=_eq("MessageGuid", guid),
+        orderby=(OrderBy(PropertyRef("TimeStamp", T.DATETIME)),),
+    )
+    attachments = (await page.services.store.list(ATTACHMENTS, kept)).rows
     return page.render(
         "monitor/show.html",
         section="monitor",
@@ -158,4 +166,21 @@ async def show(page: Page) -> Response:
         step=step,
         error=error,
         duration=duration(row),
+        attachments=attachments,
     )
+
+
+@guarded
+async def attachment(page: Page) -> Response:
+    """An attachment's bytes, as a download: what a sender sent must never run here."""
+    params = page.request.path_params
+    key = {"Id": str(params["attachment_id"])}
+    entity = await page.services.store.get(ATTACHMENTS, key)
+    if entity["MessageGuid"] != params["guid"]:
+        raise NotFound(f"message {params['guid']} has no attachment {key['Id']}")
+    found = await page.services.message_log.attachment(key["Id"])
+    if found is None:
+        raise NotFound(f"attachment {key['Id']} does not exist")
+    payload, content_type = found
+    headers = download_headers(str(entity["Name"]), content_type or "application/octet-stream")
+    return Response(payload, 200, headers)

@@ -141,6 +141,9 @@ class Urls:
     def message(self, guid: object) -> str:
         return f"{self.base}/monitor/{quote(str(guid), safe='')}"
 
+    def attachment(self, guid: object, attachment_id: object) -> str:
+        return f"{self.message(guid)}/attachments/{quote(str(attachment_id), safe='')}"
+
     def flows(self, name: str | None = None) -> str:
         return f"{self.base}/flows" + (f"#flow-{quote(name, safe='')}" if name else "")
 
