@@ -74,3 +74,26 @@ def test_a_step_without_a_name_is_refused_with_its_line(tmp_path: Path) -> None:
     with pytest.raises(FlowError) as raised:
         flow_from(tmp_path, text)
     assert "name" in str(raised.value) and raised.value.line == 4
+
+
+@run_async
+async def test_a_script_adds_attachments_as_sap_scripts_do(
+    directory: PartnerDirectory, tmp_path: Path
+) -> None:
+    (tmp_path / "note.py").write_text(
+        "def process(message, pd):\n"
+        "    log = message.message_log\n"
+        "    log.add_attachment_as_string('seen', 'seen ' + message.get_body(str))\n"
+        "    log.add_attachment_as_string('big', 'x' * (2 * 1024 * 1024), 'text/csv')\n"
+    )
+    flow = flow_from(tmp_path, "endpoint: /http/script\nsteps:\n  - script: note.py\n")
+    message = exchange("hello", user="user_for_sender_basic")
+    async with engine_for(directory) as (engine, log):
+        reply = await engine.process(flow, message)
+    assert reply.status == 200
+    entry = log.get(message.message_id)
+    assert entry is not None
+    seen, big = entry.attachments
+    assert (seen.name, seen.content_type, seen.payload) == ("seen", "text/plain", b"seen hello")
+    assert big.name == "big (first 1048576 bytes)" and len(big.payload) == 1024 * 1024
+    assert big.content_type == "text/csv"

@@ -19,7 +19,7 @@ from typing import Any
 
 from lxml import etree
 
-from .messagelog import Attachment
+from .messagelog import Attachment, keep
 
 AUTHENTICATED_USER = "SapAuthenticatedUserName"
 MESSAGE_ID = "SAP_MessageProcessingLogID"
@@ -232,3 +232,21 @@ class Exchange:
 
     def get_properties(self) -> dict[str, Any]:
         return self.properties
+
+    @property
+    def message_log(self) -> ScriptMessageLog:
+        """SAP's ``messageLogFactory.getMessageLog(message)``, for scripts."""
+        return ScriptMessageLog(self)
+
+
+class ScriptMessageLog:
+    """What a script may add to its message's processing log entry."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+
+    def add_attachment_as_string(
+        self, name: str, text: str, media_type: str = "text/plain"
+    ) -> None:
+        """SAP's ``addAttachmentAsString``: kept as UTF-8, at most 1 MiB."""
+        self._exchange.attachments.append(keep(str(name), media_type, str(text).encode()))

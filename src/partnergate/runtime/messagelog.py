@@ -43,6 +43,28 @@ class Attachment:
     attachment_id: str = field(default_factory=new_attachment_id)
 
 
+MAX_ATTACHMENT_BYTES = 1024 * 1024
+"""What one attachment keeps by default: a message log is no archive."""
+
+
+def keep(
+    name: str,
+    content_type: str | None,
+    payload: bytes,
+    max_bytes: int = MAX_ATTACHMENT_BYTES,
+) -> Attachment:
+    """An attachment as the log stores it: content beyond ``max_bytes`` cut (the name says
+    so), and a content type without line breaks, since it may come from the sender and
+    goes back out as a header."""
+    name = name.strip() or "attachment"
+    if len(payload) > max_bytes:
+        payload = payload[:max_bytes]
+        name = f"{name} (first {max_bytes} bytes)"
+    if content_type:
+        content_type = "".join(c for c in content_type if c >= " ")[:200] or None
+    return Attachment(name[:200], content_type, payload, utcnow())
+
+
 @dataclass(frozen=True)
 class MessageLogEntry:
     message_guid: str
@@ -109,5 +131,6 @@ __all__ = [
     "MemoryMessageLog",
     "MessageLogEntry",
     "MessageLogSink",
+    "keep",
     "utcnow",
 ]
