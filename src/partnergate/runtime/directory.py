@@ -233,6 +233,12 @@ class PartnerDirectory:
 
     # Beyond SAP's API: what adapters and the XSLT engine need.
 
+    @property
+    def generation(self) -> int:
+        """Advances with every invalidation: what was derived from the directory at one
+        generation holds while it stays the same."""
+        return self._generation
+
     async def get_binary(self, pid: str, id: str) -> BinaryData | None:
         async def load() -> BinaryData | None:
             found = await self.reader.get_binary_parameter(pid, id)

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..model.errors import AlreadyExists, InvalidValue, NotFound
 from ..security.passwords import hash_password, verify_password_off_loop
 from .changes import Change, publish
-from .database import begin
+from .database import begin, sqlite_file
 from .directory import now
 from .tables import local_users, oauth_clients, server_keys
 
@@ -74,8 +74,8 @@ class AccountCache:
         self._sqlite: sqlite3.Connection | None = None
         self.live: Callable[[], bool] = lambda: True
         """Whether remote writes are being heard; the PostgreSQL listener replaces it."""
-        database = engine.url.database
-        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        database = sqlite_file(engine)
+        if database is not None:
             self._sqlite = sqlite3.connect(
                 f"file:{database}?mode=ro", uri=True, check_same_thread=False, timeout=0.1
             )

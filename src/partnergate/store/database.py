@@ -49,17 +49,29 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 _WRITE_LOCKS: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
+def write_lock(engine: AsyncEngine) -> asyncio.Lock:
+    """SQLite has one writer at a time: within a process, writers queue on this lock
+    instead of failing with "database is locked" after the busy timeout."""
+    return _WRITE_LOCKS.setdefault(engine, asyncio.Lock())
+
+
 @asynccontextmanager
 async def begin(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A write transaction. SQLite has one writer at a time: within a process, writers
-    queue here instead of failing with "database is locked" after the busy timeout."""
+    """A write transaction; on SQLite, one at a time (:func:`write_lock`)."""
     if engine.dialect.name != "sqlite":
         async with engine.begin() as conn:
             yield conn
         return
-    lock = _WRITE_LOCKS.setdefault(engine, asyncio.Lock())
-    async with lock, engine.begin() as conn:
+    async with write_lock(engine), engine.begin() as conn:
         yield conn
+
+
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The file of a SQLite store; None for PostgreSQL and in-memory SQLite."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        return database
+    return None
 
 
 def create_engine(url: str) -> AsyncEngine:

@@ -2,7 +2,10 @@
 
 Entries are written behind the messages: the engine's reports go to a buffer that one
 task writes in batches (one upsert per batch, every ``interval`` seconds or sooner when
-the buffer fills), so a message never waits for the database. Every read of the store
+the buffer fills), so a message never waits for the database. On SQLite the batch is
+written by a connection of the writer's own, on the event loop's thread, a few hundred
+rows per transaction: aiosqlite's worker thread would contend with the event loop for
+the GIL on every row it binds, which cost several times the write itself. Every read of the store
 flushes first (:meth:`flush` is a ``DirectoryStore.before_read`` hook), so whoever asks
 this node sees every message it has taken; another node of a fleet sees it within
 ``interval``. Entries are served read-only as SAP's ``MessageProcessingLogs`` through the
@@ -14,15 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import DateTime, Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import Executable
 
 from ..runtime.messagelog import Attachment, MessageLogEntry
-from .database import begin
+from .database import begin, sqlite_file, write_lock
 from .directory import now
 from .tables import message_processing_log_attachments as attachments
 from .tables import message_processing_logs as mpl
@@ -33,6 +39,8 @@ FLUSH_INTERVAL = 0.1
 """Seconds an entry may wait in memory; what another node of a fleet may lag behind."""
 MAX_PENDING = 5000
 """Entries in memory at most: beyond it, messages wait for the write (back-pressure)."""
+ROWS_PER_TRANSACTION = 250
+"""On SQLite the event loop waits for each transaction: keep each to a few milliseconds."""
 
 
 def error_information(entry: MessageLogEntry) -> str | None:
@@ -74,6 +82,16 @@ def _attachment_row(message_guid: str, attachment: Attachment) -> dict[str, obje
     }
 
 
+def _attachments_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object]]:
+    return [_attachment_row(e.message_guid, a) for e in entries for a in e.attachments]
+
+
+def _keep(dialect: str) -> Any:
+    """INSERT of attachments; one already written (a batch tried again) stays as it is."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(attachments).on_conflict_do_nothing(index_elements=[attachments.c.id])
+
+
 def _upsert(dialect: str) -> Any:
     """INSERT … ON CONFLICT (message_guid) DO UPDATE: a later report replaces an earlier."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -84,6 +102,55 @@ def _upsert(dialect: str) -> Any:
         if name not in ("message_guid", "correlation_id")
     }
     return statement.on_conflict_do_update(index_elements=[mpl.c.message_guid], set_=changed)
+
+
+class _SqliteWriter:
+    """Batches into a SQLite file over a synchronous connection, in SQLAlchemy's SQL."""
+
+    def __init__(self, path: str) -> None:
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA busy_timeout=500")
+        dialect = sqlite.dialect()
+        self._to_text = DateTime().dialect_impl(dialect).bind_processor(dialect)
+        self._entries = self._compile(_upsert("sqlite"), dialect)
+        self._attachments = self._compile(_keep("sqlite"), dialect, attachments)
+
+    @staticmethod
+    def _compile(
+        statement: Executable, dialect: Any, table: Table = mpl
+    ) -> tuple[str, tuple[str, ...]]:
+        compiled = statement.compile(dialect=dialect, column_keys=list(table.c.keys()))
+        return str(compiled), tuple(compiled.positiontup or ())
+
+    def _tuples(
+        self, query: tuple[str, tuple[str, ...]], rows: Sequence[dict[str, object]]
+    ) -> list[tuple[object, ...]]:
+        names = query[1]
+        to_text = self._to_text
+        assert to_text is not None
+        return [
+            tuple(to_text(v) if hasattr(v, "isoformat") else v for v in map(row.get, names))
+            for row in rows
+        ]
+
+    def write(self, entries: list[dict[str, object]], kept: list[dict[str, object]]) -> None:
+        """One transaction; the caller holds the store's write lock."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            cursor.executemany(self._entries[0], self._tuples(self._entries, entries))
+            if kept:
+                cursor.executemany(self._attachments[0], self._tuples(self._attachments, kept))
+            cursor.execute("COMMIT")
+        except BaseException:
+            if self.connection.in_transaction:
+                cursor.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 class StoreMessageLog:
@@ -99,6 +166,8 @@ class StoreMessageLog:
         self._pending: dict[str, MessageLogEntry] = {}
         self._lock = asyncio.Lock()
         self._upsert = _upsert(engine.dialect.name)
+        path = sqlite_file(engine)
+        self._sqlite = _SqliteWriter(path) if path is not None else None
 
     async def started(self, entry: MessageLogEntry) -> None:
         await self._put(entry)
@@ -121,19 +190,31 @@ class StoreMessageLog:
             if not batch:
                 return
             try:
-                kept = [
-                    _attachment_row(entry.message_guid, attachment)
-                    for entry in batch.values()
-                    for attachment in entry.attachments
-                ]
-                async with begin(self.engine) as conn:
-                    await conn.execute(self._upsert, [_row(e) for e in batch.values()])
-                    if kept:
-                        await conn.execute(insert(attachments), kept)
+                await self._write(list(batch.values()))
             except BaseException:
                 # newer reports of the same messages win over the batch that failed
                 self._pending = {**batch, **self._pending}
                 raise
+
+    async def _write(self, batch: list[MessageLogEntry]) -> None:
+        if self._sqlite is None:
+            kept = _attachments_of(batch)
+            async with begin(self.engine) as conn:
+                await conn.execute(self._upsert, [_row(e) for e in batch])
+                if kept:
+                    await conn.execute(_keep(self.engine.dialect.name), kept)
+            return
+        for start in range(0, len(batch), ROWS_PER_TRANSACTION):
+            part = batch[start : start + ROWS_PER_TRANSACTION]
+            async with write_lock(self.engine):
+                self._sqlite.write([_row(e) for e in part], _attachments_of(part))
+            await asyncio.sleep(0)  # let messages through between transactions
+
+    def close(self) -> None:
+        """Close the SQLite writer's connection (after the last flush)."""
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
 
     async def run(self) -> None:
         """Flush every ``interval`` seconds until cancelled; then flush what is left."""

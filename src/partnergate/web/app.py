@@ -358,6 +358,7 @@ def create_app(settings: Settings) -> Gateway:
             await services.runtime.engine.aclose()
             log_writer.cancel()
             await asyncio.gather(log_writer, return_exceptions=True)
+            services.message_log.close()
             services.runtime.directory.close()
             services.accounts.close()
             await services.store.engine.dispose()

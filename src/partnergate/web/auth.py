@@ -37,6 +37,8 @@ class AuthResult:
     reason: str = ""
     session_id: str | None = None
     """The session the request belongs to (from its cookie), for CSRF."""
+    expires: float | None = None
+    """When the credentials stop being valid by themselves (a bearer token's ``exp``)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ class Authenticator:
                 "secret or roles",
             )
         return AuthResult(
-            Principal(oauth_client_user(client_id), frozenset(account.roles), AuthMethod.BEARER)
+            Principal(oauth_client_user(client_id), frozenset(account.roles), AuthMethod.BEARER),
+            expires=claims.expires_at,
         )
 
     def _verified(self, token: str) -> TokenClaims:

@@ -6,7 +6,11 @@ c0c9950): a Basic user of the local store, an OAuth client as user
 users of the Partner Directory carry ``ESBMessaging.send`` while their entry exists; the
 partner of a principal is the partner of that authorised user.
 
-A sender presents the same certificate on every message: what it was mapped to is
+A sender presents the same credentials on every message. The identity an Authorization
+header resolved to is remembered for up to 30 seconds, by a keyed hash of the header,
+while the account store and the Partner Directory stay at the version it was resolved
+at (and never past a bearer token's expiry): a changed password, role, authorised user
+or removed account takes effect with the next message. What a certificate was mapped to is
 remembered by the certificate's SHA-256 until a write to ``CertificateUserMappings`` or
 ``CertificateMappingRules`` calls :meth:`IdentityResolver.forget_certificates`. Partners
 of users come from the runtime's Partner Directory cache, invalidated the same way.
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+import secrets
+import time
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -39,6 +45,8 @@ class SenderIdentity:
     method: AuthMethod
     explanation: list[str] = field(default_factory=list)
     """How the credentials led to this user and partner, step by step, for diagnostics."""
+    expires: float | None = field(default=None, compare=False)
+    """When the credentials stop being valid by themselves (a bearer token's ``exp``)."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -72,6 +80,15 @@ class _Mapped:
 
 
 MAX_REMEMBERED_CERTIFICATES = 10_000
+MAX_REMEMBERED_HEADERS = 10_000
+REMEMBER_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    identity: SenderIdentity
+    stamp: tuple[int, int]
+    until: float
 
 
 class IdentityResolver:
@@ -83,6 +100,17 @@ class IdentityResolver:
         self.partners: PartnerOfUser = partners if partners is not None else reader
         self._mapped: dict[bytes, _Mapped | None] = {}
         self._generation = 0
+        self._key = secrets.token_bytes(32)
+        self._resolved: dict[bytes, _Resolved] = {}
+
+    def _stamp(self) -> tuple[int, int] | None:
+        """The versions of the account store and the directory now; None: trust nothing."""
+        accounts = self.auth.users.cache
+        generation = getattr(self.partners, "generation", None)
+        if accounts is None or generation is None:
+            return None
+        version = accounts.version()
+        return None if version is None else (version, generation)
 
     def forget_certificates(self) -> None:
         """A certificate mapping or mapping rule changed: map every certificate afresh."""
@@ -103,16 +131,17 @@ class IdentityResolver:
         """
         header = conn.headers.get("authorization")
         if header:
-            scheme, _, value = header.partition(" ")
-            if scheme.lower() == "basic":
-                result = await self.auth.basic(value)
-            elif scheme.lower() == "bearer":
-                result = await self.auth.bearer(value)
-            else:
-                return Refusal(401, f"unsupported authorization scheme '{scheme}'")
-            if result.principal is None:
-                return Refusal(401, result.reason)
-            return await self.with_partner(result.principal, [_how(result.principal)])
+            stamp = self._stamp()
+            digest = hashlib.blake2b(
+                header.encode("utf-8", "surrogatepass"), key=self._key, digest_size=32
+            ).digest()
+            known = self._resolved.get(digest)
+            if known is not None and known.stamp == stamp and known.until > time.monotonic():
+                return known.identity
+            who = await self._from_header(header)
+            if stamp is not None and isinstance(who, SenderIdentity):
+                self._remember(digest, who, stamp)
+            return who
         if cert_problem:
             return Refusal(cert_status, cert_problem, True)
         if certificate is not None:
@@ -120,6 +149,27 @@ class IdentityResolver:
         return Refusal(
             401, "no credentials: neither an Authorization header nor a client certificate"
         )
+
+    async def _from_header(self, header: str) -> SenderIdentity | Refusal:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "basic":
+            result = await self.auth.basic(value)
+        elif scheme.lower() == "bearer":
+            result = await self.auth.bearer(value)
+        else:
+            return Refusal(401, f"unsupported authorization scheme '{scheme}'")
+        if result.principal is None:
+            return Refusal(401, result.reason)
+        who = await self.with_partner(result.principal, [_how(result.principal)])
+        return replace(who, expires=result.expires)
+
+    def _remember(self, digest: bytes, who: SenderIdentity, stamp: tuple[int, int]) -> None:
+        until = time.monotonic() + REMEMBER_SECONDS
+        if who.expires is not None:
+            until = min(until, time.monotonic() + who.expires - time.time())
+        if len(self._resolved) >= MAX_REMEMBERED_HEADERS:
+            self._resolved.clear()
+        self._resolved[digest] = _Resolved(who, stamp, until)
 
     async def from_certificate(self, cert: x509.Certificate) -> SenderIdentity | Refusal:
         now = datetime.now(UTC)

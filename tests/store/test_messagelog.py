@@ -1,0 +1,84 @@
+"""The message processing log's writer on the run's store (SQLite file or PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from partnergate.runtime.messagelog import COMPLETED, PROCESSING, MessageLogEntry, keep, utcnow
+from partnergate.store import database
+from partnergate.store.messagelog import ROWS_PER_TRANSACTION, StoreMessageLog
+from partnergate.store.tables import message_processing_log_attachments as attachments
+from partnergate.store.tables import message_processing_logs as mpl
+
+
+def entry(guid: str, status: str = COMPLETED, **changes: object) -> MessageLogEntry:
+    values: dict[str, object] = {
+        "message_guid": guid,
+        "flow": "f",
+        "endpoint": "/http/f",
+        "status": status,
+        "start": utcnow(),
+    }
+    values.update(changes)
+    return MessageLogEntry(**values)  # type: ignore[arg-type]
+
+
+async def rows(engine, query):  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).all()
+
+
+def test_batches_larger_than_a_transaction_and_a_batch_written_twice(store_url: str) -> None:
+    async def main() -> None:
+        engine = database.create_engine(store_url)
+        await database.upgrade(engine)
+        log = StoreMessageLog(engine)
+        prefix = utcnow().strftime("w%H%M%S%f")
+        count = ROWS_PER_TRANSACTION * 2 + 7
+        for n in range(count):
+            await log.started(entry(f"{prefix}-{n}", PROCESSING))
+        kept = keep("received", "text/xml", b"<Message/>")
+        last = entry(
+            f"{prefix}-0", end=utcnow(), receiver_partner="Receiver_2", attachments=(kept,)
+        )
+        await log.finished(last)
+        await log.flush()
+        await log.finished(last)  # the same report again: the attachment stays one
+        await log.flush()
+
+        written = await rows(
+            engine,
+            sa.select(mpl.c.message_guid, mpl.c.status).where(
+                mpl.c.message_guid.like(f"{prefix}-%")
+            ),
+        )
+        assert len(written) == count
+        statuses = dict(written)
+        assert statuses[f"{prefix}-0"] == COMPLETED and statuses[f"{prefix}-1"] == PROCESSING
+        stored = await rows(
+            engine,
+            sa.select(attachments.c.name, attachments.c.payload, attachments.c.time_stamp).where(
+                attachments.c.message_guid == f"{prefix}-0"
+            ),
+        )
+        assert [(n, bytes(p)) for n, p, _ in stored] == [("received", b"<Message/>")]
+        assert stored[0][2] == kept.time  # read back as the datetime it was written as
+
+        async with database.begin(engine) as conn:  # make the first message old
+            await conn.execute(
+                sa.update(mpl)
+                .where(mpl.c.message_guid == f"{prefix}-0")
+                .values(log_start=utcnow() - timedelta(days=40))
+            )
+        assert await log.purge(30) >= 1
+        gone = await rows(
+            engine, sa.select(attachments.c.id).where(attachments.c.message_guid == f"{prefix}-0")
+        )
+        assert gone == []
+        log.close()
+        await engine.dispose()
+
+    asyncio.run(main())
