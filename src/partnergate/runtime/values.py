@@ -76,6 +76,8 @@ class Template:
         return all(isinstance(p, str) for p in self._parts)
 
     def render(self, exchange: Exchange, escape: Callable[[str], str] | None = None) -> str:
+        if len(self._parts) == 1 and isinstance(self._parts[0], str):
+            return self._parts[0]  # literal text: most ids, names and addresses
         out = []
         for part in self._parts:
             if isinstance(part, str):

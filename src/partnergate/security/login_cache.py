@@ -4,9 +4,9 @@ HTTP Basic on every message does not pay for argon2 on every message.
 The cache key is a keyed BLAKE2b hash (a MAC, RFC 7693 §2.5) of (kind, name, secret)
 under a per-process random key: the secret itself is never kept. Each hit is still
 confirmed against the account's current fingerprint (password hash and roles), so a
-changed password, changed roles or a removed account take effect at once, on every node.
-Senders that open many connections at once with the same credentials share one check
-(:meth:`LoginCache.once`) instead of queueing one argon2 run each.
+changed password, changed roles or a removed account take effect within milliseconds, on
+every node. Senders that open many connections at once with the same credentials share
+one check (:meth:`LoginCache.once`) instead of queueing one argon2 run each.
 """
 
 from __future__ import annotations

@@ -6,15 +6,17 @@ list, e.g. ``AuthGroup_TenantPartnerDirectoryConfigurator ESBMessaging.send``.
 Senders authenticate on every message, so each table keeps the accounts it has read in
 memory, for as long as nothing says they changed: a write through this process forgets
 them at once; a write by another process (the ``partnergate users`` CLI, another node)
-shows on SQLite as a new ``PRAGMA data_version`` and on PostgreSQL as a ``NOTIFY`` that
-the change listener delivers to :meth:`AccountCache.invalidate`. While the listener is
-not connected, nothing is trusted from memory.
+shows on SQLite as a new ``PRAGMA data_version`` (asked at most every 5 ms: each asking
+takes SQLite's file locks) and on PostgreSQL as a ``NOTIFY`` that the change listener
+delivers to :meth:`AccountCache.invalidate`, within milliseconds either way. While the
+listener is not connected, nothing is trusted from memory.
 """
 
 from __future__ import annotations
 
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +32,8 @@ from .directory import now
 from .tables import local_users, oauth_clients, server_keys
 
 MAX_NAME = 150
+DATA_VERSION_SECONDS = 0.005
+"""How long a SQLite ``data_version`` answer is taken as current."""
 USERS, CLIENTS = "LocalUsers", "OAuthClients"
 """Entity set names of account changes, as the change notifications carry them."""
 
@@ -72,6 +76,8 @@ class AccountCache:
         self._entries: dict[tuple[str, str], tuple[int, Current]] = {}
         self._generation = 0
         self._sqlite: sqlite3.Connection | None = None
+        self._data_version: int | None = None
+        self._asked = 0.0
         self.live: Callable[[], bool] = lambda: True
         """Whether remote writes are being heard; the PostgreSQL listener replaces it."""
         database = sqlite_file(engine)
@@ -82,13 +88,17 @@ class AccountCache:
 
     def version(self) -> int | None:
         """The store's version now; None when nothing may be trusted from memory."""
-        if self._sqlite is not None:
+        if self._sqlite is None:
+            return self._generation if self.live() else None
+        now = time.monotonic()
+        if self._data_version is None or now - self._asked >= DATA_VERSION_SECONDS:
             try:
-                (version,) = self._sqlite.execute("PRAGMA data_version").fetchone()
+                (found,) = self._sqlite.execute("PRAGMA data_version").fetchone()
             except sqlite3.Error:
+                self._data_version = None
                 return None
-            return int(version) + (self._generation << 32)
-        return self._generation if self.live() else None
+            self._data_version, self._asked = int(found), now
+        return self._data_version + (self._generation << 32)
 
     def get(self, entity_set: str, name: str, version: int | None) -> tuple[bool, Current]:
         """``(True, value)`` when ``value`` was read at ``version``, else ``(False, None)``."""

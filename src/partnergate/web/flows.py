@@ -168,7 +168,8 @@ class Runtime:
                 status = 400 if envelope == soap.SOAP12 and status < 500 else 500
             else:
                 payload = soap.wrap(payload, envelope)
-        response = Response(payload, status, headers)
-        if content_type:
-            response.headers["Content-Type"] = content_type
-        return response
+        if content_type:  # as the flow set it, once, without a charset added
+            for name in [n for n in headers if n.lower() == "content-type"]:
+                del headers[name]
+            headers["Content-Type"] = content_type
+        return Response(payload, status, headers)

@@ -8,9 +8,10 @@ partner of a principal is the partner of that authorised user.
 
 A sender presents the same credentials on every message. The identity an Authorization
 header resolved to is remembered for up to 30 seconds, by a keyed hash of the header,
-while the account store and the Partner Directory stay at the version it was resolved
-at (and never past a bearer token's expiry): a changed password, role, authorised user
-or removed account takes effect with the next message. What a certificate was mapped to is
+while the account store and the Partner Directory stay at the version it was resolved at
+(and never past a bearer token's expiry): a changed password, role, authorised user or
+removed account takes effect within milliseconds (see
+:class:`~partnergate.store.accounts.AccountCache`). What a certificate was mapped to is
 remembered by the certificate's SHA-256 until a write to ``CertificateUserMappings`` or
 ``CertificateMappingRules`` calls :meth:`IdentityResolver.forget_certificates`. Partners
 of users come from the runtime's Partner Directory cache, invalidated the same way.
