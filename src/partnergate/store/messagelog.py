@@ -104,6 +104,26 @@ def _upsert(dialect: str) -> Any:
     return statement.on_conflict_do_update(index_elements=[mpl.c.message_guid], set_=changed)
 
 
+async def read_attachment(
+    engine: AsyncEngine, attachment_id: str
+) -> tuple[bytes, str | None] | None:
+    """An attachment's bytes and content type as stored (the writer flushes first)."""
+    query = select(attachments.c.payload, attachments.c.content_type).where(
+        attachments.c.id == attachment_id
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    return None if row is None else (bytes(row[0]), row[1])
+
+
+async def read_error_text(engine: AsyncEngine, message_guid: str) -> str | None:
+    """A message's ``ErrorInformation`` as stored; None when there is no such message."""
+    query = select(mpl.c.error_information).where(mpl.c.message_guid == message_guid)
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    return None if row is None else (row[0] or "")
+
+
 class _SqliteWriter:
     """Batches into a SQLite file over a synchronous connection, in SQLAlchemy's SQL."""
 
@@ -166,8 +186,8 @@ class StoreMessageLog:
         self._pending: dict[str, MessageLogEntry] = {}
         self._lock = asyncio.Lock()
         self._upsert = _upsert(engine.dialect.name)
-        path = sqlite_file(engine)
-        self._sqlite = _SqliteWriter(path) if path is not None else None
+        self._sqlite_path = sqlite_file(engine)
+        self._sqlite: _SqliteWriter | None = None
 
     async def started(self, entry: MessageLogEntry) -> None:
         await self._put(entry)
@@ -197,13 +217,15 @@ class StoreMessageLog:
                 raise
 
     async def _write(self, batch: list[MessageLogEntry]) -> None:
-        if self._sqlite is None:
+        if self._sqlite_path is None:
             kept = _attachments_of(batch)
             async with begin(self.engine) as conn:
                 await conn.execute(self._upsert, [_row(e) for e in batch])
                 if kept:
                     await conn.execute(_keep(self.engine.dialect.name), kept)
             return
+        if self._sqlite is None:
+            self._sqlite = _SqliteWriter(self._sqlite_path)
         for start in range(0, len(batch), ROWS_PER_TRANSACTION):
             part = batch[start : start + ROWS_PER_TRANSACTION]
             async with write_lock(self.engine):
@@ -240,25 +262,12 @@ class StoreMessageLog:
     async def attachment(self, attachment_id: str) -> tuple[bytes, str | None] | None:
         """An attachment's bytes and content type (its ``$value``); None when unknown."""
         await self.flush()
-        query = select(attachments.c.payload, attachments.c.content_type).where(
-            attachments.c.id == attachment_id
-        )
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else (bytes(row[0]), row[1])
+        return await read_attachment(self.engine, attachment_id)
 
     async def error_text(self, message_guid: str) -> str | None:
         """``ErrorInformation/$value``; None when there is no such message."""
         await self.flush()
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(mpl.c.error_information).where(mpl.c.message_guid == message_guid)
-                )
-            ).first()
-        if row is None:
-            return None
-        return row[0] or ""
+        return await read_error_text(self.engine, message_guid)
 
     async def purge(self, keep_days: int) -> int:
         """Delete entries that started more than ``keep_days`` ago; return how many."""

@@ -39,7 +39,7 @@ from ..odata.keys import format_key, parse_key
 from ..odata.query import QueryOptions, parse_query
 from ..security.principals import PARTNER_DIRECTORY_CONFIGURATOR
 from ..store.directory import HONOURS_USER_OPTION, Directory, DirectoryStore, ListRequest
-from ..store.messagelog import StoreMessageLog
+from ..store.messagelog import read_attachment, read_error_text
 from .downloads import download_headers
 
 JSON = "application/json"
@@ -433,7 +433,7 @@ class ODataService:
         What a sender sent must not run in a browser that holds an admin's session: the
         bytes come as a download, never sniffed, in a sandbox."""
         entity = await self.store.get("MessageProcessingLogAttachments", key)
-        found = await StoreMessageLog(self.store.engine).attachment(str(key["Id"]))
+        found = await read_attachment(self.store.engine, str(key["Id"]))
         if found is None:
             raise NotFoundError(f"MessageProcessingLogAttachment (Id='{key['Id']}') does not exist")
         payload, content_type = found
@@ -442,7 +442,7 @@ class ODataService:
         return ODataResponse(200, payload, headers)
 
     async def message_text(self, guid: str) -> str:
-        return await StoreMessageLog(self.store.engine).error_text(guid) or ""
+        return await read_error_text(self.store.engine, guid) or ""
 
     def _entity_response(
         self,
