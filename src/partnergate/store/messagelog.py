@@ -19,7 +19,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, Table, delete, select
@@ -149,7 +149,7 @@ class _SqliteWriter:
         to_text = self._to_text
         assert to_text is not None
         return [
-            tuple(to_text(v) if hasattr(v, "isoformat") else v for v in map(row.get, names))
+            tuple(to_text(v) if isinstance(v, datetime) else v for v in map(row.get, names))
             for row in rows
         ]
 

@@ -20,6 +20,7 @@ from ..runtime.directory import PartnerDirectory
 from ..runtime.engine import Engine
 from ..runtime.exchange import Exchange
 from ..runtime.flows import FlowSet, load_flows
+from ..store.accounts import CLIENTS, USERS
 from ..store.changes import Change
 from .bodies import BodyTooLarge, read_body
 from .identity import IdentityResolver, Refusal
@@ -105,7 +106,7 @@ class Runtime:
                     self.directory.invalidate_partner(change.pid)
             elif change.entity_set in ("CertificateUserMappings", "CertificateMappingRules"):
                 self.identity.forget_certificates()
-            elif change.entity_set in ("MessageProcessingLogs", "LocalUsers", "OAuthClients"):
+            elif change.entity_set in ("MessageProcessingLogs", USERS, CLIENTS):
                 continue
             else:
                 self.directory.invalidate(

@@ -23,7 +23,7 @@ import hashlib
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -46,8 +46,6 @@ class SenderIdentity:
     method: AuthMethod
     explanation: list[str] = field(default_factory=list)
     """How the credentials led to this user and partner, step by step, for diagnostics."""
-    expires: float | None = field(default=None, compare=False)
-    """When the credentials stop being valid by themselves (a bearer token's ``exp``)."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -139,9 +137,9 @@ class IdentityResolver:
             known = self._resolved.get(digest)
             if known is not None and known.stamp == stamp and known.until > time.monotonic():
                 return known.identity
-            who = await self._from_header(header)
+            who, expires = await self._from_header(header)
             if stamp is not None and isinstance(who, SenderIdentity):
-                self._remember(digest, who, stamp)
+                self._remember(digest, who, stamp, expires)
             return who
         if cert_problem:
             return Refusal(cert_status, cert_problem, True)
@@ -151,23 +149,26 @@ class IdentityResolver:
             401, "no credentials: neither an Authorization header nor a client certificate"
         )
 
-    async def _from_header(self, header: str) -> SenderIdentity | Refusal:
+    async def _from_header(self, header: str) -> tuple[SenderIdentity | Refusal, float | None]:
+        """Who the header names, and when its credentials expire by themselves, if they do."""
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "basic":
             result = await self.auth.basic(value)
         elif scheme.lower() == "bearer":
             result = await self.auth.bearer(value)
         else:
-            return Refusal(401, f"unsupported authorization scheme '{scheme}'")
+            return Refusal(401, f"unsupported authorization scheme '{scheme}'"), None
         if result.principal is None:
-            return Refusal(401, result.reason)
+            return Refusal(401, result.reason), None
         who = await self.with_partner(result.principal, [_how(result.principal)])
-        return replace(who, expires=result.expires)
+        return who, result.expires
 
-    def _remember(self, digest: bytes, who: SenderIdentity, stamp: tuple[int, int]) -> None:
+    def _remember(
+        self, digest: bytes, who: SenderIdentity, stamp: tuple[int, int], expires: float | None
+    ) -> None:
         until = time.monotonic() + REMEMBER_SECONDS
-        if who.expires is not None:
-            until = min(until, time.monotonic() + who.expires - time.time())
+        if expires is not None:
+            until = min(until, time.monotonic() + expires - time.time())
         if len(self._resolved) >= MAX_REMEMBERED_HEADERS:
             self._resolved.clear()
         self._resolved[digest] = _Resolved(who, stamp, until)

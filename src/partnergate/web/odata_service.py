@@ -8,7 +8,7 @@ request that arrives on its own.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
@@ -415,14 +415,7 @@ class ODataService:
         mine = f"MessageGuid eq '{guid}'"
         given = [v for k, v in request.query if k == "$filter"]
         query.append(("$filter", f"{mine} and ({given[-1]})" if given else mine))
-        narrowed = ODataRequest(
-            request.method,
-            "MessageProcessingLogAttachments",
-            query,
-            request.headers,
-            request.body,
-            request.actor,
-        )
+        narrowed = replace(request, path="MessageProcessingLogAttachments", query=query)
         return await self._read_collection(
             narrowed, MESSAGE_PROCESSING_LOG_ATTACHMENT, directory, as_json
         )
