@@ -10,9 +10,11 @@ flow, as in SAP Cloud Integration.
 
 from __future__ import annotations
 
+import base64
 import json
-import secrets
+import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,12 +49,47 @@ INBOUND_HEADERS_DROPPED = frozenset(
 """Sender headers that never enter a flow: credentials, hop-by-hop, and the adapter's own."""
 
 _ALPHANUMERIC = str.maketrans("-_", "XY")
+_BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+_PREFIX = (0, "")
+"""The last millisecond and its digits: messages of the same millisecond share them."""
+_RANDOM = threading.local()
+_RANDOM_BYTES = 14
+_RANDOM_BATCH = 64
+
+
+def _random_bytes() -> bytes:
+    """14 bytes from ``os.urandom``, fetched 64 ids at a time per thread: one system call
+    per message was a measurable part of a short flow."""
+    pool: bytes = getattr(_RANDOM, "pool", b"")
+    if not pool:
+        pool = os.urandom(_RANDOM_BYTES * _RANDOM_BATCH)
+    _RANDOM.pool = pool[_RANDOM_BYTES:]
+    return pool[:_RANDOM_BYTES]
 
 
 def new_message_id() -> str:
-    """A 28-character MessageGuid, the length and alphabet SAP's look like: 168 random
-    bits in URL-safe base64, its two symbols replaced by letters (still over 160 bits)."""
-    return secrets.token_urlsafe(21).translate(_ALPHANUMERIC)
+    """A 28-character MessageGuid, the length and alphabet SAP's look like, that sorts by
+    time: the millisecond in 9 base-36 digits (until the year 5138), then 112 random bits
+    in URL-safe base64 with its two symbols replaced by letters (still over 100 bits).
+
+    Time order keeps each new key at the end of the log's primary-key index: with random
+    keys every insert lands on a random page, and writing the log slows as it grows.
+    Digits and capitals sort the same in every collation, PostgreSQL's too.
+    """
+    global _PREFIX
+    ms = time.time_ns() // 1_000_000
+    at, prefix = _PREFIX
+    if at != ms:
+        digits, rest = [], ms
+        for _ in range(9):
+            rest, digit = divmod(rest, 36)
+            digits.append(_BASE36[digit])
+        prefix = "".join(reversed(digits))
+        _PREFIX = (ms, prefix)
+    suffix = base64.urlsafe_b64encode(_random_bytes()).decode("ascii").translate(_ALPHANUMERIC)
+    return prefix + suffix[:19]
 
 
 _PARSERS = threading.local()
