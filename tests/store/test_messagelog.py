@@ -82,3 +82,63 @@ def test_batches_larger_than_a_transaction_and_a_batch_written_twice(store_url: 
         await engine.dispose()
 
     asyncio.run(main())
+
+
+def test_every_field_is_stored_as_it_was_reported(store_url: str) -> None:
+    """Quotes, backslashes, line breaks and any Unicode survive the batch; a missing
+    HTTP status stays NULL and a present one an integer."""
+
+    async def main() -> None:
+        engine = database.create_engine(store_url)
+        await database.upgrade(engine)
+        log = StoreMessageLog(engine)
+        prefix = utcnow().strftime("f%H%M%S%f")
+        start = utcnow()
+        odd = 'line 1\nline 2\t"quoted" \\ back\\slash, Grüße, 日本, \U0001f600 and \x07'
+        full = entry(
+            f"{prefix}-a",
+            COMPLETED,
+            flow='Flow "ö"',
+            start=start,
+            end=start + timedelta(milliseconds=5),
+            user="user_ä",
+            sender_partner="Sender\\1",
+            receiver_partner="Receiver'2",
+            http_status=502,
+            failed_step="call the receiver",
+            error=odd,
+        )
+        bare = entry(f"{prefix}-b", PROCESSING, start=start)
+        await log.finished(full)
+        await log.started(bare)
+        await log.flush()
+        found = {
+            row.message_guid: row
+            for row in await rows(
+                engine, sa.select(mpl).where(mpl.c.message_guid.like(f"{prefix}-%"))
+            )
+        }
+        a, b = found[f"{prefix}-a"], found[f"{prefix}-b"]
+        assert a.integration_flow_name == 'Flow "ö"'
+        assert (a.user, a.sender, a.receiver) == ("user_ä", "Sender\\1", "Receiver'2")
+        assert a.http_status == 502 and isinstance(a.http_status, int)
+        assert a.error_information == f"step call the receiver: {odd}"
+        assert (a.log_start, a.log_end) == (start, start + timedelta(milliseconds=5))
+        assert (b.status, b.http_status, b.log_end, b.error_information) == (
+            PROCESSING,
+            None,
+            None,
+            None,
+        )
+        # time filters compare the stored form, as the API's $filter on LogStart does
+        later = await rows(
+            engine,
+            sa.select(mpl.c.message_guid).where(
+                mpl.c.message_guid.like(f"{prefix}-%"), mpl.c.log_end > start
+            ),
+        )
+        assert [r[0] for r in later] == [f"{prefix}-a"]
+        log.close()
+        await engine.dispose()
+
+    asyncio.run(main())
