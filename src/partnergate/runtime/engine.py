@@ -8,7 +8,6 @@ answered 500 without internals and logged with its traceback.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from .directory import PartnerDirectory
 from .errors import StepError
@@ -81,10 +80,14 @@ class Engine:
             reply = exchange.reply()
         await self._log(
             "finished",
-            replace(
-                entry,
+            MessageLogEntry(
+                message_guid=entry.message_guid,
+                flow=entry.flow,
+                endpoint=entry.endpoint,
                 status=FAILED if failed_step else COMPLETED,
+                start=entry.start,
                 end=utcnow(),
+                user=entry.user,
                 sender_partner=exchange.sender_partner,
                 receiver_partner=exchange.receiver_partner,
                 http_status=reply.status,
