@@ -289,6 +289,21 @@ def test_every_answered_message_can_be_read_at_once(scenario: Scenario) -> None:
         assert set(guids) <= {e["MessageGuid"] for e in listed}
 
 
+def test_message_guids_list_in_the_order_the_messages_came(scenario: Scenario) -> None:
+    """MessageGuids sort by time, in SQLite's byte order and PostgreSQL's collation alike."""
+    guids = []
+    for _ in range(4):
+        answer = post(scenario, message("Receiver_1"), auth=scenario.basic)
+        guids.append(answer.headers["sap_messageprocessinglogid"])
+        time.sleep(0.002)  # the time part counts milliseconds
+    with Api(scenario.server) as api:
+        listed = api.get(
+            "MessageProcessingLogs", params={"$orderby": "MessageGuid desc", "$top": 100}
+        ).json()["d"]["results"]
+    ours = [e["MessageGuid"] for e in listed if e["MessageGuid"] in guids]
+    assert ours == guids[::-1]
+
+
 def test_kept_alive_sender_feels_account_changes_at_once(scenario: Scenario) -> None:
     """A sender's login is remembered between messages, yet a password or role change
     made with the CLI (another process) counts from the very next message."""
