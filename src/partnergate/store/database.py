@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import sqlite3
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -74,9 +77,26 @@ def sqlite_file(engine: AsyncEngine) -> str | None:
     return None
 
 
+@functools.cache
+def _sqlite_has_json() -> bool:
+    """The message processing log writes its batches through SQLite's JSON functions."""
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as probe:
+            probe.execute("SELECT value FROM json_each('[1]')").fetchall()
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
 def create_engine(url: str) -> AsyncEngine:
     full = async_url(url)
     if full.startswith("sqlite"):
+        if not _sqlite_has_json():
+            raise DatabaseURLError(
+                f"this Python's SQLite ({sqlite3.sqlite_version}) lacks the JSON functions "
+                "partnergate needs (built in since SQLite 3.38); use a Python with a newer "
+                "SQLite, or PostgreSQL"
+            )
         database = make_url(full).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)

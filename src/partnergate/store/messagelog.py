@@ -51,6 +51,8 @@ FLUSH_INTERVAL = 0.1
 """Seconds an entry may wait in memory; what another node of a fleet may lag behind."""
 MAX_PENDING = 5000
 """Entries in memory at most: beyond it, messages wait for the write (back-pressure)."""
+BUSY_TIMEOUT_MS = 5000
+"""How long the log's thread waits for another process's write (the CLI's) to end."""
 ROWS_PER_TRANSACTION = 250
 """On SQLite the API's writes wait for each transaction: keep each to a few milliseconds."""
 
@@ -195,7 +197,7 @@ class _SqliteWriter:
             self._connection = sqlite3.connect(
                 self._path, isolation_level=None, check_same_thread=False
             )
-            self._connection.execute("PRAGMA busy_timeout=500")
+            self._connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor = self._connection.cursor()
         try:
             cursor.execute("BEGIN IMMEDIATE")
