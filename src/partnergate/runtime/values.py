@@ -58,6 +58,12 @@ class Template:
             position = match.end()
         self._parts.append(text[position:])
         self._parts = [p for p in self._parts if p != ""]
+        self._literal: str | None = None
+        """The whole text when it has no placeholders: most ids, names and addresses."""
+        if not self._parts:
+            self._literal = ""
+        elif len(self._parts) == 1 and isinstance(self._parts[0], str):
+            self._literal = self._parts[0]
 
     @staticmethod
     def _placeholder(inner: str) -> tuple[str, str]:
@@ -73,11 +79,11 @@ class Template:
 
     @property
     def is_literal(self) -> bool:
-        return all(isinstance(p, str) for p in self._parts)
+        return self._literal is not None
 
     def render(self, exchange: Exchange, escape: Callable[[str], str] | None = None) -> str:
-        if len(self._parts) == 1 and isinstance(self._parts[0], str):
-            return self._parts[0]  # literal text: most ids, names and addresses
+        if self._literal is not None:
+            return self._literal
         out = []
         for part in self._parts:
             if isinstance(part, str):

@@ -153,10 +153,10 @@ class _AccountTable:
         """Inside the writing transaction: other nodes hear of it when it commits."""
         await publish(conn, [Change(self.entity_set, {"name": name}, None)])
 
-    def _forget(self, name: str) -> None:
-        """After the commit: forget the account here."""
+    def _forget(self) -> None:
+        """After the commit: forget the accounts remembered here."""
         if self.cache is not None:
-            self.cache.invalidate([Change(self.entity_set, {"name": name}, None)])
+            self.cache.clear()
 
     async def add(self, name: str, secret: str, roles: list[str]) -> Account:
         _check_name(self.kind, name)
@@ -176,7 +176,7 @@ class _AccountTable:
                 await self._changed(conn, name)
         except IntegrityError:
             raise AlreadyExists(f"{self.kind} '{name}' already exists") from None
-        self._forget(name)
+        self._forget()
         return Account(name, tuple(roles))
 
     async def list(self) -> list[Account]:
@@ -195,7 +195,7 @@ class _AccountTable:
         async with begin(self.engine) as conn:
             result = await conn.execute(delete(self.table).where(self.table.c[self.key] == name))
             await self._changed(conn, name)
-        self._forget(name)
+        self._forget()
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 
@@ -209,7 +209,7 @@ class _AccountTable:
                 .values({self.secret: hash_password(secret), "changed_time": now()})
             )
             await self._changed(conn, name)
-        self._forget(name)
+        self._forget()
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 
@@ -221,7 +221,7 @@ class _AccountTable:
                 .values(roles=" ".join(roles), changed_time=now())
             )
             await self._changed(conn, name)
-        self._forget(name)
+        self._forget()
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 

@@ -377,10 +377,14 @@ class DirectoryStore:
                 if result is not None:
                     await result
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Directory]:
+    async def catch_up(self) -> None:
+        """Let writers that buffer (the message log) write what waits."""
         for catch_up in self.before_read:
             await catch_up()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Directory]:
+        await self.catch_up()
         async with self.engine.connect() as conn:
             yield Directory(conn, self.secretbox, self.limits)
 

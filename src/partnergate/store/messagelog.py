@@ -21,7 +21,8 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -37,7 +38,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql import Executable
 
 from ..runtime.messagelog import Attachment, MessageLogEntry
 from .database import begin, sqlite_file, write_lock
@@ -100,16 +100,9 @@ def _attachments_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object
     return [_attachment_row(e.message_guid, a) for e in entries for a in e.attachments]
 
 
-def _keep(dialect: str) -> Any:
-    """INSERT of attachments; one already written (a batch tried again) stays as it is."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(attachments).on_conflict_do_nothing(index_elements=[attachments.c.id])
-
-
-def _upsert(dialect: str) -> Any:
-    """INSERT … ON CONFLICT (message_guid) DO UPDATE: a later report replaces an earlier."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(mpl)
+def _replacing(statement: Any) -> Any:
+    """``statement`` with ON CONFLICT (message_guid) DO UPDATE: a later report of a
+    message replaces an earlier one."""
     changed = {
         name: statement.excluded[name]
         for name in mpl.c.keys()
@@ -118,16 +111,37 @@ def _upsert(dialect: str) -> Any:
     return statement.on_conflict_do_update(index_elements=[mpl.c.message_guid], set_=changed)
 
 
-async def read_attachment(
-    engine: AsyncEngine, attachment_id: str
-) -> tuple[bytes, str | None] | None:
-    """An attachment's bytes and content type as stored (the writer flushes first)."""
-    query = select(attachments.c.payload, attachments.c.content_type).where(
-        attachments.c.id == attachment_id
+def _keep(dialect: str) -> Any:
+    """INSERT of attachments; one already written (a batch tried again) stays as it is."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(attachments).on_conflict_do_nothing(index_elements=[attachments.c.id])
+
+
+def _upsert(dialect: str) -> Any:
+    """INSERT of entries, a later report replacing an earlier (:func:`_replacing`)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return _replacing(insert(mpl))
+
+
+@dataclass(frozen=True)
+class StoredAttachment:
+    """An attachment as stored: what a download needs, in one read."""
+
+    message_guid: str
+    name: str
+    content_type: str | None
+    payload: bytes
+
+
+async def read_attachment(engine: AsyncEngine, attachment_id: str) -> StoredAttachment | None:
+    """An attachment as stored, None when unknown (callers let the writer catch up first)."""
+    t = attachments
+    query = select(t.c.message_guid, t.c.name, t.c.content_type, t.c.payload).where(
+        t.c.id == attachment_id
     )
     async with engine.connect() as conn:
         row = (await conn.execute(query)).first()
-    return None if row is None else (bytes(row[0]), row[1])
+    return None if row is None else StoredAttachment(row[0], row[1], row[2], bytes(row[3]))
 
 
 async def read_error_text(engine: AsyncEngine, message_guid: str) -> str | None:
@@ -153,42 +167,16 @@ class _SqliteWriter:
         self._connection: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="partnergate-messagelog")
         dialect = sqlite.dialect()
-        self._to_text = DateTime().dialect_impl(dialect).bind_processor(dialect)
-        self._columns = tuple(mpl.c.keys())
-        self._entries = _from_json(self._columns)
-        self._attachments = self._compile(_keep("sqlite"), dialect, attachments)
-
-    @staticmethod
-    def _compile(
-        statement: Executable, dialect: Any, table: Table = mpl
-    ) -> tuple[str, tuple[str, ...]]:
-        compiled = statement.compile(dialect=dialect, column_keys=list(table.c.keys()))
-        return str(compiled), tuple(compiled.positiontup or ())
-
-    def _json(self, rows: Sequence[dict[str, object]]) -> str:
-        to_text = self._to_text
-        assert to_text is not None
-        return json.dumps(
-            [
-                [to_text(v) if isinstance(v, datetime) else v for v in map(row.get, self._columns)]
-                for row in rows
-            ],
-            separators=(",", ":"),
-        )
-
-    def _tuples(self, rows: Sequence[dict[str, object]]) -> list[tuple[object, ...]]:
-        names = self._attachments[1]
-        to_text = self._to_text
-        assert to_text is not None
-        return [
-            tuple(to_text(v) if isinstance(v, datetime) else v for v in map(row.get, names))
-            for row in rows
-        ]
+        self._entry_columns = _Columns(mpl, tuple(mpl.c.keys()))
+        self._entries = _from_json(self._entry_columns.names)
+        compiled = _keep("sqlite").compile(dialect=dialect, column_keys=list(attachments.c.keys()))
+        self._attachments = str(compiled)
+        self._attachment_columns = _Columns(attachments, tuple(compiled.positiontup or ()))
 
     async def write(self, entries: list[dict[str, object]], kept: list[dict[str, object]]) -> None:
         """One transaction; the caller holds the store's write lock."""
-        batch = self._json(entries)
-        attached = self._tuples(kept) if kept else []
+        batch = json.dumps(self._entry_columns.values(entries), separators=(",", ":"))
+        attached = [tuple(v) for v in self._attachment_columns.values(kept)]
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._write, batch, attached)
 
@@ -203,7 +191,7 @@ class _SqliteWriter:
             cursor.execute("BEGIN IMMEDIATE")
             cursor.execute(self._entries, (batch,))
             if attached:
-                cursor.executemany(self._attachments[0], attached)
+                cursor.executemany(self._attachments, attached)
             cursor.execute("COMMIT")
         except BaseException:
             if self._connection.in_transaction:
@@ -230,14 +218,34 @@ def _from_json(columns: Sequence[str]) -> str:
     ]
     # WHERE true: SQLite's grammar needs it between INSERT … SELECT and ON CONFLICT
     source = select(*items).select_from(rows).where(true())
-    statement = sqlite.insert(mpl).from_select(list(columns), source)
-    changed = {
-        name: statement.excluded[name]
-        for name in columns
-        if name not in ("message_guid", "correlation_id")
-    }
-    upsert = statement.on_conflict_do_update(index_elements=[mpl.c.message_guid], set_=changed)
+    upsert = _replacing(sqlite.insert(mpl).from_select(list(columns), source))
     return str(upsert.compile(dialect=dialect))
+
+
+_TO_TEXT: Any = DateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
+"""SQLAlchemy's conversion of a ``datetime`` to what it stores on SQLite."""
+
+
+class _Columns:
+    """Columns of ``table`` in a statement's order, and which of them hold times."""
+
+    def __init__(self, table: Table, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.times = tuple(
+            i for i, name in enumerate(names) if isinstance(table.c[name].type, DateTime)
+        )
+
+    def values(self, rows: Sequence[dict[str, object]]) -> list[list[object]]:
+        """Each row's values in this order, times as SQLAlchemy stores them on SQLite (its
+        ``DATETIME`` text), so that filters compare them as they always did."""
+        values = []
+        for row in rows:
+            items = [row.get(name) for name in self.names]
+            for i in self.times:
+                if items[i] is not None:
+                    items[i] = _TO_TEXT(items[i])
+            values.append(items)
+        return values
 
 
 class StoreMessageLog:
@@ -253,6 +261,7 @@ class StoreMessageLog:
         self._pending: dict[str, MessageLogEntry] = {}
         self._lock = asyncio.Lock()
         self._upsert = _upsert(engine.dialect.name)
+        self._keep = _keep(engine.dialect.name)
         self._sqlite_path = sqlite_file(engine)
         self._sqlite: _SqliteWriter | None = None
 
@@ -289,7 +298,7 @@ class StoreMessageLog:
             async with begin(self.engine) as conn:
                 await conn.execute(self._upsert, [_row(e) for e in batch])
                 if kept:
-                    await conn.execute(_keep(self.engine.dialect.name), kept)
+                    await conn.execute(self._keep, kept)
             return
         if self._sqlite is None:
             self._sqlite = _SqliteWriter(self._sqlite_path)
@@ -325,8 +334,8 @@ class StoreMessageLog:
         except Exception:
             log.exception("message processing log: %d entries lost", len(self._pending))
 
-    async def attachment(self, attachment_id: str) -> tuple[bytes, str | None] | None:
-        """An attachment's bytes and content type (its ``$value``); None when unknown."""
+    async def attachment(self, attachment_id: str) -> StoredAttachment | None:
+        """An attachment as stored (its ``$value``); None when unknown."""
         await self.flush()
         return await read_attachment(self.engine, attachment_id)
 

@@ -197,15 +197,15 @@ class IdentityResolver:
             return self._mapped[digest]
         generation = self._generation
         mapped: _Mapped | None = None
+        found: tuple[str, str] | None = None
         mapping = await self.reader.certificate_mapping(cert)
         if mapping is not None:
-            how = f"CertificateUserMappings('{mapping.mapping_id}')"
-            mapped = _Mapped(mapping.user, f"{_describe(cert)} → {how} → user '{mapping.user}'")
-        else:
-            rule = await self.reader.mapping_rule(cert)
-            if rule is not None:
-                how = f"CertificateMappingRules('{rule.rule_id}') ({rule.kind})"
-                mapped = _Mapped(rule.user, f"{_describe(cert)} → {how} → user '{rule.user}'")
+            found = mapping.user, f"CertificateUserMappings('{mapping.mapping_id}')"
+        elif (rule := await self.reader.mapping_rule(cert)) is not None:
+            found = rule.user, f"CertificateMappingRules('{rule.rule_id}') ({rule.kind})"
+        if found is not None:
+            user, how = found
+            mapped = _Mapped(user, f"{_describe(cert)} → {how} → user '{user}'")
         if generation == self._generation:
             if len(self._mapped) >= MAX_REMEMBERED_CERTIFICATES:
                 self._mapped.clear()

@@ -425,14 +425,13 @@ class ODataService:
 
         What a sender sent must not run in a browser that holds an admin's session: the
         bytes come as a download, never sniffed, in a sandbox."""
-        entity = await self.store.get("MessageProcessingLogAttachments", key)
+        await self.store.catch_up()
         found = await read_attachment(self.store.engine, str(key["Id"]))
         if found is None:
             raise NotFoundError(f"MessageProcessingLogAttachment (Id='{key['Id']}') does not exist")
-        payload, content_type = found
-        headers = download_headers(str(entity["Name"]), content_type or "application/octet-stream")
+        headers = download_headers(found.name, found.content_type or "application/octet-stream")
         headers.update(DSV)
-        return ODataResponse(200, payload, headers)
+        return ODataResponse(200, found.payload, headers)
 
     async def message_text(self, guid: str) -> str:
         return await read_error_text(self.store.engine, guid) or ""

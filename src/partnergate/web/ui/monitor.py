@@ -174,13 +174,9 @@ async def show(page: Page) -> Response:
 async def attachment(page: Page) -> Response:
     """An attachment's bytes, as a download: what a sender sent must never run here."""
     params = page.request.path_params
-    key = {"Id": str(params["attachment_id"])}
-    entity = await page.services.store.get(ATTACHMENTS, key)
-    if entity["MessageGuid"] != params["guid"]:
-        raise NotFound(f"message {params['guid']} has no attachment {key['Id']}")
-    found = await page.services.message_log.attachment(key["Id"])
-    if found is None:
-        raise NotFound(f"attachment {key['Id']} does not exist")
-    payload, content_type = found
-    headers = download_headers(str(entity["Name"]), content_type or "application/octet-stream")
-    return Response(payload, 200, headers)
+    guid, attachment_id = str(params["guid"]), str(params["attachment_id"])
+    found = await page.services.message_log.attachment(attachment_id)
+    if found is None or found.message_guid != guid:
+        raise NotFound(f"message {guid} has no attachment {attachment_id}")
+    headers = download_headers(found.name, found.content_type or "application/octet-stream")
+    return Response(found.payload, 200, headers)
