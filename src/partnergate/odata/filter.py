@@ -41,6 +41,31 @@ nests function calls about 30 deep, and one level of the tree can cost two or th
 is ``substr(s, max(instr(…) - 1, 0) + 1)``). Ten levels leave a margin of two; a taller
 filter is a 400 here rather than a database error later."""
 
+MAX_STRING_LENGTH = 16384
+"""Longest string a ``$filter``/``$orderby`` may compute, in characters, in the worst case.
+
+The rule is static, checked as the tree is built, so that no data can make a query grow
+past it: a property counts as long as its MaxLength (:data:`UNDECLARED_LENGTH` if it has
+none), a literal as its text, and each function as the most it can return from arguments
+that long: ``concat`` the sum, ``replace`` every possible match of ``find`` replaced
+(a computed ``find`` is taken as one character long), ``substring``/``trim``/``tolower``/
+``toupper`` no more than their argument. ``replace(Name, 'o', 'ooo…')`` would otherwise
+multiply each row's value by the replacement's length at every level of nesting; here it
+is a 400 that names the limit. Twice the longest MaxLength of the directory, so that any
+property can still be changed by ``replace``/``concat`` with room to spare."""
+
+UNDECLARED_LENGTH = 8192
+"""How long a property without a MaxLength (the message log's texts) counts for
+:data:`MAX_STRING_LENGTH` and :data:`MAX_COST`: the longest MaxLength of the directory."""
+
+MAX_COST = 1 << 20
+"""Most characters a ``$filter``/``$orderby`` may read or compute for each row, in the worst
+case: the sum over its nodes of each string's worst-case length (see
+:data:`MAX_STRING_LENGTH`), every other node counting one. It bounds the work per row of
+many terms over long values (``substringof('x', Sender) or …`` a hundred times); the
+time a whole query may take is bounded by the store (the ``query_time_limit`` setting).
+A literal is bounded by :data:`MAX_EXPRESSION_LENGTH` and counts here by its length."""
+
 
 class ValueType(StrEnum):
     """The static type of an expression: an EDM primitive type, or ``null``.
@@ -295,6 +320,10 @@ class _Parser:
         self.spans: dict[int, int] = {}
         """Start position of each node built, by ``id``, for messages about operands."""
         self.heights: dict[int, int] = {}
+        self.lengths: dict[int, int] = {}
+        """Worst-case length of each string node built, by ``id`` (:data:`MAX_STRING_LENGTH`)."""
+        self.costs: dict[int, int] = {}
+        """Worst-case characters each node's subtree reads or computes (:data:`MAX_COST`)."""
 
     # -- errors and token access --------------------------------------------------
 
@@ -317,13 +346,53 @@ class _Parser:
             self.fail(f"expected an operator or the end, found {_shown(token)}", token.pos)
 
     def _node(self, node: Expr, pos: int) -> Expr:
-        """Record where a node starts and refuse it if the tree grows too tall."""
+        """Record where a node starts and refuse it if the tree grows too tall, or if it
+        could compute too long a string or cost too much per row."""
         height = 1 + max((self.heights.get(id(c), 1) for c in children(node)), default=0)
         if height > MAX_DEPTH:
             self.fail(f"expression nested more than {MAX_DEPTH} levels deep", pos)
+        length = self._worst_length(node)
+        if length > MAX_STRING_LENGTH:
+            self.fail(
+                f"{_describe(node)} can produce a string of {length} characters; "
+                f"at most {MAX_STRING_LENGTH} are allowed",
+                pos,
+            )
+        cost = max(length, 1) + sum(self.costs.get(id(c), 1) for c in children(node))
+        if cost > MAX_COST:
+            self.fail(
+                f"the expression can read or compute {cost} characters for each row; "
+                f"at most {MAX_COST} are allowed",
+                pos,
+            )
         self.spans[id(node)] = pos
         self.heights[id(node)] = height
+        self.lengths[id(node)] = length
+        self.costs[id(node)] = cost
         return node
+
+    def _worst_length(self, node: Expr) -> int:
+        """The longest string ``node`` can be, from its children's (0 if not a string)."""
+        if type_of(node) is not ValueType.STRING:
+            return 0
+        if isinstance(node, Literal):
+            assert isinstance(node.value, str)
+            return len(node.value)
+        if isinstance(node, PropertyRef):
+            declared = self.entity_type.prop(node.name).max_length
+            return UNDECLARED_LENGTH if declared is None else declared
+        assert isinstance(node, Call)
+        sizes = [self.lengths.get(id(arg), 0) for arg in node.args]
+        if node.name == "concat":
+            return sizes[0] + sizes[1]
+        if node.name == "replace":
+            return _replaced_length(*node.args, *sizes)
+        if node.name == "substring" and len(node.args) == 3:
+            count = node.args[2]
+            if isinstance(count, Literal):
+                assert isinstance(count.value, int)
+                return min(sizes[0], count.value)
+        return sizes[0]
 
     def _pos(self, node: Expr) -> int:
         return self.spans.get(id(node), 0)
@@ -617,6 +686,29 @@ def children(expr: Expr) -> tuple[Expr, ...]:
     if isinstance(expr, Call):
         return expr.args
     return ()
+
+
+def _replaced_length(
+    text: Expr, find: Expr, replacement: Expr, text_len: int, find_len: int, repl_len: int
+) -> int:
+    """The longest ``replace(text, find, replacement)`` can be: every match replaced.
+
+    An empty ``find`` replaces nothing on both databases; a computed one may be a single
+    character. A literal ``text`` and ``find`` give the exact number of matches.
+    """
+    if isinstance(find, Literal):
+        if not find_len:
+            return text_len
+    else:
+        find_len = 1
+    if repl_len <= find_len:
+        return text_len
+    if isinstance(text, Literal) and isinstance(find, Literal):
+        assert isinstance(text.value, str) and isinstance(find.value, str)
+        matches = text.value.count(find.value)
+    else:
+        matches = text_len // find_len
+    return text_len + matches * (repl_len - find_len)
 
 
 def _datetime_or_none(*fields: int) -> datetime | None:
