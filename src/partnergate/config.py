@@ -6,6 +6,7 @@ one value through the environment, and a person can try a flag without editing a
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -57,6 +58,9 @@ class Settings:
     """Directory of flow files (YAML) to deploy."""
     message_log_days: int = 30
     """How long message processing log entries are kept."""
+    query_time_limit: float = 5.0
+    """Seconds a collection read (``$filter``, ``$orderby``, ``$count``) may run in the
+    database before it is stopped and answered 503."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -72,6 +76,7 @@ _INT_FIELDS = {
     "token_lifetime",
     "message_log_days",
 }
+_FLOAT_FIELDS = {"query_time_limit"}
 _BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}
 _LIST_FIELDS = {"trusted_proxies", "cert_headers"}
 _NAMES = {f.name for f in fields(Settings)} - {"extra"}
@@ -86,6 +91,14 @@ def _coerce(name: str, value: Any) -> Any:
         if number <= 0:
             raise ConfigError(f"setting '{name}' must be positive, got {number}")
         return number
+    if name in _FLOAT_FIELDS:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting '{name}' must be a number, got {value!r}") from None
+        if not 0 < seconds < math.inf:
+            raise ConfigError(f"setting '{name}' must be positive, got {value!r}")
+        return seconds
     if name in _BOOL_FIELDS:
         if isinstance(value, bool):
             return value

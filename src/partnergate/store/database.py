@@ -1,11 +1,14 @@
-"""The database connection: URL forms, SQLite pragmas, and applying migrations at start."""
+"""The database connection: URL forms, SQLite pragmas, the time budget of reads, and
+applying migrations at start."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
+import math
 import sqlite3
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,10 +16,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ..model.errors import DirectoryError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -41,12 +46,145 @@ def async_url(url: str) -> str:
     )
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    deadline = _Deadline()
+    record.info[_DEADLINE] = deadline
+    dbapi_connection.run_async(lambda raw: raw.set_progress_handler(deadline, PROGRESS_STEPS))
+
+
+# -- the time budget of reads --------------------------------------------------------------
+
+DEFAULT_QUERY_TIME_LIMIT = 5.0
+"""Seconds a bounded read may take (the ``query_time_limit`` setting)."""
+
+PROGRESS_STEPS = 100_000
+"""SQLite virtual-machine steps between two looks at the deadline: a few milliseconds of
+work, so that the check (which takes the GIL) costs nothing measurable."""
+
+_DEADLINE = "partnergate_deadline"
+_TIME_LIMITS: weakref.WeakKeyDictionary[AsyncEngine, float] = weakref.WeakKeyDictionary()
+
+
+class _Deadline:
+    """A SQLite connection's progress handler: a true answer interrupts the statement.
+
+    Set from the event loop's thread, read on the driver's; a float attribute is replaced
+    whole, so the two need no lock. Infinite outside :func:`bounded_read`.
+    """
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = math.inf
+
+    def __call__(self) -> bool:
+        return time.monotonic() > self.at
+
+
+class QueryTimeLimit(DirectoryError):
+    """A read ran past the ``query_time_limit`` setting and was stopped.
+
+    503, not 4xx: whether a query fits the budget depends on how much data there is and
+    how busy the database is at that moment, not only on what the client asked; the
+    refusals that depend on the query alone (its size, depth, string lengths, cost) are
+    400s from ``odata.filter`` before any SQL runs. The message names the limit so that
+    the client knows to narrow the query rather than retry it unchanged.
+    """
+
+    status = 503
+    code = "Query Time Limit Exceeded"
+
+
+class QueryTooLarge(DirectoryError):
+    """The database refused a client's query as beyond one of its own limits (a string or
+    blob too big, an expression too deep): the query's fault, so a 400, never a 500."""
+
+    code = "Query Too Large"
+
+
+_SQLITE_LIMITS = (
+    "string or blob too big",
+    "expression tree is too large",
+    "parser stack overflow",
+    "too many sql variables",
+    "too many terms",
+    "too many arguments",
+    "pattern too complex",
+)
+"""SQLite's messages for a statement beyond one of its compile-time limits."""
+
+_PG_QUERY_CANCELED = "57014"
+_PG_LIMIT_CLASS = "54"
+"""PostgreSQL SQLSTATE class ``program_limit_exceeded`` (statement too complex, …)."""
+
+
+def set_query_time_limit(engine: AsyncEngine, seconds: float) -> None:
+    """Give the engine's :func:`bounded_read` s a budget other than the default."""
+    _TIME_LIMITS[engine] = seconds
+
+
+@asynccontextmanager
+async def bounded_read(conn: AsyncConnection) -> AsyncIterator[None]:
+    """Run the reads inside under the engine's time budget; a client's query the database
+    cannot finish in time or at all is a :class:`QueryTimeLimit` or a
+    :class:`QueryTooLarge`, never a server error.
+
+    SQLite: the connection's progress handler interrupts a statement past the deadline.
+    PostgreSQL: ``statement_timeout`` for the rest of the transaction (``SET LOCAL``), set
+    back to the session's default afterwards when the transaction goes on (a ``$batch``
+    change set), so that writes are never cut short.
+    """
+    limit = _TIME_LIMITS.get(conn.engine, DEFAULT_QUERY_TIME_LIMIT)
+    postgresql = conn.dialect.name == "postgresql"
+    shared = conn.in_transaction()
+    deadline: _Deadline | None = None
+    if postgresql:
+        milliseconds = str(max(1, round(limit * 1000)))
+        await conn.execute(
+            text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": milliseconds}
+        )
+    else:
+        raw = await conn.get_raw_connection()
+        deadline = raw.info.get(_DEADLINE)
+        if deadline is not None:
+            deadline.at = time.monotonic() + limit
+    try:
+        yield
+    except DBAPIError as exc:
+        refusal = _refusal(exc, limit, deadline)
+        if refusal is None:
+            raise
+        raise refusal from exc
+    finally:
+        if deadline is not None:
+            deadline.at = math.inf
+    if postgresql and shared:
+        await conn.execute(text("SET LOCAL statement_timeout TO DEFAULT"))
+
+
+def _refusal(exc: DBAPIError, limit: float, deadline: _Deadline | None) -> DirectoryError | None:
+    """What a database error inside :func:`bounded_read` tells the client, if it is the
+    query's and not the server's."""
+    state = str(getattr(exc.orig, "sqlstate", "") or getattr(exc.orig, "pgcode", "") or "")
+    message = str(exc.orig).lower()
+    timed_out = state == _PG_QUERY_CANCELED or (
+        deadline is not None and "interrupted" in message and time.monotonic() > deadline.at
+    )
+    if timed_out:
+        return QueryTimeLimit(
+            f"The query ran longer than the limit of {limit:g} s (query_time_limit) and "
+            "was stopped; narrow $filter or $orderby, or ask for fewer entries with $top"
+        )
+    if state.startswith(_PG_LIMIT_CLASS) or any(text in message for text in _SQLITE_LIMITS):
+        return QueryTooLarge(
+            f"The database cannot evaluate this query: {str(exc.orig).splitlines()[0][:200]}"
+        )
+    return None
 
 
 _WRITE_LOCKS: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -88,7 +226,15 @@ def _sqlite_has_json() -> bool:
     return True
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, query_time_limit: float | None = None) -> AsyncEngine:
+    """An engine for the URL; ``query_time_limit`` is the budget of :func:`bounded_read`."""
+    engine = _create_engine(url)
+    if query_time_limit is not None:
+        set_query_time_limit(engine, query_time_limit)
+    return engine
+
+
+def _create_engine(url: str) -> AsyncEngine:
     full = async_url(url)
     if full.startswith("sqlite"):
         if not _sqlite_has_json():

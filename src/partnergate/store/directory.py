@@ -144,6 +144,10 @@ class Directory:
         return table, cols
 
     async def list(self, entity_set: str, request: ListRequest) -> Page:
+        async with database.bounded_read(self.conn):
+            return await self._list(entity_set, request)
+
+    async def _list(self, entity_set: str, request: ListRequest) -> Page:
         entity_type = ENTITY_TYPES[entity_set]
         source, cols = self._source(entity_set)
         where = compile_filter(request.filter, cols) if request.filter is not None else None

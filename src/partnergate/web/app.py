@@ -242,7 +242,7 @@ async def health(request: Request) -> Response:
 
 
 async def build_services(settings: Settings) -> Services:
-    engine = database.create_engine(settings.db)
+    engine = database.create_engine(settings.db, query_time_limit=settings.query_time_limit)
     await database.upgrade(engine)
     secretbox = SecretBox.from_key_file(Path(settings.credential_key_file))
     store = DirectoryStore(engine, secretbox, Limits(max_binary_bytes=settings.max_binary_bytes))
