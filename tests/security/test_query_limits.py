@@ -1,0 +1,418 @@
+"""Bounded queries: ``$filter``/``$orderby`` cannot grow values, nest or cost without limit,
+and a read that runs too long in the database is stopped with an OData error.
+
+The finding: ``length(replace(replace(replace(IntegrationFlowName,'o','ooo…'),…))) gt 0``
+on ``MessageProcessingLogs``, three at once by a read-only monitor, took the server from
+110 MB to 1.6 GB and then answered 500 ``string or blob too big``. Each refusal here must be
+a 400 that names the limit, before any SQL runs; the time budget a 503 while the server
+keeps answering. Runs on the store ``PARTNERGATE_TEST_STORE`` names, in a database of its
+own (the time budget needs many message log rows that other tests must not see).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from partnergate.odata.filter import (
+    MAX_COST,
+    MAX_DEPTH,
+    MAX_EXPRESSION_LENGTH,
+    MAX_STRING_LENGTH,
+)
+from partnergate.store import database
+from partnergate.store.tables import message_processing_logs
+
+from ..conftest import PG_URL, STORE, Api, Server, _pg_admin, start_server, stop_server
+
+TIME_LIMIT = 2.0
+"""The server's ``query_time_limit`` here, in seconds."""
+
+ROWS = 60_000
+"""Message log rows: enough that the costly filter below runs far past TIME_LIMIT on both
+stores (about 15 s on SQLite and 40 s on PostgreSQL without the budget, measured)."""
+
+MONITOR_ROLE = "AuthGroup_BusinessExpert"
+"""Reads message processing logs and nothing else."""
+
+LOGS = "MessageProcessingLogs"
+O_1000 = "'" + "o" * 1000 + "'"
+FINDING = (
+    f"length(replace(replace(replace(IntegrationFlowName,'o',{O_1000}),'o',{O_1000}),"
+    f"'o',{O_1000})) gt 0"
+)
+
+
+def _costly_filter() -> str:
+    """As many terms as MAX_COST allows, each a search in a grown copy of a 200-character
+    column, none true: accepted by the parser, slow in the database for many rows."""
+    term = "substringof('zq{}', replace(IntegrationFlowName, 'a', 'aa'))"
+    return " or ".join(term.format(i) for i in range(40))
+
+
+@pytest.fixture(scope="module")
+def own_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if STORE == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('limits') / 'partnergate.db'}"
+        return
+    name = f"partnergate_limits_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _fill_message_log(url: str, count: int) -> None:
+    engine = database.create_engine(url)
+    try:
+        rows = [
+            {
+                "message_guid": uuid.uuid4().hex,
+                "log_start": datetime(2026, 1, 1),
+                "status": "COMPLETED",
+                "integration_flow_name": "a" * 200,
+                "sender": "S" * 60,
+                "receiver": "R" * 60,
+            }
+            for _ in range(count)
+        ]
+        async with engine.begin() as conn:
+            for start in range(0, count, 5000):
+                await conn.execute(sa.insert(message_processing_logs), rows[start : start + 5000])
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory, own_store: str) -> Iterator[Server]:
+    """A server with a short time budget over a message log of ROWS entries."""
+    srv = start_server(
+        tmp_path_factory.mktemp("limited"),
+        own_store,
+        {"PARTNERGATE_QUERY_TIME_LIMIT": str(TIME_LIMIT)},
+    )
+    try:
+        asyncio.run(_fill_message_log(own_store, ROWS))
+        yield srv
+    finally:
+        stop_server(srv)
+
+
+@pytest.fixture(scope="module")
+def monitor(limited: Server) -> tuple[str, str]:
+    user = ("monitor_" + uuid.uuid4().hex[:6], uuid.uuid4().hex)
+    limited.add_user(*user, MONITOR_ROLE)
+    return user
+
+
+def _client(server: Server, auth: tuple[str, str]) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.api + "/",
+        auth=auth,
+        headers={"Accept": "application/json"},
+        timeout=60,
+    )
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def _odata_error(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text[:500]
+    error = response.json()["error"]
+    assert error["code"] and error["message"]["lang"] == "en"
+    message: str = error["message"]["value"]
+    return message
+
+
+# -- the finding ---------------------------------------------------------------------------
+
+
+def test_the_finding_is_a_quick_400_and_memory_stays_flat(
+    limited: Server, monitor: tuple[str, str]
+) -> None:
+    """Three concurrent monitors, ten rounds: every answer a 400 naming the string limit,
+    and the server's memory grows by less than 300 MB (it grew 1.5 GB before)."""
+    before = _rss_mb(limited.process.pid)
+
+    def ask(_: int) -> httpx.Response:
+        with _client(limited, monitor) as client:
+            return client.get(LOGS, params={"$filter": FINDING, "$top": "5"})
+
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(10):
+            for response in pool.map(ask, range(3)):
+                message = _odata_error(response, 400)
+                assert f"at most {MAX_STRING_LENGTH} are allowed" in message
+    assert _rss_mb(limited.process.pid) - before < 300
+    assert httpx.get(limited.url + "/health", timeout=30).status_code == 200
+
+
+def test_the_monitor_can_still_filter_and_order(limited: Server, monitor: tuple[str, str]) -> None:
+    """The limits leave ordinary queries alone, string functions included."""
+    with _client(limited, monitor) as client:
+        r = client.get(
+            LOGS,
+            params={
+                "$filter": "length(replace(IntegrationFlowName, 'a', 'aa')) eq 400 "
+                "and startswith(tolower(Sender), 'ss')",
+                "$orderby": "concat(Sender, Receiver) desc",
+                "$top": "3",
+            },
+        )
+        assert r.status_code == 200, r.text[:500]
+        assert len(r.json()["d"]["results"]) == 3
+
+
+# -- variants: refused by the parser, before any SQL -----------------------------------------
+
+GROWN = "replace(IntegrationFlowName, 'a', 'aaaa')"
+"""A value that could be 4 × 8192 characters long: over MAX_STRING_LENGTH by itself."""
+
+STRING_LIMIT = f"at most {MAX_STRING_LENGTH} are allowed"
+
+VARIANTS: dict[str, tuple[str, dict[str, str], str]] = {
+    "concat chain": (
+        LOGS,
+        {"$filter": "concat(concat(concat(Sender, Receiver), Sender), Receiver) eq 'x'"},
+        STRING_LIMIT,
+    ),
+    "concat of itself in a replace": (
+        LOGS,
+        {"$filter": "length(replace(Sender, 'S', concat(Sender, Sender))) gt 0"},
+        STRING_LIMIT,
+    ),
+    "substringof over a grown value": (
+        LOGS,
+        {"$filter": f"substringof('x', {GROWN})"},
+        STRING_LIMIT,
+    ),
+    "indexof over a grown value": (
+        LOGS,
+        {"$filter": f"indexof({GROWN}, 'x') ge 0"},
+        STRING_LIMIT,
+    ),
+    "tolower/toupper chain over a grown value": (
+        LOGS,
+        {"$filter": f"tolower(toupper(tolower(trim({GROWN})))) eq 'x'"},
+        STRING_LIMIT,
+    ),
+    "replace with a computed find": (
+        "StringParameters",
+        {"$filter": "length(replace(Value, substring(Pid, 0, 1), Value)) gt 0"},
+        STRING_LIMIT,
+    ),
+    "substring keeps the growth": (
+        LOGS,
+        {"$filter": f"substring({GROWN}, 1) eq 'x'"},
+        STRING_LIMIT,
+    ),
+    "orderby with a grown key": (
+        LOGS,
+        {"$orderby": f"{GROWN} desc"},
+        STRING_LIMIT,
+    ),
+    "orderby with a concat chain": (
+        LOGS,
+        {"$orderby": "concat(concat(Sender, Receiver), IntegrationFlowName)"},
+        STRING_LIMIT,
+    ),
+    "count with a grown value": (
+        f"{LOGS}/$count",
+        {"$filter": f"length({GROWN}) gt 0"},
+        STRING_LIMIT,
+    ),
+    "many or terms over long values": (
+        LOGS,
+        {"$filter": " or ".join(f"substringof('{i}', Sender)" for i in range(200))},
+        f"at most {MAX_COST} are allowed",
+    ),
+    "parentheses 10,000 deep": (
+        LOGS,
+        {"$filter": "(" * 10_000 + "Sender eq 'a'" + ")" * 10_000},
+        f"longer than {MAX_EXPRESSION_LENGTH} characters",
+    ),
+    "functions nested too deep": (
+        LOGS,
+        {"$filter": "tolower(" * 20 + "Sender" + ")" * 20 + " eq 'a'"},
+        f"nested more than {MAX_DEPTH} levels deep",
+    ),
+    "not 1,500 times": (
+        LOGS,
+        {"$filter": "not " * 1500 + "(Sender eq 'a')"},
+        f"nested more than {MAX_DEPTH} levels deep",
+    ),
+    "a literal longer than the expression limit": (
+        LOGS,
+        {"$filter": "Sender eq '" + "x" * MAX_EXPRESSION_LENGTH + "'"},
+        f"longer than {MAX_EXPRESSION_LENGTH} characters",
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variants_are_400s_that_name_the_limit(
+    limited: Server, monitor: tuple[str, str], variant: str
+) -> None:
+    path, params, limit = VARIANTS[variant]
+    auth = monitor if path.startswith(LOGS) else limited.admin
+    with _client(limited, auth) as client:
+        message = _odata_error(client.get(path, params=params), 400)
+    assert limit in message
+
+
+def test_a_megabyte_literal_is_refused(limited: Server) -> None:
+    """No path brings a megabyte of ``$filter`` to the parser: a ``$batch`` part's request
+    line is refused with its limit named, and so is the URL, by the HTTP layer."""
+    literal = "x" * (1 << 20)
+    with Api(limited) as api:
+        boundary = "batch_limits"
+        part = f"GET {LOGS}?$filter=Sender%20eq%20'{literal}' HTTP/1.1"
+        body = "\r\n".join(
+            [
+                f"--{boundary}",
+                "Content-Type: application/http",
+                "Content-Transfer-Encoding: binary",
+                "",
+                part,
+                "Accept: application/json",
+                "",
+                "",
+                f"--{boundary}--",
+                "",
+            ]
+        ).encode()
+        r = api.post(
+            "$batch",
+            content=body,
+            headers={"Content-Type": f"multipart/mixed; boundary={boundary}"},
+        )
+        message = _odata_error(r, 400)
+        assert "request line longer than" in message
+    with socket.create_connection(("127.0.0.1", int(limited.url.rsplit(":", 1)[1]))) as sock:
+        sock.settimeout(30)
+        target = f"/api/v1/{LOGS}?$filter=Sender%20eq%20'{literal}'"
+        try:
+            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            answer = sock.recv(65536)
+        except ConnectionResetError:
+            answer = b"(reset)"
+    assert answer == b"(reset)" or answer.startswith(b"HTTP/1.1 4"), answer[:200]
+
+
+# -- the time budget -----------------------------------------------------------------------
+
+
+def test_a_query_past_the_time_budget_is_a_503_and_health_answers_meanwhile(
+    limited: Server, monitor: tuple[str, str]
+) -> None:
+    answers: dict[str, Any] = {}
+
+    def slow() -> None:
+        with _client(limited, monitor) as client:
+            answers["slow"] = client.get(
+                LOGS, params={"$filter": _costly_filter(), "$inlinecount": "allpages"}
+            )
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    healthy_while_busy = False
+    try:
+        while worker.is_alive():
+            health = httpx.get(limited.url + "/health", timeout=30)
+            assert health.status_code == 200
+            healthy_while_busy = healthy_while_busy or worker.is_alive()
+            time.sleep(0.05)
+    finally:
+        worker.join(120)
+    assert healthy_while_busy
+    message = _odata_error(answers["slow"], 503)
+    assert "query_time_limit" in message and f"{TIME_LIMIT:g} s" in message
+
+
+def test_the_store_answers_normally_after_a_stopped_query(
+    limited: Server, monitor: tuple[str, str]
+) -> None:
+    """The stopped statement leaves no budget behind on its pooled connection."""
+    with _client(limited, monitor) as client:
+        for _ in range(3):
+            stopped = client.get(LOGS, params={"$filter": _costly_filter(), "$top": "1"})
+            _odata_error(stopped, 503)
+        for _ in range(5):
+            r = client.get(LOGS, params={"$top": "2", "$inlinecount": "allpages"})
+            assert r.status_code == 200, r.text[:500]
+            assert r.json()["d"]["__count"] == str(ROWS)
+
+
+# -- the store's part: database limits and the budget, straight on the engine --------------
+
+
+def _run(url: str, check: Any) -> Any:
+    async def main() -> Any:
+        engine = database.create_engine(url, query_time_limit=0.5)
+        try:
+            return await check(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+SLOW_SQL = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+def test_a_bounded_read_maps_database_limits_to_400_and_time_to_503(own_store: str) -> None:
+    too_big = (
+        "SELECT randomblob(2000000000)" if STORE == "sqlite" else "SELECT repeat('x', 2000000000)"
+    )
+
+    async def check(engine: Any) -> list[tuple[str, int]]:
+        found = []
+        for sql in (SLOW_SQL, too_big):
+            async with engine.connect() as conn:
+                try:
+                    async with database.bounded_read(conn):
+                        await conn.execute(sa.text(sql))
+                except (database.QueryTimeLimit, database.QueryTooLarge) as exc:
+                    found.append((type(exc).__name__, exc.status))
+        return found
+
+    assert _run(own_store, check) == [("QueryTimeLimit", 503), ("QueryTooLarge", 400)]
+
+
+def test_statements_after_a_bounded_read_are_not_cut_short(own_store: str) -> None:
+    """A ``$batch`` change set's writes share a transaction with its reads: the budget
+    ends with the read (PostgreSQL's SET LOCAL is undone, SQLite's deadline cleared)."""
+    longer = "SELECT pg_sleep(1.5)" if STORE == "postgresql" else SLOW_SQL.replace("300", "10")
+
+    async def check(engine: Any) -> bool:
+        async with engine.begin() as conn:
+            async with database.bounded_read(conn):
+                await conn.execute(sa.text("SELECT 1"))
+            await conn.execute(sa.text(longer))
+        return True
+
+    assert _run(own_store, check)
