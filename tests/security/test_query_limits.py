@@ -26,11 +26,17 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from partnergate.config import ConfigError, load_settings
+from partnergate.model.entities import MESSAGE_PROCESSING_LOG, STRING_PARAMETER, EntityType
+from partnergate.odata.errors import BadRequest
 from partnergate.odata.filter import (
     MAX_COST,
     MAX_DEPTH,
     MAX_EXPRESSION_LENGTH,
     MAX_STRING_LENGTH,
+    UNDECLARED_LENGTH,
+    parse_filter,
+    parse_orderby,
 )
 from partnergate.store import database
 from partnergate.store.tables import message_processing_logs
@@ -416,3 +422,76 @@ def test_statements_after_a_bounded_read_are_not_cut_short(own_store: str) -> No
         return True
 
     assert _run(own_store, check)
+
+
+# -- the rule itself: worst-case lengths, at the parser ------------------------------------
+
+
+def _parses(text: str, entity_type: EntityType = STRING_PARAMETER) -> bool:
+    try:
+        parse_filter(text, entity_type)
+    except BadRequest as exc:
+        assert STRING_LIMIT in exc.message or f"at most {MAX_COST}" in exc.message, exc.message
+        return False
+    return True
+
+
+def _concat(*parts: str) -> str:
+    text = parts[0]
+    for part in parts[1:]:
+        text = f"concat({text}, {part})"
+    return text
+
+
+@pytest.mark.parametrize(
+    ("text", "allowed"),
+    [
+        # Value has MaxLength 4000: four of it and 384 characters more is the limit exactly.
+        (_concat("Value", "Value", "Value", "Value", "'" + "x" * 384 + "'") + " eq 'a'", True),
+        (_concat("Value", "Value", "Value", "Value", "'" + "x" * 385 + "'") + " eq 'a'", False),
+        ("replace(Value, 'a', 'bbbb') eq 'a'", True),
+        ("replace(Value, 'a', 'bbbbb') eq 'a'", False),
+        ("replace(Value, 'ab', 'cccccccc') eq 'a'", True),
+        # An empty find replaces nothing, whatever the replacement.
+        ("replace(Value, '', '" + "x" * 5000 + "') eq 'a'", True),
+        # A computed find may be one character long.
+        ("replace(Value, Pid, 'xxxx') eq 'a'", True),
+        ("replace(Value, Pid, 'xxxxx') eq 'a'", False),
+        # Literal text and find: the exact number of matches counts.
+        ("replace('abc', 'a', '" + "x" * 5000 + "') eq 'a'", True),
+        ("replace('aaaa', 'a', '" + "x" * 5000 + "') eq 'a'", False),
+        # substring with a literal length cuts the worst case; without one it does not.
+        (_concat("substring(replace(Value, 'a', 'bbbb'), 0, 10)", "Value") + " eq 'a'", True),
+        (_concat("substring(replace(Value, 'a', 'bbbb'), 10)", "Value") + " eq 'a'", False),
+        ("tolower(toupper(trim(replace(Value, 'a', 'bbbb')))) eq 'a'", True),
+    ],
+)
+def test_worst_case_string_length(text: str, allowed: bool) -> None:
+    assert _parses(text) is allowed
+
+
+def test_cost_per_row_counts_every_term() -> None:
+    """Each ``substringof('x', Sender)`` reads up to 8192 + 1 characters and is one call:
+    127 of them fit in MAX_COST, 128 do not."""
+    term = "substringof('x', Sender)"
+    assert (127 * (UNDECLARED_LENGTH + 2) + 1) <= MAX_COST < 128 * (UNDECLARED_LENGTH + 2) + 1
+    assert _parses(" or ".join([term] * 127), MESSAGE_PROCESSING_LOG)
+    assert not _parses(" or ".join([term] * 128), MESSAGE_PROCESSING_LOG)
+
+
+def test_orderby_keys_obey_the_same_rule() -> None:
+    assert parse_orderby("replace(Value, 'a', 'bbbb') desc, Pid", STRING_PARAMETER)
+    with pytest.raises(BadRequest, match=STRING_LIMIT):
+        parse_orderby("Pid, replace(Value, 'a', 'bbbbb')", STRING_PARAMETER)
+
+
+@pytest.mark.parametrize(("given", "seconds"), [(None, 5.0), ("0.25", 0.25), ("30", 30.0)])
+def test_query_time_limit_setting(given: str | None, seconds: float) -> None:
+    environ = {} if given is None else {"PARTNERGATE_QUERY_TIME_LIMIT": given}
+    assert load_settings(environ=environ).query_time_limit == seconds
+
+
+@pytest.mark.parametrize("given", ["0", "-1", "soon", "nan", "inf"])
+def test_query_time_limit_must_be_a_positive_number(given: str) -> None:
+    with pytest.raises(ConfigError, match="query_time_limit"):
+        load_settings(environ={"PARTNERGATE_QUERY_TIME_LIMIT": given})
