@@ -111,7 +111,8 @@ def test_a_page_is_one_query_with_a_limit(many_partners: str, store_url: str) ->
             await engine.dispose()
         return statements
 
-    statements = run_async(run)
+    # On PostgreSQL the read's time budget is set first (SET LOCAL statement_timeout).
+    statements = [s for s in run_async(run) if "statement_timeout" not in s]
     assert len(statements) == 1, statements
     assert re.search(r"\bLIMIT\b", statements[0], re.IGNORECASE)
     assert re.search(r"\bOFFSET\b", statements[0], re.IGNORECASE)
