@@ -119,8 +119,9 @@ _SQLITE_LIMITS = (
 """SQLite's messages for a statement beyond one of its compile-time limits."""
 
 _PG_QUERY_CANCELED = "57014"
-_PG_LIMIT_CLASS = "54"
-"""PostgreSQL SQLSTATE class ``program_limit_exceeded`` (statement too complex, …)."""
+_PG_QUERY_CLASSES = ("22", "54")
+"""PostgreSQL SQLSTATE classes ``data_exception`` (a value out of range, …) and
+``program_limit_exceeded`` (statement too complex, …): in a read, the query's doing."""
 
 
 def set_query_time_limit(engine: AsyncEngine, seconds: float) -> None:
@@ -180,7 +181,7 @@ def _refusal(exc: DBAPIError, limit: float, deadline: _Deadline | None) -> Direc
             f"The query ran longer than the limit of {limit:g} s (query_time_limit) and "
             "was stopped; narrow $filter or $orderby, or ask for fewer entries with $top"
         )
-    if state.startswith(_PG_LIMIT_CLASS) or any(text in message for text in _SQLITE_LIMITS):
+    if state[:2] in _PG_QUERY_CLASSES or any(text in message for text in _SQLITE_LIMITS):
         return QueryTooLarge(
             f"The database cannot evaluate this query: {str(exc.orig).splitlines()[0][:200]}"
         )

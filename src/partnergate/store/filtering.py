@@ -62,6 +62,8 @@ from ..odata.filter import (
 Columns: TypeAlias = Mapping[str, "ColumnElement[Any] | None"]
 """Property name → the SQL expression holding it, or ``None`` if it cannot be filtered."""
 
+_INT32_MAX = 2**31 - 1
+
 JUNCTION_CHUNK = 64
 """Longest run of ``and``/``or`` operands written flat; longer runs are parenthesised in
 groups, because SQLite parses ``a OR b OR …`` into a tree as deep as the run is long and
@@ -394,10 +396,19 @@ class _Compiler:
             text, find, replacement = args
             return sa.func.replace(text, find, sa.func.coalesce(replacement, ""), type_=sa.String())
         assert name == "substring"
-        start = self._offset(node.args[1], args[1]) + sa.literal(1)
+        start = self._start(node.args[1], args[1])
         if len(args) == 2:
             return _substr(args[0], start)
         return _substr(args[0], start, self._offset(node.args[2], args[2]))
+
+    def _start(self, expr: Expr, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        """``substring``'s 0-based start as ``substr``'s 1-based one. A literal is added to
+        here and kept within Int32, where PostgreSQL's ``int4`` would overflow at the
+        largest start (no string is that long, so the substring is empty all the same)."""
+        if isinstance(expr, Literal):
+            assert isinstance(expr.value, int)
+            return sa.literal(min(expr.value + 1, _INT32_MAX), sa.Integer())
+        return non_negative(value) + sa.literal(1)
 
     def _offset(self, expr: Expr, value: ColumnElement[Any]) -> ColumnElement[Any]:
         """A 0-based position or a length, clamped at 0: SQLite's ``substr`` counts
@@ -420,6 +431,8 @@ class _Compiler:
                 value = value.replace(tzinfo=UTC)
         elif t in (ValueType.INT32, ValueType.INT64):
             type_ = _peer_type(peer, int) or sa.BigInteger()
+            if not -_INT32_MAX - 1 <= value <= _INT32_MAX:
+                type_ = sa.BigInteger()  # an Int64 beside an Int32 (``length(…)``) on PostgreSQL
         elif t is ValueType.DECIMAL:
             type_ = sa.Numeric(asdecimal=True)
         elif t in (ValueType.DOUBLE, ValueType.SINGLE):
