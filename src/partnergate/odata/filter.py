@@ -13,6 +13,12 @@ Arithmetic (``add sub mul div mod``, unary ``-``) is not supported.
 
 Every problem in the text is a :class:`~partnergate.odata.errors.BadRequest` whose message
 names the option and the 1-based character position.
+
+The cost of evaluating an expression is bounded here, before any SQL exists, by rules on
+its text alone: :data:`MAX_EXPRESSION_LENGTH` characters (which bounds every literal),
+:data:`MAX_DEPTH` levels, no string longer than :data:`MAX_STRING_LENGTH` in the worst case,
+and :data:`MAX_COST` characters read or computed per row. The time a query may take in the
+database is bounded by the store.
 """
 
 from __future__ import annotations

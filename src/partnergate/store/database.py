@@ -125,7 +125,7 @@ _PG_QUERY_CLASSES = ("22", "54")
 
 
 def set_query_time_limit(engine: AsyncEngine, seconds: float) -> None:
-    """Give the engine's :func:`bounded_read` s a budget other than the default."""
+    """Give the engine's bounded reads a budget other than the default."""
     _TIME_LIMITS[engine] = seconds
 
 
@@ -161,6 +161,12 @@ async def bounded_read(conn: AsyncConnection) -> AsyncIterator[None]:
         if refusal is None:
             raise
         raise refusal from exc
+    except asyncio.CancelledError:
+        # Cancelled mid-statement, the connection is invalidated but its statement goes on
+        # in the driver's thread: the deadline stays to stop it. (asyncpg cancels its own.)
+        if conn.invalidated:
+            deadline = None
+        raise
     finally:
         if deadline is not None:
             deadline.at = math.inf
