@@ -135,8 +135,9 @@ async def bounded_read(conn: AsyncConnection) -> AsyncIterator[None]:
     cannot finish in time or at all is a :class:`QueryTimeLimit` or a
     :class:`QueryTooLarge`, never a server error.
 
-    SQLite: the connection's progress handler interrupts a statement past the deadline.
-    PostgreSQL: ``statement_timeout`` for the rest of the transaction (``SET LOCAL``), set
+    SQLite: the connection's progress handler interrupts a statement past the deadline,
+    one deadline for all the statements inside. PostgreSQL: each statement inside has the
+    budget, as ``statement_timeout`` for the rest of the transaction (``SET LOCAL``), set
     back to the session's default afterwards when the transaction goes on (a ``$batch``
     change set), so that writes are never cut short.
     """
