@@ -210,3 +210,40 @@ def test_values_one_beyond_their_length_are_400(
 def test_very_long_key_in_the_url_is_400(api: Api) -> None:
     assert_odata_error(api.get("AuthorizedUsers('" + "x" * 5000 + "')"), 400)
     assert_odata_error(api.delete("Partners('" + "p" * 61 + "')"), 400)
+
+
+def test_runtime_lookups_with_nul_find_nothing_on_every_store(
+    server: object, store_url: str, api: Api, pid: str
+) -> None:
+    """A flow looks up what a sender's message names; NUL there must not reach the store."""
+    import asyncio
+    import os
+
+    from partnergate.security.secretbox import SecretBox
+    from partnergate.store import database
+    from partnergate.store.directory import DirectoryStore
+    from partnergate.store.reader import StoreReader
+
+    send_json(api, "POST", "StringParameters", {"Pid": pid, "Id": "a", "Value": "v"})
+    send_json(api, "POST", "AuthorizedUsers", {"User": "nul_" + pid.lower(), "Pid": pid})
+
+    async def lookups() -> list[object]:
+        engine = database.create_engine(store_url)
+        reader = StoreReader(DirectoryStore(engine, SecretBox(os.urandom(32))))
+        try:
+            return [
+                await reader.get_string_parameter(pid, "a"),
+                await reader.get_string_parameter(pid + "\x00", "a"),
+                await reader.get_binary_parameter(pid, "a\x00"),
+                await reader.get_user_credential("\x00", "a"),
+                await reader.get_partner_id("A\x00", "S", "I"),
+                await reader.get_alternative_partner_id("A", "S\x00", pid),
+                await reader.get_partner_id_of_authorized_user("nul_" + pid.lower() + "\x00"),
+                await reader.get_authorized_users(pid + "\x00"),
+                await reader.get_partner_id_of_authorized_user("nul_" + pid.lower()),
+            ]
+        finally:
+            await engine.dispose()
+
+    found = asyncio.run(lookups())
+    assert found == ["v", None, None, None, None, None, None, [], pid]

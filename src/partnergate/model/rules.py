@@ -133,6 +133,12 @@ def check_text(field: str, value: str, *, multiline: bool = False, what: str = "
     )
 
 
+def storable(*texts: str) -> bool:
+    """Whether every text could be a stored value. A look-up with one that is not has no
+    match; asking the store would fail on PostgreSQL (NUL) and not on SQLite."""
+    return not any(NOT_TEXT.search(text) for text in texts)
+
+
 def audit_user(name: str) -> str:
     """The user a write is recorded under (``CreatedBy``/``LastModifiedBy``): one line,
     cut to the fields' MaxLength, as SAP keeps what fits."""
