@@ -247,3 +247,50 @@ def test_runtime_lookups_with_nul_find_nothing_on_every_store(
 
     found = asyncio.run(lookups())
     assert found == ["v", None, None, None, None, None, None, [], pid]
+
+
+# -- the rules themselves, without a store --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "one_line", "multi_line"),
+    [
+        ("plain", True, True),
+        ("tab\there", False, True),
+        ("line\nbreak", False, True),
+        ("cr\r", False, True),
+        ("ls\u2028", False, True),
+        ("nel\x85", False, True),
+        ("nul\x00", False, False),
+        ("esc\x1b", False, False),
+        ("nonchar\uffff", False, False),
+        ("lone\ud800", False, False),
+        ("emoji😀€", True, True),
+    ],
+)
+def test_text_rules(text: str, one_line: bool, multi_line: bool) -> None:
+    from partnergate.model.errors import InvalidValue
+    from partnergate.model.rules import check_text, storable
+
+    for multiline, allowed in ((False, one_line), (True, multi_line)):
+        if allowed:
+            check_text("f", text, multiline=multiline)
+        else:
+            with pytest.raises(InvalidValue, match="U\\+"):
+                check_text("f", text, multiline=multiline)
+    assert storable(text) is multi_line
+
+
+def test_keys_are_folded_then_checked() -> None:
+    from partnergate.model.entities import ALTERNATIVE_PARTNER, AUTHORIZED_USER
+    from partnergate.model.errors import InvalidValue
+    from partnergate.model.rules import prepare_create, prepare_key
+
+    assert prepare_key(AUTHORIZED_USER, {"User": "MiXed"}) == {"User": "mixed"}
+    assert prepare_key(AUTHORIZED_USER, {"User": "İ" * 75}) == {"User": "i̇" * 75}
+    with pytest.raises(InvalidValue, match="150"):
+        prepare_key(AUTHORIZED_USER, {"User": "İ" * 76})
+    with pytest.raises(InvalidValue, match="150"):
+        prepare_create(AUTHORIZED_USER, {"User": "İ" * 76, "Pid": "P"})
+    key = {"Hexagency": "41", "Hexscheme": "53", "Hexid": "6a"}
+    assert prepare_key(ALTERNATIVE_PARTNER, key)["Hexid"] == "6A"

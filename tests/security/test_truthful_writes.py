@@ -364,3 +364,50 @@ def test_encoded_newline_in_a_plain_url_changes_nothing(api: Api, pid: str) -> N
     ):
         assert 400 <= r.status_code < 500, r.text
     assert state(api, pid) == before
+
+
+# -- the rules themselves, without a server -------------------------------------------------
+
+
+def test_path_segments_are_decoded_once_and_strictly() -> None:
+    from partnergate.odata.errors import BadRequest
+    from partnergate.odata.paths import entity_set_name, parse_resource, split_path
+    from partnergate.web.odata_service import SERVED
+
+    assert split_path("UserCredential%50arameters") == ["UserCredentialParameters"]
+    assert split_path("%2553tringParameters") == ["%53tringParameters"]
+    assert entity_set_name("%55serCredentialParameters(Pid='a',Id='b')") == (
+        "UserCredentialParameters"
+    )
+    assert entity_set_name("%FF") is None and entity_set_name("") is None
+    resource = parse_resource("AuthorizedUsers('a%2Fb%27%27c')", SERVED)
+    assert resource.kind == "entity" and resource.key == {"User": "a/b'c"}
+    with pytest.raises(BadRequest):
+        parse_resource("AuthorizedUsers('%C3')", SERVED)
+
+
+def test_location_is_one_ascii_uri_for_any_key() -> None:
+    from partnergate.model.entities import AUTHORIZED_USER, STRING_PARAMETER
+    from partnergate.odata.headers import check_field
+    from partnergate.odata.values import entity_uri, uri_text
+
+    base = uri_text("http://hôst:8080/api/v1/")
+    assert base == "http://h%C3%B4st:8080/api/v1/"
+    for user in ("euro€", "a'b", "x/y?z#w", "%41", "😀", "sp ace"):
+        uri = entity_uri(AUTHORIZED_USER, {"User": user}, base)
+        check_field("Location", uri)
+        assert uri.isascii() and " " not in uri
+    uri = entity_uri(STRING_PARAMETER, {"Pid": "P", "Id": "a~b"}, base)
+    assert uri.endswith("StringParameters(Pid='P',Id='a~b')")
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Evil: 1", "a\nb", "euro€", "nul\x00", "del\x7f"])
+def test_header_values_that_cannot_be_sent_are_refused(value: str) -> None:
+    from partnergate.odata.batch import BatchResponse, serialize_batch
+    from partnergate.odata.headers import UnsendableHeader, check_field
+
+    with pytest.raises(UnsendableHeader):
+        check_field("Location", value)
+    with pytest.raises(ValueError):
+        serialize_batch([BatchResponse(201, {"Location": value}, b"")])
+    check_field("Location", "latin1 é\tok")
