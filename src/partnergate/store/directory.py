@@ -10,6 +10,7 @@ response is sent.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from . import database
 from .changes import Change, publish
 from .filtering import compile_filter, compile_orderby
 from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
+
+log = logging.getLogger("partnergate.store")
 
 HONOURS_USER_OPTION = frozenset(
     {"StringParameters", "BinaryParameters", "AlternativePartners", "AuthorizedUsers"}
@@ -367,10 +370,14 @@ class DirectoryStore:
             yield directory
             await publish(conn, directory.changes)
         if directory.changes:
+            # Committed: the caller's answer is a success whatever a listener does.
             for listener in self.listeners:
-                result = listener(directory.changes)
-                if result is not None:
-                    await result
+                try:
+                    result = listener(directory.changes)
+                    if result is not None:
+                        await result
+                except Exception:
+                    log.exception("a listener failed on changes already committed")
 
     async def catch_up(self) -> None:
         """Let writers that buffer (the message log) write what waits."""
