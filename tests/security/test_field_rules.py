@@ -294,3 +294,22 @@ def test_keys_are_folded_then_checked() -> None:
         prepare_create(AUTHORIZED_USER, {"User": "İ" * 76, "Pid": "P"})
     key = {"Hexagency": "41", "Hexscheme": "53", "Hexid": "6a"}
     assert prepare_key(ALTERNATIVE_PARTNER, key)["Hexid"] == "6A"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "MessageProcessingLogAttachments('a%00b')/$value",
+        "MessageProcessingLogAttachments('a%00b')",
+        "MessageProcessingLogs('a%00b')",
+        "MessageProcessingLogs('a%00b')/Attachments",
+        "MessageProcessingLogs('a%00b')/ErrorInformation/$value",
+        "CertificateUserMappings('%00')",
+        "CertificateMappingRules('%01')",
+        "Partners('%00')",
+        "StringParameters(Pid='%00',Id='x')",
+        "AlternativePartners(Hexagency='00',Hexscheme='41',Hexid='41')",
+    ],
+)
+def test_reads_by_a_key_no_store_can_hold_are_400_on_every_store(api: Api, url: str) -> None:
+    assert_odata_error(api.get(url), 400)

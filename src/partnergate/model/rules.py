@@ -363,7 +363,7 @@ def prepare_key(entity_type: EntityType, key: dict[str, object]) -> dict[str, ob
     if entity_type is ALTERNATIVE_PARTNER:
         for name in entity_type.keys:
             # Accept either case; decoding proves it is hex of UTF-8 text.
-            unhex_key(name, str(out[name]))
+            check_text(name, unhex_key(name, str(out[name])))
             out[name] = str(out[name]).upper()
     return out
 

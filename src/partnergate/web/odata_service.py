@@ -29,6 +29,7 @@ from ..model.entities import (
     EntityType,
 )
 from ..model.errors import DirectoryError, NotSupported
+from ..model.rules import prepare_key
 from ..odata import atom, json_format, metadata
 from ..odata.batch import (
     BatchPart,
@@ -431,6 +432,7 @@ class ODataService:
 
         What a sender sent must not run in a browser that holds an admin's session: the
         bytes come as a download, never sniffed, in a sandbox."""
+        key = prepare_key(MESSAGE_PROCESSING_LOG_ATTACHMENT, key)
         await self.store.catch_up()
         found = await read_attachment(self.store.engine, str(key["Id"]))
         if found is None:
