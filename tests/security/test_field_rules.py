@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from partnergate.security import pki
 
-from ..conftest import Api
+from ..conftest import Api, Server
 from .directory_state import assert_odata_error, part_statuses, send_batch, send_json, state
 
 
@@ -283,12 +283,14 @@ def test_text_rules(text: str, one_line: bool, multi_line: bool) -> None:
 
 def test_keys_are_folded_then_checked() -> None:
     from partnergate.model.entities import ALTERNATIVE_PARTNER, AUTHORIZED_USER
-    from partnergate.model.errors import InvalidValue
+    from partnergate.model.errors import InvalidKey, InvalidValue, NotFound
     from partnergate.model.rules import prepare_create, prepare_key
 
     assert prepare_key(AUTHORIZED_USER, {"User": "MiXed"}) == {"User": "mixed"}
     assert prepare_key(AUTHORIZED_USER, {"User": "İ" * 75}) == {"User": "i̇" * 75}
-    with pytest.raises(InvalidValue, match="150"):
+    # a key no entity can have: 400 on the API, "not found" to a page that looks it up
+    assert issubclass(InvalidKey, NotFound) and InvalidKey.status == 400
+    with pytest.raises(InvalidKey, match="150"):
         prepare_key(AUTHORIZED_USER, {"User": "İ" * 76})
     with pytest.raises(InvalidValue, match="150"):
         prepare_create(AUTHORIZED_USER, {"User": "İ" * 76, "Pid": "P"})
@@ -313,3 +315,20 @@ def test_keys_are_folded_then_checked() -> None:
 )
 def test_reads_by_a_key_no_store_can_hold_are_400_on_every_store(api: Api, url: str) -> None:
     assert_odata_error(api.get(url), 400)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/rules/" + "r" * 61,
+        "/ui/rules/a%00b",
+        "/ui/certificates/" + "c" * 33,
+        "/ui/certificates/%01",
+        "/ui/monitor/a%00b",
+    ],
+)
+def test_pages_for_a_key_no_entity_can_have_are_not_found(server: Server, path: str) -> None:
+    from ..ui.conftest import sign_in
+
+    with sign_in(server, *server.admin) as ui:
+        assert ui.get(path).status_code == 404

@@ -34,7 +34,7 @@ from .entities import (
     EntityType,
     Property,
 )
-from .errors import InvalidValue
+from .errors import InvalidKey, InvalidValue
 
 IDENTIFIER_CHARS = re.compile(r"[A-Za-z0-9\-._~<>@]+")
 """Allowed in a ``Pid`` and in a parameter ``Id``."""
@@ -356,15 +356,18 @@ def prepare_key(entity_type: EntityType, key: dict[str, object]) -> dict[str, ob
     out = dict(key)
     if entity_type is AUTHORIZED_USER and isinstance(out.get("User"), str):
         out["User"] = normalize_user(str(out["User"]))
-    for prop in entity_type.key_properties:
-        value = out.get(prop.name)
-        if isinstance(value, str):
-            check_value(prop, value)
-    if entity_type is ALTERNATIVE_PARTNER:
-        for name in entity_type.keys:
-            # Accept either case; decoding proves it is hex of UTF-8 text.
-            check_text(name, unhex_key(name, str(out[name])))
-            out[name] = str(out[name]).upper()
+    try:
+        for prop in entity_type.key_properties:
+            value = out.get(prop.name)
+            if isinstance(value, str):
+                check_value(prop, value)
+        if entity_type is ALTERNATIVE_PARTNER:
+            for name in entity_type.keys:
+                # Accept either case; decoding proves it is hex of UTF-8 text.
+                check_text(name, unhex_key(name, str(out[name])))
+                out[name] = str(out[name]).upper()
+    except InvalidValue as exc:
+        raise InvalidKey(f"Invalid key: {exc.message}", field=exc.field) from None
     return out
 
 
