@@ -411,3 +411,25 @@ def test_header_values_that_cannot_be_sent_are_refused(value: str) -> None:
     with pytest.raises(ValueError):
         serialize_batch([BatchResponse(201, {"Location": value}, b"")])
     check_field("Location", "latin1 é\tok")
+
+
+@pytest.mark.parametrize(
+    ("fifth", "status"),
+    [
+        (("POST", "StringParameters?$format=bogus", {"Pid": "P", "Id": "f", "Value": "v"}), 406),
+        (("POST", "MessageProcessingLogs", {"MessageGuid": "x"}), 405),
+        (("POST", "NoSuchSet", {"a": 1}), 404),
+        (("POST", "StringParameters", b'{"Pid": "P", "Id": "f", "Value": "\\ud800"}'), 400),
+        (("POST", "StringParameters", b"\xff\xfe not json"), 400),
+        (("PUT", "StringParameters(Pid='P',Id='missing')", {"Value": "v"}), 404),
+        (("POST", "$batch", None), 400),
+    ],
+)
+def test_change_set_with_any_failing_fifth_operation_writes_nothing(
+    api: Api, pid: str, fifth: tuple[str, str, object], status: int
+) -> None:
+    before = state(api, pid)
+    r = send_batch(api, [[*five_creates(pid), fifth]])
+    assert r.status_code == 202, r.text
+    assert part_statuses(r) == [status], r.text
+    assert state(api, pid) == before
