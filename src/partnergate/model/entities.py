@@ -33,6 +33,8 @@ class Property:
     edm_type: EdmType
     nullable: bool = True
     max_length: int | None = None
+    multiline: bool = False
+    """A text that may span lines (TAB, LF, CR allowed); every other string is one line."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,10 @@ class EntityType:
         return tuple(self._by_name[k] for k in self.keys)
 
 
-def _s(name: str, max_length: int | None = None, nullable: bool = True) -> Property:
-    return Property(name, EdmType.STRING, nullable, max_length)
+def _s(
+    name: str, max_length: int | None = None, nullable: bool = True, *, multiline: bool = False
+) -> Property:
+    return Property(name, EdmType.STRING, nullable, max_length, multiline)
 
 
 def _dt(name: str) -> Property:
@@ -94,7 +98,7 @@ STRING_PARAMETER = EntityType(
     "StringParameter",
     "StringParameters",
     ("Pid", "Id"),
-    (*PARAMETER_BASE, _s("Value", 4000, nullable=False)),
+    (*PARAMETER_BASE, _s("Value", 4000, nullable=False, multiline=True)),
     base_type="Parameter",
 )
 
@@ -114,7 +118,7 @@ USER_CREDENTIAL_PARAMETER = EntityType(
     "UserCredentialParameter",
     "UserCredentialParameters",
     ("Pid", "Id"),
-    (*PARAMETER_BASE, _s("User", 200, nullable=False), _s("Password", 200)),
+    (*PARAMETER_BASE, _s("User", 200, nullable=False), _s("Password", 200, multiline=True)),
     base_type="Parameter",
 )
 
@@ -150,7 +154,7 @@ CERTIFICATE_USER_MAPPING = EntityType(
     (
         _s("Id", 32, nullable=False),
         _s("User", 150, nullable=False),
-        _s("Certificate", 8192, nullable=False),
+        _s("Certificate", 8192, nullable=False, multiline=True),
         *AUDIT,
         Property("ValidUntil", EdmType.INT64, True),
     ),

@@ -30,6 +30,14 @@ class NotFound(DirectoryError):
     code = "Not Found"
 
 
+class InvalidKey(NotFound):
+    """A key no entity can have (a control character, too long): nothing is found, and
+    the request is malformed, so the API answers 400; pages show it as not found."""
+
+    status = 400
+    code = "Invalid Key"
+
+
 class AlreadyExists(DirectoryError):
     """The key is taken. SAP's current clients read 400 on POST as "exists" (DECISIONS D2)."""
 

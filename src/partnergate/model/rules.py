@@ -5,6 +5,14 @@ lengths from SAP's "Partner Directory" and "Partner Directory Entity Types" page
 facets from the live ``$metadata``; content types from "Partner Directory Entity Types";
 alternative-partner hex keys as Java's ``printHexBinary`` (upper case) of the UTF-8 bytes;
 authorised users stored lower-case.
+
+Characters: SAP documents a character set only for ``Pid`` and parameter ``Id``. For every
+other string the rule here is what both stores and both formats can carry unchanged: no
+NUL (PostgreSQL's ``text`` cannot hold it), no other C0 control but TAB, LF and CR, no
+U+FFFE/U+FFFF and no lone surrogate (XML 1.0 §2.2 ``Char``, so Atom can answer with the
+value). One-line fields (keys, names, users) take no control character at all and no
+U+2028/U+2029 line or paragraph separator: they travel in URIs, headers and log lines.
+Lengths are counted on the value as stored, i.e. after case folding.
 """
 
 from __future__ import annotations
@@ -26,12 +34,22 @@ from .entities import (
     EntityType,
     Property,
 )
-from .errors import InvalidValue
+from .errors import InvalidKey, InvalidValue
 
 IDENTIFIER_CHARS = re.compile(r"[A-Za-z0-9\-._~<>@]+")
 """Allowed in a ``Pid`` and in a parameter ``Id``."""
 
 IDENTIFIER_RULE = "A-Z a-z 0-9 - . _ ~ < > @"
+
+NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+"""Characters no string value may hold (see the module docstring)."""
+
+NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+"""Characters a one-line value (a key, a name, a user) may not hold: every control
+character (Unicode ``Cc``), the line and paragraph separators, and what ``NOT_TEXT`` refuses."""
+
+AUDIT_USER_LENGTH = 150
+"""MaxLength of ``CreatedBy``/``LastModifiedBy``."""
 
 CONTENT_TYPES = ("xml", "xsl", "xsd", "json", "text", "zip", "gz", "zlib", "crt")
 TEXT_CONTENT_TYPES = ("xml", "xsl", "xsd", "json", "text")
@@ -97,6 +115,37 @@ def normalize_user(name: str) -> str:
     return name.lower()
 
 
+def check_text(field: str, value: str, *, multiline: bool = False, what: str = "Property") -> None:
+    """Refuse characters a stored string may not hold; one-line text refuses more."""
+    bad = (NOT_TEXT if multiline else NOT_ONE_LINE).search(value)
+    if bad is None:
+        return
+    char = bad.group()
+    kind = "a line break" if char in "\n\r\u2028\u2029" else "a control character"
+    if "\ud800" <= char <= "\udfff":
+        kind = "an unpaired UTF-16 surrogate"
+    elif char in "\ufffe\uffff":
+        kind = "a non-character"
+    where = "" if multiline else " in a one-line value"
+    raise InvalidValue(
+        f"{what} '{field}' contains U+{ord(char):04X} ({kind}), which is not allowed{where}",
+        field=field,
+    )
+
+
+def storable(*texts: str) -> bool:
+    """Whether every text could be a stored value. A look-up with one that is not has no
+    match; asking the store would fail on PostgreSQL (NUL) and not on SQLite."""
+    return not any(NOT_TEXT.search(text) for text in texts)
+
+
+def audit_user(name: str) -> str:
+    """The user a write is recorded under (``CreatedBy``/``LastModifiedBy``): one line,
+    cut to the fields' MaxLength, as SAP keeps what fits."""
+    check_text("user", name, what="The user")
+    return name[:AUDIT_USER_LENGTH]
+
+
 def check_value(prop: Property, value: object, limits: Limits = DEFAULT_LIMITS) -> None:
     """Raise :class:`InvalidValue` if ``value`` does not fit the property's type and facets."""
     name = prop.name
@@ -108,6 +157,7 @@ def check_value(prop: Property, value: object, limits: Limits = DEFAULT_LIMITS) 
     if kind is EdmType.STRING:
         if not isinstance(value, str):
             raise InvalidValue(f"Property '{name}' must be a string", field=name)
+        check_text(name, value, multiline=prop.multiline)
         if prop.max_length is not None and len(value) > prop.max_length:
             raise InvalidValue(
                 f"Property '{name}' is {len(value)} characters long; at most "
@@ -276,6 +326,7 @@ def prepare_create(
             "'UserCredentialParameter'",
             field="Password",
         )
+    values = _fold(entity_type, values)
     _check_all(entity_type, values, limits, required=True)
     out = _check_specific(entity_type.entity_set, values)
     skip = set(AUDIT_NAMES) | set(COMPUTED.get(entity_type.entity_set, ()))
@@ -284,6 +335,39 @@ def prepare_create(
         out["Hexagency"] = hex_key(str(out["Agency"]))
         out["Hexscheme"] = hex_key(str(out["Scheme"]))
         out["Hexid"] = hex_key(str(out["Id"]))
+    return out
+
+
+def _fold(entity_type: EntityType, values: dict[str, object]) -> dict[str, object]:
+    """Case-fold what is stored folded, so that lengths are checked on the stored form
+    (``"İ"`` lower-cases to two characters)."""
+    if entity_type is AUTHORIZED_USER and isinstance(values.get("User"), str):
+        return {**values, "User": normalize_user(str(values["User"]))}
+    return values
+
+
+def prepare_key(entity_type: EntityType, key: dict[str, object]) -> dict[str, object]:
+    """A key from a request, in the form it is stored under, checked like a stored value.
+
+    Users are folded to lower case and hex keys to upper case first; a key with a
+    character no stored value can hold, or longer than its property allows, is refused
+    rather than looked up.
+    """
+    out = dict(key)
+    if entity_type is AUTHORIZED_USER and isinstance(out.get("User"), str):
+        out["User"] = normalize_user(str(out["User"]))
+    try:
+        for prop in entity_type.key_properties:
+            value = out.get(prop.name)
+            if isinstance(value, str):
+                check_value(prop, value)
+        if entity_type is ALTERNATIVE_PARTNER:
+            for name in entity_type.keys:
+                # Accept either case; decoding proves it is hex of UTF-8 text.
+                check_text(name, unhex_key(name, str(out[name])))
+                out[name] = str(out[name]).upper()
+    except InvalidValue as exc:
+        raise InvalidKey(f"Invalid key: {exc.message}", field=exc.field) from None
     return out
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from .errors import BadRequest
+from .headers import check_field
 
 __all__ = [
     "BatchPart",
@@ -46,6 +47,7 @@ __all__ = [
     "Headers",
     "parse_batch",
     "serialize_batch",
+    "serialize_item",
 ]
 
 #: Requests a batch may hold in all, change set members included.
@@ -61,7 +63,6 @@ CHANGE_METHODS = frozenset({"POST", "PUT", "MERGE", "PATCH", "DELETE"})
 
 # RFC 7230 §3.2.6: token = 1*tchar
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_FIELD_NAME = re.compile(_TOKEN)
 # RFC 7230 §3.2: field-name ":" OWS field-value OWS, no whitespace before the colon.
 _FIELD = re.compile(rb"(" + _TOKEN.encode() + rb"):(.*)")
 # RFC 7230 §3.1.1: request-line = method SP request-target SP HTTP-version
@@ -392,22 +393,26 @@ def _read_header_section(
 
 
 def serialize_batch(
-    items: Sequence[BatchResponse | Sequence[BatchResponse]],
+    items: Sequence[BatchResponse | Sequence[BatchResponse] | bytes],
 ) -> tuple[str, bytes]:
     """Serialise the answers, one item per request item; return (Content-Type, body).
 
     An item is a :class:`BatchResponse` for a query, or the list of responses to a
     change set. A change set that holds a response of 400 or more failed: it is written
     as that single response in place of the change set (OData V2 batch rule). Passing
-    one ``BatchResponse`` where the request had a change set does the same.
+    one ``BatchResponse`` where the request had a change set does the same. An item may
+    also be the bytes :func:`serialize_item` made of it already.
     """
-    chunks = [_serialize_item(item) for item in items]
+    chunks = [item if isinstance(item, bytes) else serialize_item(item) for item in items]
     boundary = _fresh_boundary("batch", chunks)
     body = _join_multipart(boundary, chunks) + b"\r\n"
     return f"multipart/mixed; boundary={boundary}", body
 
 
-def _serialize_item(item: BatchResponse | Sequence[BatchResponse]) -> bytes:
+def serialize_item(item: BatchResponse | Sequence[BatchResponse]) -> bytes:
+    """One item of the batch answer as bytes; :class:`UnsendableHeader` (a ``ValueError``)
+    if a header cannot be written. A change set is serialised before it commits, so an
+    answer that cannot be sent rolls it back instead of reporting a success never sent."""
     if isinstance(item, BatchResponse):
         return _serialize_response(item)
     if not item:
@@ -453,9 +458,9 @@ def _reason(status: int) -> str:
 
 
 def _field_line(name: str, value: str) -> str:
-    """``name: value``, refusing a CR or LF that would start a forged header or part."""
-    if _FIELD_NAME.fullmatch(name) is None or "\r" in value or "\n" in value:
-        raise ValueError(f"invalid header field {name!r}: {value!r}")
+    """``name: value``, refusing a CR or LF that would start a forged header or part, and
+    any character the Latin-1 head of the part cannot carry."""
+    check_field(name, value)
     return f"{name}: {value}"
 
 

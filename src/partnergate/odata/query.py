@@ -3,7 +3,9 @@
 Lives here: which system query options exist (OData V2 URI conventions §4 "Query String
 Options"), their value syntax, and which of them a single entity accepts. Custom options
 (§5, e.g. SAP's ``user``, ``exclude``, ``returnHashedPassword``) pass through by name.
-Must not know: HTTP, SQL. The parameters arrive percent-decoded, in request order.
+Must not know: HTTP, SQL. The parameters arrive percent-decoded, in request order; a
+name or value with a character no stored text can hold (NUL, most C0 controls) is refused
+here, so no store ever compares against one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from typing import Literal as TypingLiteral
 
 from ..model.entities import EntityType
+from ..model.rules import check_text
 from .errors import BadRequest
 from .filter import Expr, OrderBy, clip, parse_filter, parse_orderby
 
@@ -85,6 +88,8 @@ def parse_query(
     values: dict[str, Any] = {}
     custom: dict[str, str] = {}
     for name, value in params:
+        check_text(clip(name), name, multiline=True, what="Query option")
+        check_text(clip(name), value, multiline=True, what="The value of query option")
         if name in seen:
             raise BadRequest(f"Query option '{clip(name)}' is given more than once")
         seen.add(name)

@@ -54,6 +54,18 @@ def entity_path(entity_type: EntityType, values: dict[str, object]) -> str:
     return entity_type.entity_set + quote(predicate, safe=_PATH_SAFE)
 
 
+_URI_SAFE = "!#$%&'()*+,/:;=?@[]~"
+"""RFC 3986 ``reserved`` characters and ``%``: what may stand in a URI as it is."""
+
+
+def uri_text(text: str) -> str:
+    """``text`` as a URI: every other character percent-encoded as UTF-8, escapes kept.
+
+    For the service root, which may come from a ``Host`` header: what we build on it
+    (``Location``, ``__metadata.uri``) is then plain ASCII, fit for any header."""
+    return quote(text, safe=_URI_SAFE)
+
+
 def entity_uri(entity_type: EntityType, values: dict[str, object], base_url: str) -> str:
     """Absolute entity URI as SAP puts it in ``__metadata.uri`` and ``<id>``."""
     return base_url + entity_path(entity_type, values)

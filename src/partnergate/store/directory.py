@@ -10,6 +10,7 @@ response is sent.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..model import rules
 from ..model.entities import (
     ALTERNATIVE_PARTNER,
-    AUTHORIZED_USER,
     CERTIFICATE_MAPPING_RULE,
     CERTIFICATE_USER_MAPPING,
     ENTITY_TYPES,
@@ -41,6 +41,8 @@ from . import database
 from .changes import Change, publish
 from .filtering import compile_filter, compile_orderby
 from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
+
+log = logging.getLogger("partnergate.store")
 
 HONOURS_USER_OPTION = frozenset(
     {"StringParameters", "BinaryParameters", "AlternativePartners", "AuthorizedUsers"}
@@ -189,15 +191,8 @@ class Directory:
     # -- writing ---------------------------------------------------------------------
 
     def _normalize_key(self, entity_type: EntityType, key: dict[str, object]) -> dict[str, object]:
-        key = dict(key)
-        if entity_type is AUTHORIZED_USER:
-            key["User"] = rules.normalize_user(str(key["User"]))
-        if entity_type is ALTERNATIVE_PARTNER:
-            for name in entity_type.keys:
-                # Accept either case; decoding proves it is hex of UTF-8 text.
-                rules.unhex_key(name, str(key[name]))
-                key[name] = str(key[name]).upper()
-        return key
+        """The key as stored; refused before any SQL if no stored value could match it."""
+        return rules.prepare_key(entity_type, key)
 
     def _record(self, entity_set: str, key: dict[str, object], pid: object) -> None:
         self.changes.append(Change(entity_set, key, str(pid) if pid is not None else None))
@@ -216,6 +211,7 @@ class Directory:
             entity = _certificate_mapping(entity)
         if entity_type is CERTIFICATE_MAPPING_RULE:
             entity = _mapping_rule(entity)
+        actor = rules.audit_user(actor)
         table = ENTITY_TABLES[entity_set]
         key = {k: entity[k] for k in entity_type.keys}
         stamp = now()
@@ -274,6 +270,7 @@ class Directory:
         if entity_set not in rules.UPDATABLE:
             raise NotSupported(f"{entity_set} cannot be updated with PUT or MERGE")
         key = self._normalize_key(entity_type, key)
+        actor = rules.audit_user(actor)
         current = await self.get(entity_set, key)
         changes = rules.prepare_update(entity_type, key, values, self.limits)
         if entity_type is CERTIFICATE_MAPPING_RULE:
@@ -310,6 +307,7 @@ class Directory:
                 f"{', '.join(PARTNER_ENTITY_SETS)}",
                 field="exclude",
             )
+        rules.prepare_key(PARTNER, {"Pid": pid})
         if not await self.partner_exists(pid):
             raise NotFound(f"Partner '{pid}' does not exist")
         for name, table in PARTNER_TABLES.items():
@@ -376,10 +374,14 @@ class DirectoryStore:
             yield directory
             await publish(conn, directory.changes)
         if directory.changes:
+            # Committed: the caller's answer is a success whatever a listener does.
             for listener in self.listeners:
-                result = listener(directory.changes)
-                if result is not None:
-                    await result
+                try:
+                    result = listener(directory.changes)
+                    if result is not None:
+                        await result
+                except Exception:
+                    log.exception("a listener failed on changes already committed")
 
     async def catch_up(self) -> None:
         """Let writers that buffer (the message log) write what waits."""

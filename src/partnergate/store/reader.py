@@ -2,6 +2,9 @@
 
 Implements ``runtime.directory.DirectoryReader`` (the runtime caches on top of it) and the
 look-ups sender identification needs: certificate → mapped user, user → partner.
+
+Look-up values may come from a sender's message; one that no stored value can equal
+(``model.rules.storable``) finds nothing without asking the store, the same on both stores.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from sqlalchemy import select
 
+from ..model.rules import storable
 from ..security import certificates
 from .directory import DirectoryStore
 from .tables import (
@@ -49,17 +53,23 @@ class StoreReader:
             return (await conn.execute(query)).first()
 
     async def get_string_parameter(self, pid: str, id: str) -> str | None:
+        if not storable(pid, id):
+            return None
         t = string_parameters
         row = await self._scalar_row(select(t.c.value).where(t.c.pid == pid, t.c.id == id))
         return None if row is None else str(row[0])
 
     async def get_binary_parameter(self, pid: str, id: str) -> tuple[bytes, str] | None:
+        if not storable(pid, id):
+            return None
         t = binary_parameters
         query = select(t.c.value, t.c.content_type).where(t.c.pid == pid, t.c.id == id)
         row = await self._scalar_row(query)
         return None if row is None else (bytes(row[0]), str(row[1]))
 
     async def get_user_credential(self, pid: str, id: str) -> tuple[str, str] | None:
+        if not storable(pid, id):
+            return None
         t = user_credential_parameters
         query = select(t.c.user, t.c.password_enc).where(t.c.pid == pid, t.c.id == id)
         row = await self._scalar_row(query)
@@ -68,23 +78,31 @@ class StoreReader:
         return str(row[0]), self.store.secretbox.decrypt(row[1])
 
     async def get_partner_id(self, agency: str, scheme: str, alt_id: str) -> str | None:
+        if not storable(agency, scheme, alt_id):
+            return None
         t = alternative_partners
         query = select(t.c.pid).where(t.c.agency == agency, t.c.scheme == scheme, t.c.id == alt_id)
         row = await self._scalar_row(query)
         return None if row is None else str(row[0])
 
     async def get_alternative_partner_id(self, agency: str, scheme: str, pid: str) -> str | None:
+        if not storable(agency, scheme, pid):
+            return None
         t = alternative_partners
         query = select(t.c.id).where(t.c.agency == agency, t.c.scheme == scheme, t.c.pid == pid)
         row = await self._scalar_row(query)
         return None if row is None else str(row[0])
 
     async def get_partner_id_of_authorized_user(self, user: str) -> str | None:
+        if not storable(user):
+            return None
         t = authorized_users
         row = await self._scalar_row(select(t.c.pid).where(t.c.user == user.lower()))
         return None if row is None else str(row[0])
 
     async def get_authorized_users(self, pid: str) -> list[str]:
+        if not storable(pid):
+            return []
         t = authorized_users
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(t.c.user).where(t.c.pid == pid).order_by(t.c.user))
@@ -109,6 +127,8 @@ class StoreReader:
         issuer = certificates.issuer_dn(cert)
         subject = certificates.subject_dn(cert)
         serial = format(cert.serial_number, "x")
+        if not storable(issuer, subject):
+            return None
         candidates = [
             ("Thumbprint", t.c.thumbprint == certificates.sha256_thumbprint(cert)),
             ("IssuerSerial", (t.c.issuer_dn == issuer) & (t.c.serial_number == serial)),

@@ -3,14 +3,19 @@
 Framework-free on purpose: a request is plain data (:class:`ODataRequest`) and the answer
 is an :class:`ODataResponse`, so a ``$batch`` part runs through exactly the same code as a
 request that arrives on its own.
+
+An answer tells the truth: a write runs in one transaction (its own, or its change set's)
+and the whole answer, body and headers, is made and checked before that transaction
+commits. Whatever fails before then rolls the write back; a success is committed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from ..model.entities import (
     CERTIFICATE_MAPPING_RULE,
@@ -24,8 +29,16 @@ from ..model.entities import (
     EntityType,
 )
 from ..model.errors import DirectoryError, NotSupported
+from ..model.rules import prepare_key
 from ..odata import atom, json_format, metadata
-from ..odata.batch import BatchPart, BatchResponse, ChangeSet, parse_batch, serialize_batch
+from ..odata.batch import (
+    BatchPart,
+    BatchResponse,
+    ChangeSet,
+    parse_batch,
+    serialize_batch,
+    serialize_item,
+)
 from ..odata.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -35,8 +48,10 @@ from ..odata.errors import (
     error_xml,
 )
 from ..odata.filter import Compare, CompareOp, Literal, PropertyRef
-from ..odata.keys import format_key, parse_key
+from ..odata.headers import check_fields
+from ..odata.paths import Resource, entity_set_name, parse_resource
 from ..odata.query import QueryOptions, parse_query
+from ..odata.values import entity_uri, uri_text
 from ..security.principals import PARTNER_DIRECTORY_CONFIGURATOR
 from ..store.directory import HONOURS_USER_OPTION, Directory, DirectoryStore, ListRequest
 from ..store.messagelog import read_attachment, read_error_text
@@ -49,6 +64,8 @@ XML = "application/xml"
 DSV = {"DataServiceVersion": "2.0"}
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
+
+log = logging.getLogger("partnergate.odata")
 
 
 @dataclass
@@ -80,8 +97,27 @@ class Settings:
 
 
 def wants_json(headers: Mapping[str, str], query: list[tuple[str, str]]) -> bool:
+    """Whether an error body is JSON. Never raises: with an unknown ``$format`` the error
+    (406) is written as ``Accept`` asks, so every refusal has an OData body."""
     fmt = next((v for k, v in query if k == "$format"), None)
-    return json_format.negotiate(headers.get("accept"), fmt) == "json"
+    try:
+        return json_format.negotiate(headers.get("accept"), fmt) == "json"
+    except ODataError:
+        return json_format.negotiate(headers.get("accept"), None) == "json"
+
+
+def _negotiate(request: ODataRequest) -> bool:
+    """The body format the request asks for; 406 for a ``$format`` we do not offer."""
+    fmt = next((v for k, v in request.query if k == "$format"), None)
+    return json_format.negotiate(request.headers.get("accept"), fmt) == "json"
+
+
+def _method(request: ODataRequest) -> str:
+    """The method, after SAP's ``X-HTTP-Method`` tunnelling of a POST."""
+    tunnelled = request.headers.get("x-http-method", "").upper()
+    if request.method == "POST" and tunnelled in ("MERGE", "PATCH", "PUT", "DELETE"):
+        return tunnelled
+    return request.method
 
 
 def error_response(exc: ODataError | DirectoryError, as_json: bool) -> ODataResponse:
@@ -91,14 +127,6 @@ def error_response(exc: ODataError | DirectoryError, as_json: bool) -> ODataResp
     if as_json:
         return ODataResponse(status, error_json(code, message), {"Content-Type": JSON, **DSV})
     return ODataResponse(status, error_xml(code, message), {"Content-Type": XML, **DSV})
-
-
-@dataclass(frozen=True)
-class Resource:
-    kind: str
-    """``service``, ``metadata``, ``batch``, ``collection``, ``count`` or ``entity``."""
-    entity_type: EntityType | None = None
-    key: dict[str, object] | None = None
 
 
 SERVED: dict[str, EntityType] = {
@@ -126,56 +154,16 @@ MONITORING_ROLES = frozenset(
 
 def accepted_roles(path: str, method: str) -> frozenset[str]:
     """The roles any one of which lets a caller make this request."""
-    head = unquote(path.lstrip("/").split("/", 1)[0]).split("(", 1)[0]
+    head = entity_set_name(path)
     if head in READ_ONLY and method in ("GET", "HEAD"):
         return MONITORING_ROLES
     return frozenset({PARTNER_DIRECTORY_CONFIGURATOR})
 
 
-def parse_resource(path: str, served: Mapping[str, EntityType]) -> Resource:
-    """Split ``EntitySet(key)/$count`` and friends; segments are percent-decoded one by one."""
-    segments = [s for s in path.split("/") if s]
-    if not segments:
-        return Resource("service")
-    head = unquote(segments[0])
-    rest = [unquote(s) for s in segments[1:]]
-    if head == "$metadata" and not rest:
-        return Resource("metadata")
-    if head == "$batch" and not rest:
-        return Resource("batch")
-    name, paren, predicate = head.partition("(")
-    entity_type = served.get(name)
-    if entity_type is None:
-        raise NotFoundError(
-            f"Resource '{name}' not found; entity sets are {', '.join(sorted(served))}"
-        )
-    if paren:
-        if not predicate.endswith(")"):
-            raise BadRequest(f"Invalid key predicate in '{head}'")
-        key = parse_key(entity_type, predicate[:-1])
-        if entity_type is MESSAGE_PROCESSING_LOG and rest in (
-            ["ErrorInformation"],
-            ["ErrorInformation", "$value"],
-        ):
-            return Resource("error_information", entity_type, key)
-        if entity_type is MESSAGE_PROCESSING_LOG and rest == ["Attachments"]:
-            return Resource("attachments", entity_type, key)
-        if entity_type is MESSAGE_PROCESSING_LOG_ATTACHMENT and rest == ["$value"]:
-            return Resource("attachment_value", entity_type, key)
-        if rest:
-            raise NotFoundError(f"Resource '{'/'.join(rest)}' below {name} not found")
-        return Resource("entity", entity_type, key)
-    if rest == ["$count"]:
-        return Resource("count", entity_type)
-    if rest:
-        raise NotFoundError(f"Resource '{'/'.join(rest)}' below {name} not found")
-    return Resource("collection", entity_type)
-
-
 class ODataService:
     def __init__(self, store: DirectoryStore, settings: Settings) -> None:
         self.store = store
-        self.settings = settings
+        self.settings = replace(settings, base_url=uri_text(settings.base_url))
         self.served = SERVED
 
     # -- entry point -------------------------------------------------------------------
@@ -183,24 +171,43 @@ class ODataService:
     async def handle(
         self, request: ODataRequest, directory: Directory | None = None
     ) -> ODataResponse:
+        """Answer one request; ``directory`` is the change set's transaction, if any.
+
+        A write outside a change set gets a transaction of its own, which commits only
+        if the answer is a success and could be made in full.
+        """
         as_json = wants_json(request.headers, request.query)
         try:
-            return await self._handle(request, directory, as_json)
+            resource = parse_resource(request.path, self.served)
+            method = _method(request)
+            if directory is not None or method not in WRITE_METHODS or resource.kind == "batch":
+                return await self._answer(request, resource, method, directory)
+            async with self.store.begin() as unit:
+                return await self._answer(request, resource, method, unit)
+        except _Refused as refused:
+            return refused.answer
         except (ODataError, DirectoryError) as exc:
             return error_response(exc, as_json)
 
-    async def _handle(
-        self, request: ODataRequest, directory: Directory | None, as_json: bool
+    async def _answer(
+        self, request: ODataRequest, resource: Resource, method: str, directory: Directory | None
     ) -> ODataResponse:
-        resource = parse_resource(request.path, self.served)
-        method = request.method
-        if method == "POST" and request.headers.get("x-http-method", "").upper() in (
-            "MERGE",
-            "PATCH",
-            "PUT",
-            "DELETE",
-        ):
-            method = request.headers["x-http-method"].upper()
+        """The successful answer, checked to be sendable; a refusal raises."""
+        as_json = _negotiate(request)
+        answer = await self._handle(request, resource, method, directory, as_json)
+        if answer.status >= 400:
+            raise _Refused(answer)
+        check_fields(answer.headers)
+        return answer
+
+    async def _handle(
+        self,
+        request: ODataRequest,
+        resource: Resource,
+        method: str,
+        directory: Directory | None,
+        as_json: bool,
+    ) -> ODataResponse:
         if resource.kind == "service":
             self._only(method, "GET", "HEAD")
             return self._service_document(as_json)
@@ -267,7 +274,7 @@ class ODataService:
     ) -> str:
         user = options.custom.get("user") if options is not None else None
         if user and entity_type.entity_set in HONOURS_USER_OPTION:
-            return user[:150]
+            return user
         return request.actor
 
     # -- reading -----------------------------------------------------------------------
@@ -425,6 +432,7 @@ class ODataService:
 
         What a sender sent must not run in a browser that holds an admin's session: the
         bytes come as a download, never sniffed, in a sandbox."""
+        key = prepare_key(MESSAGE_PROCESSING_LOG_ATTACHMENT, key)
         await self.store.catch_up()
         found = await read_attachment(self.store.engine, str(key["Id"]))
         if found is None:
@@ -482,15 +490,12 @@ class ODataService:
                 "Partners cannot be created directly: a partner exists as soon as one of "
                 "its entities (e.g. a string parameter or an authorized user) does"
             )
+        assert directory is not None, "a write runs in a transaction"
         options = self._options(request, entity_type, collection=False)
         values = self._parse_body(request, entity_type)
         actor = self._actor(request, entity_type, options)
-        if directory is not None:
-            entity = await directory.create(entity_type.entity_set, values, actor)
-        else:
-            entity = await self.store.create(entity_type.entity_set, values, actor)
-        key = {k: entity[k] for k in entity_type.keys}
-        location = self.settings.base_url + entity_type.entity_set + format_key(entity_type, key)
+        entity = await directory.create(entity_type.entity_set, values, actor)
+        location = entity_uri(entity_type, entity, self.settings.base_url)
         return self._entity_response(
             201, entity_type, entity, None, as_json, {"Location": location}
         )
@@ -509,13 +514,11 @@ class ODataService:
             )
         if entity_type is PARTNER:
             raise MethodNotAllowed("Partners cannot be updated; change their entities instead")
+        assert directory is not None, "a write runs in a transaction"
         options = self._options(request, entity_type, collection=False)
         values = self._parse_body(request, entity_type)
         actor = self._actor(request, entity_type, options)
-        if directory is not None:
-            await directory.update(entity_type.entity_set, key, values, actor)
-        else:
-            await self.store.update(entity_type.entity_set, key, values, actor)
+        await directory.update(entity_type.entity_set, key, values, actor)
         return ODataResponse(204, b"", dict(DSV))
 
     async def _delete(
@@ -525,32 +528,36 @@ class ODataService:
         key: dict[str, object],
         directory: Directory | None,
     ) -> ODataResponse:
+        assert directory is not None, "a write runs in a transaction"
         options = self._options(request, entity_type, collection=False)
         if entity_type is PARTNER:
             exclude = _exclude_option(options.custom.get("exclude"))
-            if directory is not None:
-                await directory.delete_partner(str(key["Pid"]), exclude)
-            else:
-                await self.store.delete_partner(str(key["Pid"]), exclude)
-        elif directory is not None:
-            await directory.delete(entity_type.entity_set, key)
+            await directory.delete_partner(str(key["Pid"]), exclude)
         else:
-            await self.store.delete(entity_type.entity_set, key)
+            await directory.delete(entity_type.entity_set, key)
         return ODataResponse(204, b"", dict(DSV))
 
     # -- $batch ------------------------------------------------------------------------
 
     async def _batch(self, request: ODataRequest) -> ODataResponse:
+        """SAP answers each part on its own: a query's refusal is that part's answer and
+        leaves the change sets around it as they are."""
         parts = parse_batch(request.headers.get("content-type", ""), request.body)
-        answers: list[BatchResponse | list[BatchResponse]] = []
+        chunks: list[bytes] = []
         for item in parts:
             if isinstance(item, ChangeSet):
-                answers.append(await self._change_set(request, item))
+                chunks.append(await self._change_set(request, item))
             else:
-                answer = await self.handle(self._part_request(request, item))
-                answers.append(_batch_response(answer))
-        content_type, body = serialize_batch(answers)
+                chunks.append(await self._query_part(self._part_request(request, item)))
+        content_type, body = serialize_batch(chunks)
         return ODataResponse(202, body, {"Content-Type": content_type, **DSV})
+
+    async def _query_part(self, request: ODataRequest) -> bytes:
+        try:
+            return serialize_item(_batch_response(await self.handle(request)))
+        except Exception:
+            log.exception("$batch: %s %s failed", request.method, request.path[:200])
+            return serialize_item(_internal_error(request))
 
     def _part_request(self, outer: ODataRequest, part: BatchPart) -> ODataRequest:
         url = part.url
@@ -572,39 +579,68 @@ class ODataService:
             actor=outer.actor,
         )
 
-    async def _change_set(
-        self, outer: ODataRequest, change_set: ChangeSet
-    ) -> list[BatchResponse] | BatchResponse:
+    async def _change_set(self, outer: ODataRequest, change_set: ChangeSet) -> bytes:
+        """All of a change set's operations in one transaction, or none of them.
+
+        The answer is serialised before the commit: an operation refused, or an answer
+        that cannot be written, leaves nothing behind and is the change set's answer.
+        """
         requests = [self._part_request(outer, part) for part in change_set.parts]
-        alone = [r for r in requests if r.path.split("(")[0].strip("/") in ALONE_IN_CHANGE_SET]
-        if alone and len(requests) > 1:
-            name = alone[0].path.split("(")[0].strip("/")
+        operations: list[tuple[ODataRequest, Resource]] = []
+        for req in requests:
+            try:
+                operations.append((req, parse_resource(req.path, self.served)))
+            except (ODataError, DirectoryError) as exc:
+                return serialize_item(_batch_response(_refusal(req, exc)))
+        alone = [
+            res.entity_type.entity_set
+            for _, res in operations
+            if res.entity_type is not None and res.entity_type.entity_set in ALONE_IN_CHANGE_SET
+        ]
+        if alone and len(operations) > 1:
             error = BadRequest(
-                f"A change set that contains a {name} request must contain only that one request"
+                f"A change set that contains a {alone[0]} request must contain only that one "
+                "request"
             )
-            return _batch_response(error_response(error, wants_json(outer.headers, outer.query)))
-        answers: list[BatchResponse] = []
-        failed: ODataResponse | None = None
+            return serialize_item(_batch_response(_refusal(outer, error)))
+        current = outer
         try:
-            async with self.store.begin() as directory:
-                for req in requests:
-                    answer = await self.handle(req, directory)
-                    if answer.status >= 400:
-                        failed = answer
-                        raise _RollBack
+            async with self.store.begin() as unit:
+                answers: list[BatchResponse] = []
+                for req, resource in operations:
+                    current = req
+                    answer = await self._answer(req, resource, _method(req), unit)
                     answers.append(_batch_response(answer))
-        except _RollBack:
-            assert failed is not None
-            return _batch_response(failed)
-        return answers
+                return serialize_item(answers)
+        except _Refused as refused:
+            return serialize_item(_batch_response(refused.answer))
+        except (ODataError, DirectoryError) as exc:
+            return serialize_item(_batch_response(_refusal(current, exc)))
+        except Exception:
+            log.exception("$batch: change set failed at %s %s", current.method, current.path[:200])
+            return serialize_item(_internal_error(current))
 
 
 ALONE_IN_CHANGE_SET = frozenset({"UserCredentialParameters", "CertificateUserMappings"})
 """SAP-doc 79c06dd and e01d3f0: these requests stand alone in their change set."""
 
 
-class _RollBack(Exception):
-    """Leaves the change set's transaction without committing it."""
+class _Refused(Exception):
+    """An answer that is not a success: leaves the transaction without committing it."""
+
+    def __init__(self, answer: ODataResponse) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
+
+
+def _refusal(request: ODataRequest, exc: ODataError | DirectoryError) -> ODataResponse:
+    return error_response(exc, wants_json(request.headers, request.query))
+
+
+def _internal_error(request: ODataRequest) -> BatchResponse:
+    """A part that failed on our side; the log holds the reason."""
+    error = ODataError(500, "Internal Server Error", "The request failed; see the server log")
+    return _batch_response(error_response(error, wants_json(request.headers, request.query)))
 
 
 def _batch_response(answer: ODataResponse) -> BatchResponse:

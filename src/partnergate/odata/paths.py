@@ -1,0 +1,99 @@
+"""Resource paths below the service root: ``EntitySet(key)/$count`` and friends.
+
+The path arrives percent-encoded. It is split at ``/`` first and each segment is decoded
+exactly once, here (RFC 3986 §2.1, §2.4: decoding before splitting would turn an encoded
+``%2F`` in a key into a separator, decoding twice would read ``%2550`` as ``P``). Every
+rule that reads the path (roles, the change-set rules, routing) reads what this module
+returns, so an encoded name such as ``UserCredential%50arameters`` is the entity set it
+names for all of them. Percent-encoded octets must form UTF-8 (RFC 3987 §3.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from ..model.entities import (
+    MESSAGE_PROCESSING_LOG,
+    MESSAGE_PROCESSING_LOG_ATTACHMENT,
+    EntityType,
+)
+from .errors import BadRequest, NotFoundError
+from .keys import parse_key
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    """``service``, ``metadata``, ``batch``, ``collection``, ``count``, ``entity``,
+    ``error_information``, ``attachments`` or ``attachment_value``."""
+    entity_type: EntityType | None = None
+    key: dict[str, object] | None = None
+
+
+def decode_segment(segment: str) -> str:
+    """One path segment, percent-decoded; octets that are not UTF-8 are a 400."""
+    try:
+        return unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest(
+            "The resource path holds percent-encoded bytes that are not UTF-8"
+        ) from None
+
+
+def split_path(path: str) -> list[str]:
+    """The non-empty segments of a resource path, each decoded once."""
+    return [decode_segment(s) for s in path.split("/") if s]
+
+
+def entity_set_name(path: str) -> str | None:
+    """The name the first segment addresses (``StringParameters`` for
+    ``StringParameters(Pid='a',Id='b')``), decoded; ``None`` if there is none or it
+    cannot be decoded. For rules that must not fail, such as choosing the roles."""
+    try:
+        segments = split_path(path)
+    except BadRequest:
+        return None
+    if not segments:
+        return None
+    return segments[0].split("(", 1)[0]
+
+
+def parse_resource(path: str, served: Mapping[str, EntityType]) -> Resource:
+    """Split ``EntitySet(key)/$count`` and friends into what they address."""
+    segments = split_path(path)
+    if not segments:
+        return Resource("service")
+    head, rest = segments[0], segments[1:]
+    if head == "$metadata" and not rest:
+        return Resource("metadata")
+    if head == "$batch" and not rest:
+        return Resource("batch")
+    name, paren, predicate = head.partition("(")
+    entity_type = served.get(name)
+    if entity_type is None:
+        raise NotFoundError(
+            f"Resource '{name[:200]}' not found; entity sets are {', '.join(sorted(served))}"
+        )
+    if paren:
+        if not predicate.endswith(")"):
+            raise BadRequest(f"Invalid key predicate in '{head[:200]}'")
+        key = parse_key(entity_type, predicate[:-1])
+        if entity_type is MESSAGE_PROCESSING_LOG and rest in (
+            ["ErrorInformation"],
+            ["ErrorInformation", "$value"],
+        ):
+            return Resource("error_information", entity_type, key)
+        if entity_type is MESSAGE_PROCESSING_LOG and rest == ["Attachments"]:
+            return Resource("attachments", entity_type, key)
+        if entity_type is MESSAGE_PROCESSING_LOG_ATTACHMENT and rest == ["$value"]:
+            return Resource("attachment_value", entity_type, key)
+        if rest:
+            raise NotFoundError(f"Resource '{'/'.join(rest)[:200]}' below {name} not found")
+        return Resource("entity", entity_type, key)
+    if rest == ["$count"]:
+        return Resource("count", entity_type)
+    if rest:
+        raise NotFoundError(f"Resource '{'/'.join(rest)[:200]}' below {name} not found")
+    return Resource("collection", entity_type)
