@@ -131,8 +131,10 @@ class Target:
         after = self.take_snapshot()
         if wrote_nothing(response):
             changed = {
-                name: (sorted(set(self.snapshot[name]) - set(after[name]))[:3],
-                       sorted(set(after[name]) - set(self.snapshot[name]))[:3])
+                name: (
+                    sorted(set(self.snapshot[name]) - set(after[name]))[:3],
+                    sorted(set(after[name]) - set(self.snapshot[name]))[:3],
+                )
                 for name in SNAPSHOT_SETS
                 if after[name] != self.snapshot[name]
             }
@@ -142,9 +144,7 @@ class Target:
 
 # --- strategies ----------------------------------------------------------------------------
 
-PRINTABLE_LATIN1 = st.characters(
-    codec="latin-1", exclude_categories=("Cc",)
-)
+PRINTABLE_LATIN1 = st.characters(codec="latin-1", exclude_categories=("Cc",))
 """Characters a key may hold whatever the findings: printable, encodable in a header."""
 
 ANY_TEXT_CHAR = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
@@ -194,7 +194,13 @@ PROPERTIES = {
     "Partners": ("Pid",),
     "CertificateUserMappings": ("Id", "User", "Certificate", "ValidUntil"),
     "CertificateMappingRules": (
-        "Id", "Kind", "User", "SubjectDN", "IssuerDN", "SerialNumber", "Thumbprint",
+        "Id",
+        "Kind",
+        "User",
+        "SubjectDN",
+        "IssuerDN",
+        "SerialNumber",
+        "Thumbprint",
     ),
     "MessageProcessingLogs": ("MessageGuid", "Status", "IntegrationFlowName", "LogStart"),
     "MessageProcessingLogAttachments": ("Id", "MessageGuid", "Name", "PayloadSize"),

@@ -26,7 +26,6 @@ from .fuzz_support import (
     entity_body,
     json_value,
     key_predicate,
-    key_text,
     start_target,
     stop_target,
 )
@@ -44,9 +43,21 @@ def target(tmp_path_factory: pytest.TempPathFactory, own_store: str) -> Iterator
 # --- URLs and query options ----------------------------------------------------------------
 
 FUNCTIONS = {
-    "substringof": 2, "startswith": 2, "endswith": 2, "length": 1, "tolower": 1,
-    "toupper": 1, "trim": 1, "concat": 2, "indexof": 2, "substring": 2, "replace": 3,
-    "year": 1, "day": 1, "round": 1, "nope": 1,
+    "substringof": 2,
+    "startswith": 2,
+    "endswith": 2,
+    "length": 1,
+    "tolower": 1,
+    "toupper": 1,
+    "trim": 1,
+    "concat": 2,
+    "indexof": 2,
+    "substring": 2,
+    "replace": 3,
+    "year": 1,
+    "day": 1,
+    "round": 1,
+    "nope": 1,
 }
 OPERATORS = ("eq", "ne", "gt", "ge", "lt", "le", "and", "or", "add", "mod", "EQ", "eqq")
 
@@ -56,9 +67,21 @@ literal = st.one_of(
     st.integers(-(2**70), 2**70).map(str),
     st.sampled_from(
         [
-            "null", "true", "false", "datetime'2024-01-01T00:00:00'", "datetime'2024-13-99'",
-            "guid'00000000-0000-0000-0000-000000000000'", "1.5M", "2L", "X'00'", "'", "''",
-            "1e400", "-", "()", "binary'AA=='",
+            "null",
+            "true",
+            "false",
+            "datetime'2024-01-01T00:00:00'",
+            "datetime'2024-13-99'",
+            "guid'00000000-0000-0000-0000-000000000000'",
+            "1.5M",
+            "2L",
+            "X'00'",
+            "'",
+            "''",
+            "1e400",
+            "-",
+            "()",
+            "binary'AA=='",
         ]
     ),
 )
@@ -194,11 +217,23 @@ ascii_value = st.text(string.printable.strip(" \t\n\r\x0b\x0c") + " ", max_size=
 media_type = st.one_of(
     st.sampled_from(
         [
-            "application/json", "application/atom+xml", "application/xml", "text/xml", "*/*",
-            "application/json;odata=verbose", "application/json; charset=utf-16",
-            "application/atom+xml;type=entry;charset=bogus", "multipart/mixed",
-            "application/json;q=0", "text/html", "", ";", "application/", "/json",
-            "application/json, application/xml;q=0.5", "application/json;q=abc",
+            "application/json",
+            "application/atom+xml",
+            "application/xml",
+            "text/xml",
+            "*/*",
+            "application/json;odata=verbose",
+            "application/json; charset=utf-16",
+            "application/atom+xml;type=entry;charset=bogus",
+            "multipart/mixed",
+            "application/json;q=0",
+            "text/html",
+            "",
+            ";",
+            "application/",
+            "/json",
+            "application/json, application/xml;q=0.5",
+            "application/json;q=abc",
         ]
     ),
     ascii_value,
@@ -247,7 +282,7 @@ cert_header = st.sampled_from(
 )
 cert_value = st.one_of(
     st.just(quote(FORGED_PEM)),
-    st.just("Hash=abc;Cert=\"" + quote(FORGED_PEM) + "\";Subject=\"CN=admin\""),
+    st.just('Hash=abc;Cert="' + quote(FORGED_PEM) + '";Subject="CN=admin"'),
     st.just(":" + base64.b64encode(b"\x30\x03\x02\x01\x00").decode() + ":"),
     ascii_value,
 )
@@ -278,7 +313,9 @@ def header_set(draw: st.DrawFn, target: Target) -> list[tuple[str, str]]:
     if draw(st.booleans()):
         headers.append(("Content-Type", draw(media_type)))
     if draw(st.booleans()):
-        headers.append(("X-CSRF-Token", draw(st.sampled_from(["Fetch", "fetch", "", "x"]) | ascii_value)))
+        headers.append(
+            ("X-CSRF-Token", draw(st.sampled_from(["Fetch", "fetch", "", "x"]) | ascii_value))
+        )
     for _ in range(draw(st.integers(0, 2))):
         headers.append((draw(cert_header), draw(cert_value)))
     if draw(st.booleans()):
@@ -286,10 +323,20 @@ def header_set(draw: st.DrawFn, target: Target) -> list[tuple[str, str]]:
         value = draw(st.sampled_from(["", "a.b.c", "a.b.c.d", ".", "%%", '"q"']) | ascii_value)
         headers.append(("Cookie", f"{name}={value}"))
     if draw(st.booleans()):
-        headers.append(draw(st.sampled_from(
-            [("X-HTTP-Method", "MERGE"), ("X-HTTP-Method", "DELETE"), ("Host", "evil.example"), ("Expect", "100-continue"),
-             ("Content-Encoding", "gzip"), ("Origin", "https://evil.example")]
-        )))
+        headers.append(
+            draw(
+                st.sampled_from(
+                    [
+                        ("X-HTTP-Method", "MERGE"),
+                        ("X-HTTP-Method", "DELETE"),
+                        ("Host", "evil.example"),
+                        ("Expect", "100-continue"),
+                        ("Content-Encoding", "gzip"),
+                        ("Origin", "https://evil.example"),
+                    ]
+                )
+            )
+        )
     return headers
 
 
@@ -301,7 +348,15 @@ def test_headers_and_cookies(target: Target, data: st.DataObject) -> None:
     method, url = data.draw(st.sampled_from(ENDPOINTS))
     headers = data.draw(header_set(target))
     body = data.draw(
-        st.sampled_from([None, b"{}", b'{"Pid":"FZ_C","Id":"h","Value":"v"}', b"grant_type=client_credentials", b"\xff"])
+        st.sampled_from(
+            [
+                None,
+                b"{}",
+                b'{"Pid":"FZ_C","Id":"h","Value":"v"}',
+                b"grant_type=client_credentials",
+                b"\xff",
+            ]
+        )
     )
     r = target.send(method, url, headers=headers, content=body)
     names = {k.lower() for k, v in headers}
@@ -323,10 +378,17 @@ def test_header_bytes_outside_ascii(target: Target, data: st.DataObject) -> None
     raw = bytes(c for c in raw if c >= 0x20 and c != 0x7F) or b"\xe9"
     name, prefix = data.draw(
         st.sampled_from(
-            [("Authorization", b"Basic "), ("Authorization", b"Bearer "), ("Authorization", b""),
-             ("Cookie", b"PG_SESSIONID=a.b.c."), ("Cookie", b"PG_SESSIONID="),
-             ("X-CSRF-Token", b""), ("Accept", b"application/"), ("Content-Type", b"text/"),
-             ("X-SSL-Client-Cert", b"")]
+            [
+                ("Authorization", b"Basic "),
+                ("Authorization", b"Bearer "),
+                ("Authorization", b""),
+                ("Cookie", b"PG_SESSIONID=a.b.c."),
+                ("Cookie", b"PG_SESSIONID="),
+                ("X-CSRF-Token", b""),
+                ("Accept", b"application/"),
+                ("Content-Type", b"text/"),
+                ("X-SSL-Client-Cert", b""),
+            ]
         )
     )
     target.send(method, url, headers=[(name, prefix + raw)], content=None)
@@ -376,7 +438,12 @@ VALID = {
     "UserCredentialParameters": {"Pid": "FZ_U", "Id": "u", "User": "u", "Password": "p"},
     "AlternativePartners": {"Agency": "A", "Scheme": "S", "Id": "i", "Pid": "FZ_U"},
     "AuthorizedUsers": {"User": "fz_u", "Pid": "FZ_U"},
-    "CertificateMappingRules": {"Id": "r", "Kind": "Thumbprint", "User": "u", "Thumbprint": "ab" * 32},
+    "CertificateMappingRules": {
+        "Id": "r",
+        "Kind": "Thumbprint",
+        "User": "u",
+        "Thumbprint": "ab" * 32,
+    },
 }
 """One entity of each set that the API accepts; the unicode test changes one value."""
 
@@ -405,7 +472,11 @@ def test_json_writes_any_unicode(target: Target, entity_set: str, name: str, val
         name = "Pid" if "Pid" in entity else "Id"
     entity[name] = value
     body = json.dumps(entity).encode()
-    headers = {**target.authorized, "Accept": "application/json", "Content-Type": "application/json"}
+    headers = {
+        **target.authorized,
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+    }
     r = target.send("POST", "/api/v1/" + entity_set, headers=headers, content=body)
     if r.status_code == 201:  # keep the next example's key free
         location = r.headers["location"]
@@ -466,7 +537,9 @@ def test_atom_writes(target: Target, where: tuple[str, str], data: st.DataObject
         **target.authorized,
         "Accept": data.draw(st.sampled_from(["application/atom+xml", "application/json"])),
         "Content-Type": data.draw(
-            st.sampled_from(["application/atom+xml", "application/atom+xml;type=entry", "application/xml"])
+            st.sampled_from(
+                ["application/atom+xml", "application/atom+xml;type=entry", "application/xml"]
+            )
         ),
     }
     target.send(method, "/api/v1/" + as_url(path), headers=headers, content=body)

@@ -85,7 +85,11 @@ def operation(draw: st.DrawFn) -> list[str]:
     version = draw(st.sampled_from(["HTTP/1.1", "HTTP/1.1", "HTTP/1.0", "HTTP/2", ""]))
     lines = [
         "Content-Type: application/http",
-        draw(st.sampled_from(["Content-Transfer-Encoding: binary", "", "Content-Transfer-Encoding: base64"])),
+        draw(
+            st.sampled_from(
+                ["Content-Transfer-Encoding: binary", "", "Content-Transfer-Encoding: base64"]
+            )
+        ),
         "",
         f"{method} {url.replace(' ', '%20')} {version}".rstrip(),
         "Content-Type: application/json",

@@ -44,7 +44,10 @@ def target(tmp_path_factory: pytest.TempPathFactory, own_store: str) -> Iterator
         for n in (1, 2):
             for set_name, body in (
                 ("StringParameters", {"Id": "ADDRESS", "Value": f"{server.url}/cxf/receiver_{n}"}),
-                ("UserCredentialParameters", {"Id": "USER", "User": RECEIVER[0], "Password": RECEIVER[1]}),
+                (
+                    "UserCredentialParameters",
+                    {"Id": "USER", "User": RECEIVER[0], "Password": RECEIVER[1]},
+                ),
             ):
                 r = found.admin.post(set_name, json={"Pid": f"Receiver_{n}", **body})
                 assert r.status_code == 201, r.text
@@ -64,8 +67,19 @@ NAMES = st.sampled_from(["Message", "Receiver", "Sender", "a", "b", "x:y", "Item
 TEXTS = st.one_of(
     st.sampled_from(["Receiver_1", "Receiver_2", "Sender_BASIC", "Sender_CERT", "Nope", ""]),
     st.text(ANY_TEXT_CHAR, max_size=20).map(_escape),
-    st.sampled_from(["&amp;", "&#x41;", "&#0;", "&#xD800;", "&lt;", "&e;", "<![CDATA[<x>]]>",
-                     "<!-- c -->", "<?pi x?>"]),
+    st.sampled_from(
+        [
+            "&amp;",
+            "&#x41;",
+            "&#0;",
+            "&#xD800;",
+            "&lt;",
+            "&e;",
+            "<![CDATA[<x>]]>",
+            "<!-- c -->",
+            "<?pi x?>",
+        ]
+    ),
 )
 
 
