@@ -104,8 +104,8 @@ def xml_body(draw: st.DrawFn) -> str:
             element(xml_tree),
         )
     )
-    depth = draw(st.sampled_from([0, 0, 0, 30, 99]))
-    if depth:  # nesting below the parsers' limits (finding 10 is deeper)
+    depth = draw(st.sampled_from([0, 0, 0, 30, 80]))
+    if depth:  # below 100 in all: deeper is finding 10, tried below
         root = "<a>" * depth + root + "</a>" * depth
     prolog = draw(
         st.sampled_from(
@@ -229,3 +229,16 @@ def test_flow_messages_any_charset(
 ) -> None:
     """The same with charsets that do not exist: 415 or an answer, never a 5xx."""
     post(target, endpoint, *request)
+
+
+@pytest.mark.xfail(
+    reason="finding 10: XML nested more than 100 deep into an XSLT step answers 500 "
+    "(the first parser allows 256, Saxon refuses more than 100)",
+    strict=False,
+)
+@example(depth=101, endpoint="/http/fuzz/xslt")
+@given(depth=st.integers(90, 400), endpoint=st.sampled_from(ENDPOINTS))
+def test_deep_xml(target: Target, depth: int, endpoint: str) -> None:
+    """XML nested deeper than a step can take: 400 naming the limit, never a 5xx."""
+    body = "<a>" * depth + "<Message><Receiver>Receiver_1</Receiver></Message>" + "</a>" * depth
+    post(target, endpoint, "application/xml", body.encode())
