@@ -21,7 +21,7 @@ _SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.
 
 settings.register_profile(
     "ci",
-    max_examples=200,
+    max_examples=150,
     derandomize=True,
     deadline=None,
     database=None,

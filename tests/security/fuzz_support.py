@@ -8,13 +8,14 @@ write, the Partner Directory as the API exports it is exactly what it was before
 from __future__ import annotations
 
 import json
+import os
 import string
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from hypothesis import assume, note
+from hypothesis import assume, note, settings
 from hypothesis import strategies as st
 
 from ..conftest import ADMIN_ROLE, Api, Server, start_server, stop_server
@@ -57,6 +58,9 @@ class Target:
         self.admin = admin
         self.bearer = bearer
         """An admin OAuth client's access token: writes with it need no CSRF token."""
+        self.directory_untouched = False
+        """True where requests cannot write the Partner Directory (flows): the test
+        compares the store once, before and after all its examples."""
         self.raw = httpx.Client(base_url=self.server.url, timeout=TIMEOUT)
         self.snapshot = self.take_snapshot()
 
@@ -106,7 +110,7 @@ class Target:
         a refused write changed. ``wrote_nothing`` tells from an answer that nothing can
         have been written (default: a 4xx); ``server_error_ok`` names a 5xx that is the
         protocol's way to refuse (a SOAP 1.1 fault is sent with 500)."""
-        writes = method.upper() in WRITE_METHODS
+        writes = method.upper() in WRITE_METHODS and not self.directory_untouched
         request = self.raw.build_request(method, url, headers=headers, content=content)
         note(f"{request.method} {request.url.raw_path!r} headers={list(request.headers.raw)}")
         note(f"body={content[:2000]!r}" if content else "body=b''")
@@ -118,10 +122,19 @@ class Target:
         except httpx.TimeoutException as exc:
             raise Hang(f"no answer within {TIMEOUT} s to {method} {url!r}") from exc
         except httpx.TransportError as exc:
-            raise AssertionError(f"connection dropped: {type(exc).__name__}: {exc}") from exc
+            before = self.snapshot
+            if writes:
+                self.snapshot = self.take_snapshot()
+            changed = self.changes(before, self.snapshot)
+            store = f"; the store changed: {changed}" if changed else ""
+            raise AssertionError(f"connection dropped: {type(exc).__name__}: {exc}{store}") from exc
         note(f"-> {response.status_code} {response.text[:500]!r}")
         before = self.snapshot
-        if writes:  # taken first, so that a failure below leaves the next example a true base
+        if writes:
+            if response.status_code == 201 and "location" in response.headers:
+                # the store stays small, and with it the snapshot, however long the run
+                self.admin.delete(response.headers["location"])
+            # taken before the checks, so that a failure leaves the next example a true base
             self.snapshot = self.take_snapshot()
         changed = self.changes(before, self.snapshot)
         if response.status_code >= 500 and not (server_error_ok and server_error_ok(response)):
@@ -144,6 +157,14 @@ class Target:
             for name in SNAPSHOT_SETS
             if after[name] != before[name]
         }
+
+
+def examples(ci: int) -> settings:
+    """``ci`` examples in ``make test`` (where the profile's default is sized for the
+    targets that write and are slow); the long profile's count under ``make fuzz``."""
+    if os.environ.get("PARTNERGATE_FUZZ", "ci") == "ci":
+        return settings(max_examples=ci)
+    return settings()
 
 
 # --- strategies ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from .fuzz_support import (
     PROPERTIES,
     Target,
     entity_body,
+    examples,
     json_value,
     key_predicate,
     start_target,
@@ -183,6 +184,7 @@ def api_path(draw: st.DrawFn) -> tuple[str, str]:
     return entity_set, path
 
 
+@examples(500)
 @given(where=api_path(), options=st.data(), raw=st.booleans())
 def test_urls_and_query_options(target: Target, where: tuple[str, str], options, raw) -> None:
     """Any path below /api/v1 with any query options: answered, never with a 5xx."""
@@ -340,6 +342,7 @@ def header_set(draw: st.DrawFn, target: Target) -> list[tuple[str, str]]:
     return headers
 
 
+@examples(300)
 @given(data=st.data())
 def test_headers_and_cookies(target: Target, data: st.DataObject) -> None:
     """Any Accept, Content-Type, Authorization, CSRF token, forged certificate header and
@@ -477,10 +480,7 @@ def test_json_writes_any_unicode(target: Target, entity_set: str, name: str, val
         "Accept": "application/json",
         "Content-Type": "application/json",
     }
-    r = target.send("POST", "/api/v1/" + entity_set, headers=headers, content=body)
-    if r.status_code == 201:  # keep the next example's key free
-        location = r.headers["location"]
-        assert target.send("DELETE", location, headers=target.authorized).status_code == 204
+    target.send("POST", "/api/v1/" + entity_set, headers=headers, content=body)
 
 
 def _xml_escape(text: str) -> str:

@@ -54,10 +54,20 @@ def target(tmp_path_factory: pytest.TempPathFactory, own_store: str) -> Iterator
                 assert r.status_code == 201, r.text
         r = found.admin.post("AuthorizedUsers", json={"User": SENDER[0], "Pid": "Sender_BASIC"})
         assert r.status_code == 201, r.text
-        found.snapshot = found.take_snapshot()
+        found.directory_untouched = True
         yield found
     finally:
         stop_target(found)
+
+
+@pytest.fixture(autouse=True)
+def directory_unchanged(target: Target) -> Iterator[None]:
+    """No flow here writes the Partner Directory: after all of a test's messages it is
+    what it was before them."""
+    before = target.take_snapshot()
+    yield
+    changed = target.changes(before, target.take_snapshot())
+    assert not changed, f"messages changed the Partner Directory: {changed}"
 
 
 def _escape(text: str) -> str:
