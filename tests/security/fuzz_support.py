@@ -300,18 +300,22 @@ def start_target(tmp: Path, store: str, extra_env: dict[str, str] | None = None)
     """A server of its own over ``store``, an admin OAuth client, and a few entities for
     keys to hit."""
     server = start_server(tmp, store, extra_env)
-    server.add_client("fuzz_admin", "fuzz-secret", ADMIN_ROLE)
-    token = httpx.post(
-        server.url + "/oauth/token",
-        data={"grant_type": "client_credentials"},
-        auth=("fuzz_admin", "fuzz-secret"),
-        timeout=TIMEOUT,
-    ).json()["access_token"]
-    admin = Api(server)
-    for set_name, body in SEED:
-        r = admin.post(set_name, json=body)
-        assert r.status_code == 201, r.text
-    return Target(server, admin, token)
+    try:
+        server.add_client("fuzz_admin", "fuzz-secret", ADMIN_ROLE)
+        token = httpx.post(
+            server.url + "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=("fuzz_admin", "fuzz-secret"),
+            timeout=TIMEOUT,
+        ).json()["access_token"]
+        admin = Api(server)
+        for set_name, body in SEED:
+            r = admin.post(set_name, json=body)
+            assert r.status_code == 201, r.text
+        return Target(server, admin, token)
+    except BaseException:
+        stop_server(server)
+        raise
 
 
 def stop_target(target: Target) -> None:
