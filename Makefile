@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-sqlite test-postgresql lint bench clean
+.PHONY: demo test test-sqlite test-postgresql fuzz lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ test-sqlite: $(STAMP)
 
 test-postgresql: $(STAMP)
 	PARTNERGATE_TEST_STORE=postgresql $(BIN)/pytest -q
+
+# The fuzz tests with many more examples, random each run, failures shrunk to their
+# smallest form; PARTNERGATE_FUZZ_EXAMPLES sets how many per test (default 5000).
+fuzz: $(STAMP)
+	PARTNERGATE_FUZZ=long PARTNERGATE_TEST_STORE=sqlite $(BIN)/pytest -q tests/security -k fuzz
+	PARTNERGATE_FUZZ=long PARTNERGATE_TEST_STORE=postgresql $(BIN)/pytest -q tests/security -k fuzz
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

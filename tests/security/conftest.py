@@ -1,0 +1,56 @@
+"""Fixtures of the security tests: Hypothesis profiles and stores of their own.
+
+``PARTNERGATE_FUZZ`` picks the fuzz profile: ``ci`` (the default, what ``make test`` runs:
+a fixed number of examples, derandomized so every run tries the same inputs) or ``long``
+(``make fuzz``: many more examples, random, shrinking a failure to its smallest form).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from ..conftest import PG_URL, STORE, _pg_admin
+
+_SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
+
+settings.register_profile(
+    "ci",
+    max_examples=150,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=False,
+    suppress_health_check=_SLOW_IS_FINE,
+    # a known failure must not cost minutes of shrinking in every run; `make fuzz` shrinks
+    phases=[Phase.explicit, Phase.generate],
+)
+settings.register_profile(
+    "long",
+    max_examples=int(os.environ.get("PARTNERGATE_FUZZ_EXAMPLES", "5000")),
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_IS_FINE,
+)
+settings.load_profile(os.environ.get("PARTNERGATE_FUZZ", "ci"))
+
+
+@pytest.fixture(scope="module")
+def own_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A store of the module's own, empty at the start: what a fuzz run compares before
+    and after each example stays small, and no other module's rows move under it."""
+    if STORE == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('own_store') / 'partnergate.db'}"
+        return
+    name = f"partnergate_sec_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
