@@ -57,6 +57,11 @@ class Settings:
     """Directory of flow files (YAML) to deploy."""
     message_log_days: int = 30
     """How long message processing log entries are kept."""
+    step_time_limit: int = 10
+    """Seconds an ``xslt`` or ``script`` step may run before the message ends with 504 (a
+    flow or step may set its own ``time-limit``)."""
+    xslt_workers: int = 2
+    """Saxon worker processes: how many XSLT steps run at the same time."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -71,6 +76,8 @@ _INT_FIELDS = {
     "binary_page_size",
     "token_lifetime",
     "message_log_days",
+    "step_time_limit",
+    "xslt_workers",
 }
 _BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}
 _LIST_FIELDS = {"trusted_proxies", "cert_headers"}
