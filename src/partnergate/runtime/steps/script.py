@@ -34,8 +34,9 @@ from typing import Any
 
 import yaml
 
+from ...security.xmldoor import XmlRefused
 from ..directory import BinaryData, PartnerDirectory
-from ..errors import FlowError, StepError, misconfigured, step_timeout
+from ..errors import FlowError, StepError, misconfigured, refused, step_timeout
 from ..exchange import Exchange, Reply
 from ..services import Services
 from ..spec import Spec, line_of
@@ -189,6 +190,8 @@ class ScriptStep(Step):
                 await self._run_on_thread(exchange, services, limit)
         except StepError:
             raise
+        except XmlRefused as exc:  # message.xml(): the sender's XML did not pass the door
+            raise refused(exc) from None
         except Exception as exc:
             where = _script_line(exc, self.file)
             raise misconfigured(
