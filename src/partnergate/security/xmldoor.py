@@ -102,7 +102,7 @@ def parse(data: bytes, *, what: str = "the XML", max_bytes: int = MAX_BYTES) -> 
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise _doctype(what)
-    if _too_deep()(root):
+    if data.count(b"<") > MAX_DEPTH and _too_deep()(root):  # fewer tags cannot nest deeper
         raise XmlRefused(f"{what} is nested deeper than {MAX_DEPTH} levels", "depth")
     return root
 
