@@ -40,6 +40,9 @@ FETCH_XSL = f"""<xsl:stylesheet version="3.0" xmlns:xsl="{XSL}">
   </xsl:template>
   <xsl:template match="/r[@pd]"><got><xsl:value-of select="document(string(@pd))"/></got>
   </xsl:template>
+  <xsl:template match="/r[@write]">
+    <xsl:result-document href="{{@write}}"><written/></xsl:result-document><got/>
+  </xsl:template>
 </xsl:stylesheet>"""
 LOOP_XSL = f"""<xsl:stylesheet version="3.0" xmlns:xsl="{XSL}" xmlns:f="urn:f">
   <xsl:function name="f:spin"><xsl:param name="n"/>
@@ -228,12 +231,14 @@ def test_saxon_fetches_no_file_or_http_uri(door: Door, listener: SilentListener)
         ("text", file_uri),
         ("text", listener.url),
         ("collection", door.secret_file.parent.as_uri()),
+        ("write", (door.secret_file.parent / "written.xml").as_uri()),
     ):
         r = door.send("/http/door/fetch", f'<r {attribute}="{uri}"/>')
         assert r.status_code == 500, (attribute, uri, r.text)
-        assert "prohibited" in r.text or "disallowed" in r.text, r.text
+        assert any(w in r.text for w in ("prohibited", "disallowed", "result-document")), r.text
         assert SECRET not in r.text and "root:" not in r.text
     assert listener.connections == []
+    assert not (door.secret_file.parent / "written.xml").exists()
 
 
 def test_binary_parameters_reaching_saxon_pass_the_door(door: Door, pid: str) -> None:

@@ -9,19 +9,57 @@ on the next call; the event loop only waits on a pipe, from a thread of its own.
 Lives here: starting, calling, killing and replacing workers. Must not know: Saxon,
 flows. The worker's ``target(conn, *args)`` sends one message when it is ready, then
 answers each request it receives with one reply, until the pipe closes.
+
+A worker is a fresh interpreter (``python -c``) that imports the target by name, not a
+``multiprocessing`` child: spawn would run the parent's ``__main__`` script again in the
+child, which breaks any program that embeds the runtime without a ``__main__`` guard.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import ctypes
+import importlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from typing import Any
 
 START_TIMEOUT = 120.0
 """How long a new worker may take to start (Python, imports, Saxon's first processor)."""
+
+
+PR_SET_PDEATHSIG = 1
+_BOOT = "from partnergate.runtime.processpool import worker_main; worker_main()"
+
+
+def worker_main() -> None:
+    """A worker interpreter's entry: the pipe's descriptor is its one argument; the
+    target's module, name and arguments come as the first message."""
+    conn = Connection(int(sys.argv[1]))
+    die_with_parent()
+    module, name, args = conn.recv()
+    getattr(importlib.import_module(module), name)(conn, *args)
+
+
+def die_with_parent() -> None:
+    """Called first in a worker: the kernel kills it when the server process goes, even
+    by ``kill -9``, so that no orphan keeps running a transform that never ends (Linux;
+    elsewhere a worker ends when it next reads from its closed pipe)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() == 1:  # the server already went while this worker started
+        os._exit(0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops workers itself
 
 
 class WorkerTimeout(Exception):
@@ -33,12 +71,23 @@ class WorkerLost(Exception):
 
 
 class _Worker:
+    """One worker process. Started on the event loop's thread (the main thread), whose
+    end is what ``PR_SET_PDEATHSIG`` watches; :meth:`wait_ready` blocks, on a thread."""
+
     def __init__(self, target: Callable[..., None], args: tuple[Any, ...], name: str) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=target, args=(child, *args), name=name, daemon=True)
-        self.process.start()
-        child.close()
+        self.name = name
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+            self.conn = Connection(ours.detach())
+        self.conn.send((target.__module__, target.__qualname__, args))
+
+    def wait_ready(self) -> _Worker:
+        name = self.name
         if not self.conn.poll(START_TIMEOUT):
             self.kill()
             raise WorkerLost(f"{name} did not start within {START_TIMEOUT:g} s")
@@ -47,6 +96,7 @@ class _Worker:
         except (EOFError, OSError):
             self.kill()
             raise WorkerLost(f"{name} ended while starting") from None
+        return self
 
     def call(self, request: Any) -> Any:
         try:
@@ -55,9 +105,15 @@ class _Worker:
         except (EOFError, OSError, BrokenPipeError):
             raise WorkerLost("the worker ended without answering") from None
 
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def kill(self) -> None:
         self.process.kill()
-        self.process.join(5)
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
         self.conn.close()
 
 
@@ -77,6 +133,7 @@ class ProcessPool:
         self.size = size
         self.name = name
         self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
         self._lock = threading.Lock()
         self._slots: asyncio.Semaphore | None = None
         self._threads = ThreadPoolExecutor(size, thread_name_prefix=name)
@@ -89,44 +146,58 @@ class ProcessPool:
         async with self._slots:
             worker = self._take()
             if worker is None:
-                worker = await loop.run_in_executor(self._threads, self._start)
+                worker = self._start()
+                try:
+                    await loop.run_in_executor(self._threads, worker.wait_ready)
+                except BaseException:
+                    self._forget(worker)
+                    raise
             try:
                 reply = await asyncio.wait_for(
                     loop.run_in_executor(self._threads, worker.call, request), timeout
                 )
             except TimeoutError:
-                await loop.run_in_executor(None, worker.kill)
+                await loop.run_in_executor(None, self._forget, worker)
                 raise WorkerTimeout(f"no answer within {timeout:g} s") from None
             except BaseException:
-                await asyncio.shield(loop.run_in_executor(None, worker.kill))
+                await asyncio.shield(loop.run_in_executor(None, self._forget, worker))
                 raise
             self._give_back(worker)
             return reply
 
     def close(self) -> None:
-        """Stop every idle worker (busy ones end when their pipe closes)."""
+        """Stop every worker, busy ones too."""
         self._closed = True
         with self._lock:
-            idle, self._idle = self._idle, []
-        for worker in idle:
+            workers, self._all, self._idle = list(self._all), set(), []
+        for worker in workers:
             worker.kill()
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     def _start(self) -> _Worker:
-        return _Worker(self.target, self.args, self.name)
+        worker = _Worker(self.target, self.args, self.name)
+        with self._lock:
+            self._all.add(worker)
+        return worker
+
+    def _forget(self, worker: _Worker) -> None:
+        with self._lock:
+            self._all.discard(worker)
+        worker.kill()
 
     def _take(self) -> _Worker | None:
         with self._lock:
             while self._idle:
                 worker = self._idle.pop()
-                if worker.process.is_alive():
+                if worker.alive():
                     return worker
+                self._all.discard(worker)
                 worker.kill()
         return None
 
     def _give_back(self, worker: _Worker) -> None:
         if self._closed:
-            worker.kill()
+            self._forget(worker)
             return
         with self._lock:
             self._idle.append(worker)

@@ -13,7 +13,9 @@ What Saxon may reach (D10): the message arrives as a document that passed the XM
 must pass the door too (or, if it is not XML, carry no DOCTYPE). Saxon's
 ``allowedProtocols`` is ``pd`` while a message runs, so ``document()``, ``doc()``,
 ``unparsed-text()``, ``collection()`` and imports reach ``pd:`` URIs only: ``file:``,
-``http:`` and every other scheme are refused. A stylesheet file of a flow is the one
+``http:`` and every other scheme are refused. ``xsl:result-document`` (which SaxonC
+writes to any ``file:`` URI regardless of that setting) is captured in memory and fails
+the mapping. A stylesheet file of a flow is the one
 exception: it compiles on a Saxon processor of its own that allows ``file:`` too, so
 that its ``xsl:import`` and ``xsl:include`` of neighbouring files work as written, and
 that processor is narrowed to ``pd`` before any message runs (SaxonC narrows a processor's
@@ -40,7 +42,6 @@ from __future__ import annotations
 
 import codecs
 import re
-import signal
 import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -58,7 +59,7 @@ from .directory import PartnerDirectory
 from .errors import misconfigured, missing, refused, step_timeout
 from .exchange import Exchange
 from .pduri import PD_URI, PdUri
-from .processpool import ProcessPool, WorkerLost, WorkerTimeout
+from .processpool import ProcessPool, WorkerLost, WorkerTimeout, die_with_parent
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 SAP_IT = "http://sap.com/it/"
@@ -220,7 +221,7 @@ def _check_parameter(content: bytes, what: str) -> None:
 
 def serve_saxon(conn: Connection, files_dir: str, max_compiled: int) -> None:
     """A worker's life: answer each :class:`_Task` until the server closes the pipe."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops us by closing the pipe
+    die_with_parent()
     worker = _SaxonWorker(Path(files_dir), max_compiled)
     conn.send("ready")
     while True:
@@ -279,6 +280,9 @@ class _SaxonWorker:
         executable = compiled.clone()
         executable.set_save_xsl_message(True, None)
         executable.set_property("!encoding", "UTF-8")
+        # xsl:result-document would write files whatever allowedProtocols says: keep them
+        # in memory, and refuse the mapping if it made any
+        executable.set_capture_result_documents(True)
         for name, value in task.params.items():
             executable.set_parameter(name, processor.make_string_value(value))
         document = processor.parse_xml(xml_text=task.source)
@@ -286,6 +290,8 @@ class _SaxonWorker:
             text = executable.transform_to_string(xdm_node=document)
         except Exception as exc:
             raise self._failure(exc, _messages(executable)[1]) from None
+        if executable.get_result_documents():
+            raise _Failed("the mapping used xsl:result-document; only its principal result is used")
         body = _encoded(text or "", encoding)
         headers: dict[str, str] = {}
         properties: dict[str, str] = {}
