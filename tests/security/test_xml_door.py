@@ -70,10 +70,12 @@ FLOWS = {
     "loop": "endpoint: /http/door/loop\ntime-limit: 2\nsteps:\n  - xslt: loop.xsl\n",
     "spin": "endpoint: /http/door/spin\nsteps:\n"
     "  - script:\n      file: spin.py\n      time-limit: 1\n",
+    "sleep": "endpoint: /http/door/sleep\ntime-limit: 1\nsteps:\n  - script: sleep.py\n",
 }
 SCRIPTS = {
     "xml.py": "def process(message, pd):\n    message.set_body('tag ' + message.xml().tag)\n",
     "text.py": "def process(message, pd):\n    message.set_body(message.get_body(str).upper())\n",
+    "sleep.py": "import time\n\ndef process(message, pd):\n    time.sleep(20)\n",
     "spin.py": "def process(message, pd):\n    n = 0\n    while True:\n"
     "        try:\n            n += 1\n        except Exception:\n            pass\n",
 }
@@ -398,3 +400,13 @@ def test_a_runaway_script_ends_with_504(door: Door) -> None:
     assert "spin.py did not finish within 1 s" in r.text
     r = door.send("/http/door/text", b"still here", **{"Content-Type": "text/plain"})
     assert r.status_code == 200 and r.text == "STILL HERE"
+
+
+def test_a_script_waiting_in_c_code_ends_with_504_and_others_go_on(door: Door) -> None:
+    """``time.sleep`` cannot be interrupted: its thread is given up, not waited for."""
+    for _ in range(10):  # more than the script threads there are
+        r = door.send("/http/door/sleep", "x")
+        assert r.status_code == 504, r.text
+        assert "sleep.py did not finish within 1 s" in r.text
+    r = door.send("/http/door/text", b"not stuck", **{"Content-Type": "text/plain"})
+    assert r.status_code == 200 and r.text == "NOT STUCK"

@@ -11,7 +11,6 @@ flow, as in SAP Cloud Integration.
 from __future__ import annotations
 
 import base64
-import codecs
 import json
 import os
 import threading
@@ -223,13 +222,10 @@ class Exchange:
             key, _, value = part.strip().partition("=")
             if key.lower() == "charset" and value:
                 charset = value.strip().strip('"')
-        try:
-            codec = codecs.lookup(charset)
+        try:  # also refuses codecs that are no text encoding, e.g. "base64" or "zlib"
+            return self.body.decode(charset, errors="replace")
         except LookupError:
             raise unsupported_charset(charset) from None
-        if not codec._is_text_encoding:  # e.g. "base64" or "zlib": bytes to bytes
-            raise unsupported_charset(charset)
-        return self.body.decode(codec.name, errors="replace")
 
     def xml(self) -> etree._Element:
         """The body parsed by the XML door, once per body; raises

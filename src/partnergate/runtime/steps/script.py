@@ -79,7 +79,10 @@ class _Run:
         self._done = False
 
     def call(self, function: Callable[..., Any], *args: Any) -> Any:
-        self._ident = threading.get_ident()
+        with self._lock:
+            if self._done:  # stopped while it waited for a thread: never start
+                return None
+            self._ident = threading.get_ident()
         try:
             try:
                 return function(*args)
@@ -91,7 +94,10 @@ class _Run:
 
     def stop(self) -> None:
         with self._lock:
-            if self._done or self._ident is None:
+            if self._done:
+                return
+            if self._ident is None:
+                self._done = True
                 return
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(self._ident), ctypes.py_object(ScriptTimeout)
