@@ -40,15 +40,15 @@ _BOOT = "from partnergate.runtime.processpool import worker_main; worker_main()"
 
 
 def worker_main() -> None:
-    """A worker interpreter's entry: the pipe's descriptor is its one argument; the
-    target's module, name and arguments come as the first message."""
+    """A worker interpreter's entry: the pipe's descriptor and the server's pid are its
+    arguments; the target's module, name and arguments come as the first message."""
     conn = Connection(int(sys.argv[1]))
-    die_with_parent()
+    die_with_parent(int(sys.argv[2]))
     module, name, args = conn.recv()
     getattr(importlib.import_module(module), name)(conn, *args)
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
     """Called first in a worker: the kernel kills it when the server process goes, even
     by ``kill -9``, so that no orphan keeps running a transform that never ends (Linux;
     elsewhere a worker ends when it next reads from its closed pipe)."""
@@ -57,7 +57,7 @@ def die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
             pass
-    if os.getppid() == 1:  # the server already went while this worker started
+    if os.getppid() != parent:  # the server already went while this worker started
         os._exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops workers itself
 
@@ -79,7 +79,7 @@ class _Worker:
         ours, theirs = socket.socketpair()
         with ours, theirs:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(theirs.fileno())],
+                [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(os.getpid())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )

@@ -40,6 +40,7 @@ over a property of the same name), then the step's own ``params``, all as string
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import re
 import tempfile
@@ -59,7 +60,7 @@ from .directory import PartnerDirectory
 from .errors import misconfigured, missing, refused, step_timeout
 from .exchange import Exchange
 from .pduri import PD_URI, PdUri
-from .processpool import ProcessPool, WorkerLost, WorkerTimeout, die_with_parent
+from .processpool import ProcessPool, WorkerLost, WorkerTimeout
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 SAP_IT = "http://sap.com/it/"
@@ -137,7 +138,11 @@ class XsltEngine:
         *,
         time_limit: float | None = None,
     ) -> XsltResult:
-        """Run ``stylesheet`` over the exchange's body; raises :class:`StepError`."""
+        """Run ``stylesheet`` over the exchange's body; raises :class:`StepError`.
+
+        ``time_limit`` bounds the whole step, the rounds that materialise further ``pd:``
+        parameters included.
+        """
         try:
             root = exchange.xml()
         except ValueError as exc:
@@ -149,12 +154,15 @@ class XsltEngine:
             kind, name = "pd", str(stylesheet)
         else:
             kind, name = "file", str(stylesheet)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
         for _ in range(MAX_MATERIALISE_ROUNDS):
             if isinstance(stylesheet, PdUri):
                 await self._materialise(stylesheet)
             task = _Task(kind, name, source, values, self._generation)
             try:
-                reply = await self._workers().call(task, limit)
+                left = max(deadline - loop.time(), 0.001)
+                reply = await self._workers().call(task, left)
             except WorkerTimeout:
                 raise step_timeout(
                     f"the mapping did not finish within {limit:g} s and was stopped"
@@ -221,7 +229,6 @@ def _check_parameter(content: bytes, what: str) -> None:
 
 def serve_saxon(conn: Connection, files_dir: str, max_compiled: int) -> None:
     """A worker's life: answer each :class:`_Task` until the server closes the pipe."""
-    die_with_parent()
     worker = _SaxonWorker(Path(files_dir), max_compiled)
     conn.send("ready")
     while True:
@@ -274,6 +281,8 @@ class _SaxonWorker:
             return ("need", need.uri.pid, need.uri.id)
         except _Failed as exc:
             return ("fail", str(exc))
+        except Exception as exc:  # whatever else Saxon raises fails this message only
+            return ("fail", f"the mapping failed: {self._scrub(str(exc))}")
 
     def _transform(self, task: _Task) -> tuple[bytes, dict[str, str], dict[str, str]]:
         processor, compiled, encoding = self._executable(task)
