@@ -113,7 +113,7 @@ def _json_depth_exceeds(data: Any, limit: int) -> bool:
 
 
 def unsupported_charset(charset: str) -> StepError:
-    return StepError(415, f"the message's charset {charset!r} is not supported")
+    return StepError(415, f"the message's charset {charset[:60]!r} is not supported")
 
 
 class Headers(MutableMapping[str, str]):
@@ -224,7 +224,7 @@ class Exchange:
                 charset = value.strip().strip('"')
         try:  # also refuses codecs that are no text encoding, e.g. "base64" or "zlib"
             return self.body.decode(charset, errors="replace")
-        except LookupError:
+        except (LookupError, ValueError):  # ValueError: e.g. a NUL in the name
             raise unsupported_charset(charset) from None
 
     def xml(self) -> etree._Element:

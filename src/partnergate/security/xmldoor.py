@@ -97,6 +97,8 @@ def parse(data: bytes, *, what: str = "the XML", max_bytes: int = MAX_BYTES) -> 
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         raise _syntax_refusal(exc, what, data) from None
+    except (etree.LxmlError, ValueError) as exc:  # anything else libxml2 stops at
+        raise XmlRefused(f"{what} is not well-formed XML ({exc})") from None
     if root is None:
         raise XmlRefused(f"{what} is empty")
     docinfo = root.getroottree().docinfo
