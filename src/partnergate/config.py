@@ -61,6 +61,11 @@ class Settings:
     query_time_limit: float = 5.0
     """Seconds a collection read (``$filter``, ``$orderby``, ``$count``) may run in the
     database before it is stopped and answered 503."""
+    step_time_limit: int = 10
+    """Seconds an ``xslt`` or ``script`` step may run before the message ends with 504 (a
+    flow or step may set its own ``time-limit``)."""
+    xslt_workers: int = 2
+    """Saxon worker processes: how many XSLT steps run at the same time."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -75,6 +80,8 @@ _INT_FIELDS = {
     "binary_page_size",
     "token_lifetime",
     "message_log_days",
+    "step_time_limit",
+    "xslt_workers",
 }
 _FLOAT_FIELDS = {"query_time_limit"}
 _BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}

@@ -141,7 +141,7 @@ class PartnerDirectory:
         self._cache = _Lru(max_entries, max_bytes)
         self._generation = 0
         self._listeners: list[InvalidationListener] = []
-        self._files_dir = Path(files_dir) if files_dir is not None else None
+        self._files_dir = Path(files_dir).absolute() if files_dir is not None else None
         self._own_files_dir = False
         self._files: dict[tuple[str, str], Path] = {}
 

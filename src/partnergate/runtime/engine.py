@@ -23,7 +23,7 @@ from .messagelog import (
 )
 from .receivers import ReceiverPool
 from .services import Services
-from .xslt import XsltEngine
+from .xslt import DEFAULT_TIME_LIMIT, DEFAULT_WORKERS, XsltEngine
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,16 @@ class Engine:
         message_log: MessageLogSink | None = None,
         receivers: ReceiverPool | None = None,
         xslt: XsltEngine | None = None,
+        step_time_limit: float = DEFAULT_TIME_LIMIT,
+        xslt_workers: int = DEFAULT_WORKERS,
     ) -> None:
         self.directory = directory
         self.message_log = message_log
         self.services = Services(
             directory=directory,
-            xslt=xslt if xslt is not None else XsltEngine(directory),
+            xslt=xslt if xslt is not None else XsltEngine(directory, workers=xslt_workers),
             receivers=receivers if receivers is not None else ReceiverPool(),
+            time_limit=step_time_limit,
         )
 
     async def process(self, flow: Flow, exchange: Exchange) -> Reply:

@@ -24,6 +24,18 @@ def unreadable(text: str, *, detail: str | None = None) -> StepError:
     return StepError(400, text, detail=detail)
 
 
+def refused(exc: ValueError) -> StepError:
+    """The body could not be read as the step needs it: 400, or the status the refusal
+    names (415 for an encoding the XML door does not know)."""
+    status = getattr(exc, "status", 400)
+    return StepError(status if isinstance(status, int) else 400, str(exc))
+
+
+def step_timeout(text: str) -> StepError:
+    """A step ran past its time limit; its work was stopped."""
+    return StepError(504, text)
+
+
 def forbidden(text: str) -> StepError:
     """The authenticated sender may not send this message."""
     return StepError(403, text)

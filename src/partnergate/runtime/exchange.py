@@ -21,6 +21,8 @@ from typing import Any
 
 from lxml import etree
 
+from ..security import xmldoor
+from .errors import StepError
 from .messagelog import Attachment, keep
 
 AUTHENTICATED_USER = "SapAuthenticatedUserName"
@@ -92,18 +94,26 @@ def new_message_id() -> str:
     return prefix + suffix[:19]
 
 
-_PARSERS = threading.local()
+MAX_JSON_DEPTH = 100
+"""Deepest nesting of arrays and objects a JSON body may have, as XML's limit."""
 
 
-def _parser() -> etree.XMLParser:
-    """One parser per thread (lxml parsers must not be shared across threads): no
-    external entities, no network, no huge trees."""
-    parser = getattr(_PARSERS, "parser", None)
-    if parser is None:
-        parser = _PARSERS.parser = etree.XMLParser(
-            resolve_entities=False, no_network=True, huge_tree=False
-        )
-    return parser
+def _json_depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests arrays and objects deeper than ``limit``, without recursion."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
+
+
+def unsupported_charset(charset: str) -> StepError:
+    return StepError(415, f"the message's charset {charset[:60]!r} is not supported")
 
 
 class Headers(MutableMapping[str, str]):
@@ -202,36 +212,47 @@ class Exchange:
         return self.headers.get("Content-Type")
 
     def text(self) -> str:
-        """The body as text: the charset of the Content-Type, else UTF-8."""
+        """The body as text: the charset of the Content-Type, else UTF-8.
+
+        A charset Python does not know is the sender's mistake: :class:`StepError` 415.
+        """
         charset = "utf-8"
         ctype = self.content_type or ""
         for part in ctype.split(";")[1:]:
             key, _, value = part.strip().partition("=")
             if key.lower() == "charset" and value:
-                charset = value.strip('"')
-        return self.body.decode(charset, errors="replace")
+                charset = value.strip().strip('"')
+        try:  # also refuses codecs that are no text encoding, e.g. "base64" or "zlib"
+            return self.body.decode(charset, errors="replace")
+        except (LookupError, ValueError):  # ValueError: e.g. a NUL in the name
+            raise unsupported_charset(charset) from None
 
     def xml(self) -> etree._Element:
-        """The body parsed as XML, once per body; raises ``ValueError`` if it is not XML."""
+        """The body parsed by the XML door, once per body; raises
+        :class:`~partnergate.security.xmldoor.XmlRefused` (a ``ValueError``) otherwise."""
         if self._xml is not None and self._xml[0] is self.body:
             return self._xml[1]
-        try:
-            root = etree.fromstring(self.body, _parser())
-        except etree.XMLSyntaxError as exc:
-            raise ValueError(f"the message is not well-formed XML ({exc.msg})") from None
-        if root is None:
-            raise ValueError("the message is empty")
+        root = xmldoor.parse(self.body, what="the message")
         self._xml = (self.body, root)
         return root
 
     def json(self) -> Any:
-        """The body parsed as JSON, once per body; raises ``ValueError`` if it is not JSON."""
+        """The body parsed as JSON, once per body; raises ``ValueError`` if it is not JSON
+        or nests deeper than :data:`MAX_JSON_DEPTH`."""
         if self._json is not None and self._json[0] is self.body:
             return self._json[1]
+        too_deep = f"the message's JSON is nested deeper than {MAX_JSON_DEPTH} levels"
         try:
             data = json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"the message is not JSON ({exc})") from None
+        except RecursionError:
+            raise ValueError(too_deep) from None
+        body = self.body
+        if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _json_depth_exceeds(
+            data, MAX_JSON_DEPTH
+        ):
+            raise ValueError(too_deep)
         self._json = (self.body, data)
         return data
 

@@ -33,7 +33,16 @@ from .steps import STEP_KINDS, LoadContext, Step
 DEFAULT_ROLE = "ESBMessaging.send"
 FLOW_SUFFIXES = (".yaml", ".yml")
 ENDPOINT = re.compile(r"/(http|cxf)(/[A-Za-z0-9._~\-]+)+")
-FLOW_KEYS = ("flow", "description", "endpoint", "method", "role", "namespaces", "steps")
+FLOW_KEYS = (
+    "flow",
+    "description",
+    "endpoint",
+    "method",
+    "role",
+    "namespaces",
+    "time-limit",
+    "steps",
+)
 
 
 @dataclass
@@ -46,6 +55,8 @@ class Flow:
     description: str = ""
     namespaces: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
+    time_limit: float | None = None
+    """Seconds each xslt or script step may run; None: the server's setting."""
 
     @property
     def adapter(self) -> str:
@@ -129,7 +140,8 @@ def parse_flow(text: str, path: Path) -> Flow:
     name = spec.text("flow", path.stem)
     role = spec.text("role", DEFAULT_ROLE)
     description = spec.text("description", "")
-    context = LoadContext(path.resolve(), namespaces)
+    time_limit = spec.number("time-limit", 0.0) if "time-limit" in spec else None
+    context = LoadContext(path.resolve(), namespaces, time_limit)
     steps_node = spec.required("steps")
     if not isinstance(steps_node, yaml.SequenceNode) or not steps_node.value:
         raise FlowError("steps must be a list of at least one step", line=line_of(steps_node))
@@ -151,6 +163,7 @@ def parse_flow(text: str, path: Path) -> Flow:
         description=description,
         namespaces=namespaces,
         file=path,
+        time_limit=time_limit,
     )
 
 

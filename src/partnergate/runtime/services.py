@@ -14,3 +14,5 @@ class Services:
     directory: PartnerDirectory
     xslt: XsltEngine
     receivers: ReceiverPool
+    time_limit: float = 10.0
+    """Seconds an xslt or script step may run unless its flow or the step says otherwise."""

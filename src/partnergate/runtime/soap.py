@@ -13,21 +13,15 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
+from ..security import xmldoor
+
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 CONTENT_TYPES = {SOAP11: "text/xml; charset=utf-8", SOAP12: "application/soap+xml; charset=utf-8"}
 
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_blank_text=False,
-)
-
 
 class SoapError(ValueError):
-    """An envelope without a body, or with no payload in it."""
+    """An envelope without a body, with no payload in it, or refused by the XML door."""
 
 
 @dataclass(frozen=True)
@@ -38,11 +32,17 @@ class Unwrapped:
 
 
 def unwrap(body: bytes) -> Unwrapped:
-    """Take the payload out of a SOAP envelope; anything else passes through unchanged."""
+    """Take the payload out of a SOAP envelope; anything else passes through unchanged.
+
+    The body passes the XML door: a DOCTYPE, nesting too deep or an unknown encoding is
+    refused here; a body that is not XML at all goes on to the flow as it is.
+    """
     try:
-        root = etree.fromstring(body, _PARSER)
-    except etree.XMLSyntaxError:
-        return Unwrapped(body, None)
+        root = xmldoor.parse(body, what="the message")
+    except xmldoor.XmlRefused as exc:
+        if exc.kind == "syntax":
+            return Unwrapped(body, None)
+        raise SoapError(exc.reason) from None
     namespace = etree.QName(root).namespace
     if etree.QName(root).localname != "Envelope" or namespace not in (SOAP11, SOAP12):
         return Unwrapped(body, None)
@@ -58,9 +58,9 @@ def unwrap(body: bytes) -> Unwrapped:
 def wrap(payload: bytes, version: str) -> bytes:
     """Put a reply payload (XML, or text which is escaped) into an envelope."""
     try:
-        element = etree.fromstring(payload, _PARSER)
+        element = xmldoor.parse(payload, what="the reply")
         inner = etree.tostring(element).decode()
-    except etree.XMLSyntaxError:
+    except xmldoor.XmlRefused:
         inner = escape(payload.decode("utf-8", "replace"))
     return wrap_raw(inner, version)
 

@@ -24,7 +24,7 @@ import yaml
 from lxml import etree
 
 from .directory import PartnerDirectory
-from .errors import FlowError, StepError, forbidden, missing, unreadable
+from .errors import FlowError, StepError, forbidden, missing, refused, unreadable
 from .exchange import AUTHENTICATED_USER, Exchange
 from .spec import Spec, kind_of, line_of, plain
 
@@ -192,7 +192,7 @@ class XPathSource:
         try:
             root = exchange.xml()
         except ValueError as exc:
-            raise unreadable(str(exc)) from None
+            raise refused(exc) from None
         try:
             return _xpath_text(self.compiled(root))
         except etree.XPathEvalError as exc:
@@ -213,7 +213,7 @@ class JsonPathSource:
         try:
             data = exchange.json()
         except ValueError as exc:
-            raise unreadable(str(exc)) from None
+            raise refused(exc) from None
         matches = self.compiled.findall(data)
         if not matches or matches[0] is None:
             return None

@@ -1,4 +1,4 @@
-"""XSLT 3.0 with SaxonC-HE, where ``pd:`` URIs name binary parameters (DECISIONS D6).
+"""XSLT 3.0 with SaxonC-HE, where ``pd:`` URIs name binary parameters (DECISIONS D6, D10).
 
 How ``pd:`` resolves: binary parameters are materialised as files
 ``<files_dir>/<Pid>:<Id>:Binary`` (zip parameters unpacked) and an XML catalog rewrites
@@ -7,6 +7,24 @@ the ``pd:`` prefix to that folder, for ``xsl:import``, ``xsl:include`` and
 read ``pd:P:I:Binary``, the parameter is materialised and the compilation or
 transformation runs again. Invalidation deletes the file and drops compiled stylesheets,
 so the next message sees the current content.
+
+What Saxon may reach (D10): the message arrives as a document that passed the XML door
+(no DOCTYPE, no entity, bounded depth), serialised again; a materialised binary parameter
+must pass the door too (or, if it is not XML, carry no DOCTYPE). Saxon's
+``allowedProtocols`` is ``pd`` while a message runs, so ``document()``, ``doc()``,
+``unparsed-text()``, ``collection()`` and imports reach ``pd:`` URIs only: ``file:``,
+``http:`` and every other scheme are refused. ``xsl:result-document`` (which SaxonC
+writes to any ``file:`` URI regardless of that setting) is captured in memory and fails
+the mapping. A stylesheet file of a flow is the one
+exception: it compiles on a Saxon processor of its own that allows ``file:`` too, so
+that its ``xsl:import`` and ``xsl:include`` of neighbouring files work as written, and
+that processor is narrowed to ``pd`` before any message runs (SaxonC narrows a processor's
+protocols but never widens them again).
+
+Where Saxon runs: in a few spawned worker processes (:mod:`.processpool`). SaxonC holds
+the GIL for a whole transformation and cannot be interrupted, so a transform on a thread
+of the server would stop the event loop; a worker that runs past the step's time limit is
+killed (the message ends with 504) and replaced.
 
 SAP's extension functions ``setHeader($exchange, name, value)`` and
 ``setProperty($exchange, name, value)`` in namespace ``http://sap.com/it/`` cannot be
@@ -23,13 +41,13 @@ over a property of the same name), then the step's own ``params``, all as string
 from __future__ import annotations
 
 import asyncio
+import codecs
 import re
 import tempfile
-import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -37,10 +55,12 @@ from xml.sax.saxutils import quoteattr
 
 from lxml import etree
 
+from ..security import xmldoor
 from .directory import PartnerDirectory
-from .errors import misconfigured, missing, unreadable
+from .errors import misconfigured, missing, refused, step_timeout
 from .exchange import Exchange
 from .pduri import PD_URI, PdUri
+from .processpool import ProcessPool, WorkerLost, WorkerTimeout
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 SAP_IT = "http://sap.com/it/"
@@ -48,6 +68,14 @@ MESSAGES = "urn:partnergate:xslt"
 SAP_FUNCTIONS = ("setHeader", "setProperty")
 _FUNCTION_KINDS = {"setHeader": "header", "setProperty": "property"}
 MAX_MATERIALISE_ROUNDS = 16
+DEFAULT_WORKERS = 2
+DEFAULT_TIME_LIMIT = 10.0
+
+ALLOWED_PROTOCOLS = "http://saxon.sf.net/feature/allowedProtocols"
+MESSAGE_PROTOCOLS = "pd"
+"""The only URI scheme Saxon may open while a message runs."""
+FLOW_FILE_PROTOCOLS = "file,pd"
+"""While a flow's own stylesheet file compiles: its neighbouring files too."""
 
 _NCNAME = re.compile(r"[A-Za-z_][\w.\-]*")
 _FILE_URI = re.compile(r"file:/[^\s]*")
@@ -67,58 +95,39 @@ class XsltResult:
     properties: dict[str, str] = field(default_factory=dict)
 
 
-class _NeedsParameter(Exception):
-    def __init__(self, uri: PdUri) -> None:
-        self.uri = uri
+@dataclass(frozen=True)
+class _Task:
+    """One transformation, as sent to a worker."""
 
-
-_WORKER: ThreadPoolExecutor | None = None
-_WORKER_LOCK = threading.Lock()
-
-
-def _saxon_thread() -> ThreadPoolExecutor:
-    """The one thread of this process that ever touches Saxon objects.
-
-    SaxonC-HE 13.1 (a GraalVM native image) aborts the whole process ("StackOverflowError
-    ... wrong IsolateThread") when its objects are used, or even freed, on more than one
-    thread. So every engine runs on this thread, and objects to be dropped are handed to
-    it, so that their last reference goes away here too.
-    """
-    global _WORKER
-    with _WORKER_LOCK:
-        if _WORKER is None:
-            _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xslt")
-        return _WORKER
-
-
-def _release(*objects: object) -> None:
-    """Drop Saxon objects on the Saxon thread: the caller gives up its references."""
-    _saxon_thread().submit(_drop, list(objects))
-
-
-def _drop(objects: list[object]) -> None:
-    for item in objects:
-        if isinstance(item, dict):
-            item.clear()
-    objects.clear()
+    kind: str  # "file" or "pd"
+    stylesheet: str  # an absolute path, or a pd: URI
+    source: str
+    params: dict[str, str]
+    generation: int
 
 
 class XsltEngine:
-    """Compiles and runs stylesheets on the process's Saxon thread; one processor per engine.
+    """Runs stylesheets in Saxon worker processes; one engine per server process.
 
-    The event loop stays free while a stylesheet runs; see :func:`_saxon_thread` for why
-    there is one thread.
+    ``workers`` bounds how many transformations run at once (each worker holds its own
+    Saxon processor and compiled stylesheets).
     """
 
-    def __init__(self, directory: PartnerDirectory, *, max_compiled: int = 256) -> None:
+    def __init__(
+        self,
+        directory: PartnerDirectory,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        time_limit: float = DEFAULT_TIME_LIMIT,
+        max_compiled: int = 256,
+    ) -> None:
         self.directory = directory
+        self.workers = workers
+        self.time_limit = time_limit
         self.max_compiled = max_compiled
-        self._pool = _saxon_thread()
-        self._compile_lock = threading.Lock()
-        self._init_lock = threading.Lock()
-        self._compiled: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-        self._processor: Any = None
-        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self._pool: ProcessPool | None = None
+        self._generation = 0
+        self._checked: set[tuple[str, str]] = set()
         directory.add_invalidation_listener(self._invalidated)
 
     async def transform(
@@ -126,122 +135,60 @@ class XsltEngine:
         stylesheet: Path | PdUri,
         exchange: Exchange,
         params: Mapping[str, str] | None = None,
+        *,
+        time_limit: float | None = None,
     ) -> XsltResult:
-        """Run ``stylesheet`` over the exchange's body; raises :class:`StepError`."""
+        """Run ``stylesheet`` over the exchange's body; raises :class:`StepError`.
+
+        ``time_limit`` bounds the whole step, the rounds that materialise further ``pd:``
+        parameters included.
+        """
         try:
             root = exchange.xml()
         except ValueError as exc:
-            raise unreadable(str(exc)) from None
+            raise refused(exc) from None
         source = etree.tostring(root.getroottree(), encoding=str)
         values = _parameters(exchange, params or {})
+        limit = time_limit if time_limit is not None else self.time_limit
+        if isinstance(stylesheet, PdUri):
+            kind, name = "pd", str(stylesheet)
+        else:
+            kind, name = "file", str(stylesheet)
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
         for _ in range(MAX_MATERIALISE_ROUNDS):
+            if isinstance(stylesheet, PdUri):
+                await self._materialise(stylesheet)
+            task = _Task(kind, name, source, values, self._generation)
             try:
-                if isinstance(stylesheet, PdUri):
-                    await self._materialise(stylesheet)
-                return await loop.run_in_executor(self._pool, self._run, stylesheet, source, values)
-            except _NeedsParameter as need:
-                await self._materialise(need.uri)
+                left = max(deadline - loop.time(), 0.001)
+                reply = await self._workers().call(task, left)
+            except WorkerTimeout:
+                raise step_timeout(
+                    f"the mapping did not finish within {limit:g} s and was stopped"
+                ) from None
+            except WorkerLost as exc:
+                raise misconfigured("the mapping ended its worker", detail=str(exc)) from None
+            if reply[0] == "ok":
+                return XsltResult(reply[1], reply[2], reply[3])
+            if reply[0] == "need":
+                await self._materialise(PdUri(reply[1], reply[2], "Binary"))
+                continue
+            raise misconfigured(reply[1])
         raise misconfigured("the stylesheet keeps needing further pd: parameters")
 
     def close(self) -> None:
-        with self._compile_lock:
-            compiled, self._compiled = self._compiled, OrderedDict()
-        processor, self._processor = self._processor, None
-        self._pool.submit(_drop, [compiled, processor]).result()
-        if self._scratch is not None:
-            self._scratch.cleanup()
-            self._scratch = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
-    def __del__(self) -> None:
-        compiled, processor = self.__dict__.get("_compiled"), self.__dict__.get("_processor")
-        if compiled or processor is not None:
-            _release(compiled, processor)
-
-    # on worker threads
-
-    def _run(self, stylesheet: Path | PdUri, source: str, values: dict[str, str]) -> XsltResult:
-        processor = self._saxon()
-        executable = self._executable(stylesheet).clone()
-        executable.set_save_xsl_message(True, None)
-        for name, value in values.items():
-            executable.set_parameter(name, processor.make_string_value(value))
-        document = processor.parse_xml(xml_text=source)
-        assert self._scratch is not None
-        with tempfile.NamedTemporaryFile(dir=self._scratch.name, suffix=".out") as out:
-            try:
-                executable.transform_to_file(xdm_node=document, output_file=out.name)
-            except Exception as exc:
-                raise self._failure(exc, _messages(executable)[1]) from None
-            body = Path(out.name).read_bytes()
-        sets, _ = _messages(executable)
-        result = XsltResult(body)
-        for kind, name, value in sets:
-            (result.headers if kind == "header" else result.properties)[name] = value
-        return result
-
-    def _executable(self, stylesheet: Path | PdUri) -> Any:
-        if isinstance(stylesheet, Path):
-            try:
-                key: tuple[Any, ...] = ("file", stylesheet, stylesheet.stat().st_mtime_ns)
-            except OSError:
-                raise misconfigured(f"stylesheet {stylesheet.name} cannot be read") from None
-            href, name = stylesheet.as_uri(), stylesheet.name
-        else:
-            key = ("pd", stylesheet.pid, stylesheet.id)
-            href = name = str(stylesheet)
-        with self._compile_lock:
-            executable = self._compiled.get(key)
-            if executable is not None:
-                self._compiled.move_to_end(key)
-                return executable
-            try:
-                executable = (
-                    self._saxon()
-                    .new_xslt30_processor()
-                    .compile_stylesheet(stylesheet_text=_wrapper(href), encoding="UTF-8")
-                )
-            except Exception as exc:
-                raise self._failure(exc, [], compiling=name) from None
-            self._compiled[key] = executable
-            while len(self._compiled) > self.max_compiled:
-                self._compiled.popitem(last=False)  # on the Saxon thread: safe to free here
-            return executable
-
-    def _saxon(self) -> Any:
-        if self._processor is not None:
-            return self._processor
-        with self._init_lock:
-            if self._processor is None:
-                from saxonche import PySaxonProcessor
-
-                files = self.directory.files_dir.as_uri() + "/"
-                self._scratch = tempfile.TemporaryDirectory(prefix="partnergate-xslt-")
-                catalog = Path(self._scratch.name) / "catalog.xml"
-                catalog.write_text(_CATALOG.format(files=files), encoding="utf-8")
-                processor = PySaxonProcessor(license=False)
-                processor.set_catalog_files([str(catalog)])
-                self._processor = processor
-        return self._processor
-
-    def _failure(self, exc: Exception, messages: list[str], *, compiling: str = "") -> Exception:
-        text = str(exc)
-        need = PD_URI.search(text)
-        if need is not None and need.group(3) == "Binary" and "I/O error" in text:
-            return _NeedsParameter(PdUri(need.group(1), need.group(2), "Binary"))
-        reason = self._scrub(text)
-        if compiling:
-            return misconfigured(f"stylesheet {compiling} does not compile: {reason}")
-        if "terminated by xsl:message" in text:
-            said = "; ".join(m for m in messages if m) or reason
-            return misconfigured(f"the mapping stopped: {said}")
-        return misconfigured(f"the mapping failed: {reason}")
-
-    def _scrub(self, text: str) -> str:
-        """Saxon's message without file paths of this machine."""
-        text = text.replace(self.directory.files_dir.as_uri() + "/", "pd:")
-        text = _FILE_URI.sub(_last_segment, text)
-        return " ".join(text.split())[:400]
+    def _workers(self) -> ProcessPool:
+        if self._pool is None:
+            files = str(self.directory.files_dir.absolute())
+            self._pool = ProcessPool(
+                serve_saxon, (files, self.max_compiled), size=self.workers, name="xslt"
+            )
+        return self._pool
 
     # on the event loop
 
@@ -252,12 +199,202 @@ class XsltEngine:
             raise misconfigured(f"{uri} cannot be used: {exc}") from None
         if path is None:
             raise missing(f"binary parameter {uri.pid}/{uri.id} not found in the Partner Directory")
+        if (uri.pid, uri.id) in self._checked:
+            return
+        try:
+            _check_parameter(path.read_bytes(), f"binary parameter {uri.pid}/{uri.id}")
+        except xmldoor.XmlRefused as exc:
+            path.unlink(missing_ok=True)
+            raise misconfigured(f"{uri} cannot be used: {exc.reason}") from None
+        self._checked.add((uri.pid, uri.id))
 
     def _invalidated(self, entity_set: str, key: Mapping[str, str]) -> None:
         if entity_set in ("BinaryParameters", "Partners", "*"):
-            with self._compile_lock:
-                compiled, self._compiled = self._compiled, OrderedDict()
-            _release(compiled)
+            self._generation += 1
+            self._checked.clear()
+
+
+def _check_parameter(content: bytes, what: str) -> None:
+    """A binary parameter Saxon may read: XML that passes the door, or something that is
+    not XML (text for ``unparsed-text()``) and carries no DOCTYPE either."""
+    try:
+        xmldoor.check(content, what=what)
+    except xmldoor.XmlRefused as exc:
+        if exc.kind != "syntax" or xmldoor.declares_doctype(content):
+            raise
+
+
+# in a worker process
+
+
+def serve_saxon(conn: Connection, files_dir: str, max_compiled: int) -> None:
+    """A worker's life: answer each :class:`_Task` until the server closes the pipe."""
+    worker = _SaxonWorker(Path(files_dir), max_compiled)
+    conn.send("ready")
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(worker.run(task))
+
+
+class _NeedsParameter(Exception):
+    def __init__(self, uri: PdUri) -> None:
+        self.uri = uri
+
+
+class _Failed(Exception):
+    pass
+
+
+class _SaxonWorker:
+    """One Saxon processor and its compiled stylesheets, in one worker process."""
+
+    def __init__(self, files_dir: Path, max_compiled: int) -> None:
+        from saxonche import PySaxonProcessor
+
+        self.files_dir = files_dir
+        self.files_uri = files_dir.as_uri() + "/"
+        self.max_compiled = max_compiled
+        self._scratch = tempfile.TemporaryDirectory(prefix="partnergate-xslt-")
+        self._catalog = Path(self._scratch.name) / "catalog.xml"
+        self._catalog.write_text(_CATALOG.format(files=self.files_uri), encoding="utf-8")
+        self._new_processor: Any = PySaxonProcessor
+        self.processor = self._processor(MESSAGE_PROTOCOLS)
+        self._compiled: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._generation = 0
+
+    def _processor(self, protocols: str) -> Any:
+        processor = self._new_processor(license=False)
+        processor.set_catalog_files([str(self._catalog)])
+        processor.set_configuration_property(ALLOWED_PROTOCOLS, protocols)
+        return processor
+
+    def run(self, task: _Task) -> tuple[Any, ...]:
+        if task.generation != self._generation:
+            self._compiled.clear()
+            self._generation = task.generation
+        try:
+            return ("ok", *self._transform(task))
+        except _NeedsParameter as need:
+            return ("need", need.uri.pid, need.uri.id)
+        except _Failed as exc:
+            return ("fail", str(exc))
+        except Exception as exc:  # whatever else Saxon raises fails this message only
+            return ("fail", f"the mapping failed: {self._scrub(str(exc))}")
+
+    def _transform(self, task: _Task) -> tuple[bytes, dict[str, str], dict[str, str]]:
+        processor, compiled, encoding = self._executable(task)
+        executable = compiled.clone()
+        executable.set_save_xsl_message(True, None)
+        executable.set_property("!encoding", "UTF-8")
+        # xsl:result-document would write files whatever allowedProtocols says: keep them
+        # in memory, and refuse the mapping if it made any
+        executable.set_capture_result_documents(True)
+        for name, value in task.params.items():
+            executable.set_parameter(name, processor.make_string_value(value))
+        document = processor.parse_xml(xml_text=task.source)
+        try:
+            text = executable.transform_to_string(xdm_node=document)
+        except Exception as exc:
+            raise self._failure(exc, _messages(executable)[1]) from None
+        if executable.get_result_documents():
+            raise _Failed("the mapping used xsl:result-document; only its principal result is used")
+        body = _encoded(text or "", encoding)
+        headers: dict[str, str] = {}
+        properties: dict[str, str] = {}
+        sets, _ = _messages(executable)
+        for kind, name, value in sets:
+            (headers if kind == "header" else properties)[name] = value
+        return body, headers, properties
+
+    def _executable(self, task: _Task) -> tuple[Any, Any, str]:
+        """The processor and compiled stylesheet, and the output encoding the principal
+        module declares.
+
+        Output is written to a string (writing a file would need ``file:`` access) in
+        UTF-8 and encoded in the declared encoding afterwards.
+        """
+        if task.kind == "file":
+            path = Path(task.stylesheet)
+            try:
+                key: tuple[Any, ...] = ("file", path, path.stat().st_mtime_ns)
+            except OSError:
+                raise _Failed(f"stylesheet {path.name} cannot be read") from None
+            href, name = path.as_uri(), path.name
+        else:
+            key = ("pd", task.stylesheet)
+            href = name = task.stylesheet
+            path = self.files_dir / task.stylesheet.removeprefix("pd:")
+        found = self._compiled.get(key)
+        if found is not None:
+            self._compiled.move_to_end(key)
+            return found  # type: ignore[no-any-return]
+        if task.kind == "file":
+            processor = self._processor(FLOW_FILE_PROTOCOLS)
+        else:
+            processor = self.processor
+        try:
+            executable = processor.new_xslt30_processor().compile_stylesheet(
+                stylesheet_text=_wrapper(href), encoding="UTF-8"
+            )
+        except Exception as exc:
+            raise self._failure(exc, [], compiling=name) from None
+        finally:
+            processor.set_configuration_property(ALLOWED_PROTOCOLS, MESSAGE_PROTOCOLS)
+        found = self._compiled[key] = (processor, executable, _output_encoding(path))
+        while len(self._compiled) > self.max_compiled:
+            self._compiled.popitem(last=False)
+        return found
+
+    def _failure(self, exc: Exception, messages: list[str], *, compiling: str = "") -> Exception:
+        text = str(exc)
+        need = PD_URI.search(text)
+        if need is not None and need.group(3) == "Binary" and "I/O error" in text:
+            return _NeedsParameter(PdUri(need.group(1), need.group(2), "Binary"))
+        reason = self._scrub(text)
+        if compiling:
+            return _Failed(f"stylesheet {compiling} does not compile: {reason}")
+        if "terminated by xsl:message" in text:
+            said = "; ".join(m for m in messages if m) or reason
+            return _Failed(f"the mapping stopped: {said}")
+        return _Failed(f"the mapping failed: {reason}")
+
+    def _scrub(self, text: str) -> str:
+        """Saxon's message without file paths of this machine."""
+        text = text.replace(self.files_uri, "pd:")
+        text = _FILE_URI.sub(_last_segment, text)
+        return " ".join(text.split())[:400]
+
+
+def _output_encoding(path: Path) -> str:
+    """The ``encoding`` of the last unnamed ``xsl:output`` of a stylesheet module."""
+    parser = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True)
+    try:
+        root = etree.parse(str(path), parser).getroot()
+    except (OSError, etree.XMLSyntaxError):
+        return "UTF-8"
+    encoding = "UTF-8"
+    for output in root.iterchildren(f"{{{XSL}}}output"):
+        if output.get("name") is None and output.get("encoding"):
+            encoding = output.get("encoding", "UTF-8").strip()
+    return encoding
+
+
+def _encoded(text: str, encoding: str) -> bytes:
+    """Saxon's UTF-8 output in the encoding the stylesheet asked for."""
+    try:
+        codec = codecs.lookup(encoding)
+    except LookupError:
+        return text.encode("utf-8")
+    if codec.name == "utf-8":
+        return text.encode("utf-8")
+    if text.startswith("<?xml"):
+        end = text.find("?>")
+        declaration = text[:end].replace('encoding="UTF-8"', f'encoding="{encoding}"')
+        text = declaration + text[end:]
+    return text.encode(codec.name, errors="xmlcharrefreplace")
 
 
 _CATALOG = """<?xml version="1.0"?>

@@ -258,7 +258,12 @@ async def build_services(settings: Settings) -> Services:
     store.before_read.append(message_log.flush)
     runtime = Runtime(
         Deployment(settings.flows),
-        Engine(directory, message_log=message_log),
+        Engine(
+            directory,
+            message_log=message_log,
+            step_time_limit=settings.step_time_limit,
+            xslt_workers=settings.xslt_workers,
+        ),
         directory,
         IdentityResolver(auth, reader, directory),
         settings.max_body_bytes,

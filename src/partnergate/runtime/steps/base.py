@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 import yaml
 
 from ..exchange import Exchange, Reply
+from ..spec import Spec
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -21,10 +22,19 @@ class LoadContext:
 
     file: Path
     namespaces: dict[str, str] = field(default_factory=dict)
+    time_limit: float | None = None
+    """The flow's ``time-limit`` for steps that have one, if it sets one."""
 
     def resolve(self, relative: str) -> Path:
         """A path named in the flow, relative to the flow file's folder."""
         return (self.file.parent / relative).resolve()
+
+
+def time_limit_of(spec: Spec, context: LoadContext) -> float | None:
+    """A step's own ``time-limit`` (seconds), else the flow's, else None (the setting)."""
+    if "time-limit" in spec:
+        return spec.number("time-limit", 0.0)
+    return context.time_limit
 
 
 class Step(ABC):

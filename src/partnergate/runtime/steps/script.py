@@ -7,27 +7,101 @@ and gets a ``pd`` whose methods block until the answer is there, as SAP's do; an
 ``async def process`` runs on the event loop and awaits the facade itself. To end the
 message with a status of its choosing, a script raises
 :class:`~partnergate.runtime.errors.StepError`.
+
+A script has a time limit (``time-limit``, else the flow's, else the ``step_time_limit``
+setting); past it the message ends with 504. A plain ``def process`` is then stopped by
+an exception raised in its thread (:class:`ScriptTimeout`, a ``BaseException`` so that
+``except Exception`` in the script does not swallow it). What cannot be stopped that way:
+a call that waits inside C code (``time.sleep``, a socket read without a timeout, a long
+regular expression) until it returns, and an ``async def process`` that computes without
+awaiting, which holds the event loop; such a thread is left to finish and no longer
+counts against the threads scripts run on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import inspect
 import logging
+import threading
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ...security.xmldoor import XmlRefused
 from ..directory import BinaryData, PartnerDirectory
-from ..errors import FlowError, StepError, misconfigured
+from ..errors import FlowError, StepError, misconfigured, refused, step_timeout
 from ..exchange import Exchange, Reply
 from ..services import Services
 from ..spec import Spec, line_of
-from .base import LoadContext, Step
+from .base import LoadContext, Step, time_limit_of
+
+SCRIPT_THREADS = 8
+"""Plain scripts running at the same time; more wait for a free thread."""
+STOP_GRACE = 1.0
+"""Seconds a stopped script's thread gets to end before it is given up on."""
+
+
+class ScriptTimeout(BaseException):
+    """Raised inside a script's thread when its step ran out of time."""
+
+
+_executor: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(SCRIPT_THREADS, thread_name_prefix="script")
+    return _executor
+
+
+def _abandon_threads() -> None:
+    """A stopped script did not end: new scripts get threads of a new executor."""
+    global _executor
+    stuck, _executor = _executor, None
+    if stuck is not None:
+        stuck.shutdown(wait=False)
+
+
+class _Run:
+    """One call of a plain script on a thread, which :meth:`stop` can interrupt."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ident: int | None = None
+        self._done = False
+
+    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        with self._lock:
+            if self._done:  # stopped while it waited for a thread: never start
+                return None
+            self._ident = threading.get_ident()
+        try:
+            try:
+                return function(*args)
+            finally:
+                with self._lock:
+                    self._done = True
+        except ScriptTimeout:
+            return None
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            if self._ident is None:
+                self._done = True
+                return
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self._ident), ctypes.py_object(ScriptTimeout)
+            )
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +145,17 @@ class ScriptStep(Step):
     file: Path
     function_name: str
     function: Callable[..., Any]
+    time_limit: float | None = None
 
     @classmethod
     def parse(cls, node: yaml.Node, what: str, context: LoadContext) -> Step:
+        time_limit = context.time_limit
         if isinstance(node, yaml.ScalarNode):
             name, function_name, name_line = str(node.value), "process", line_of(node)
         else:
             spec = Spec(node, what)
-            spec.only(("file", "function"))
+            spec.only(("file", "function", "time-limit"))
+            time_limit = time_limit_of(spec, context)
             name, function_name = spec.text("file"), spec.text("function", "process")
             name_line = spec.line_of("file")
         path = context.resolve(name)
@@ -105,17 +182,22 @@ class ScriptStep(Step):
             raise FlowError(
                 f"{what}: {function_name}() must take two arguments (message, pd)", line=name_line
             )
-        return cls(path, function_name, function)
+        return cls(path, function_name, function, time_limit)
 
     async def run(self, exchange: Exchange, services: Services) -> Reply | None:
+        limit = self.time_limit or services.time_limit
         try:
             if inspect.iscoroutinefunction(self.function):
-                await self.function(exchange, services.directory)
+                try:
+                    await asyncio.wait_for(self.function(exchange, services.directory), limit)
+                except TimeoutError:
+                    raise self._timed_out(limit) from None
             else:
-                pd = BlockingPartnerDirectory(services.directory, asyncio.get_running_loop())
-                await asyncio.to_thread(self.function, exchange, pd)
+                await self._run_on_thread(exchange, services, limit)
         except StepError:
             raise
+        except XmlRefused as exc:  # message.xml(): the sender's XML did not pass the door
+            raise refused(exc) from None
         except Exception as exc:
             where = _script_line(exc, self.file)
             raise misconfigured(
@@ -123,6 +205,27 @@ class ScriptStep(Step):
                 detail="".join(traceback.format_exception(exc)),
             ) from None
         return None
+
+
+    async def _run_on_thread(self, exchange: Exchange, services: Services, limit: float) -> None:
+        loop = asyncio.get_running_loop()
+        pd = BlockingPartnerDirectory(services.directory, loop)
+        run = _Run()
+        future = loop.run_in_executor(_threads(), run.call, self.function, exchange, pd)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), limit)
+        except TimeoutError:
+            run.stop()
+            done, _ = await asyncio.wait({future}, timeout=STOP_GRACE)
+            if not done:
+                log.warning("script %s did not stop; its thread is given up", self.file.name)
+                _abandon_threads()
+            raise self._timed_out(limit) from None
+
+    def _timed_out(self, limit: float) -> StepError:
+        return step_timeout(
+            f"script {self.file.name} did not finish within {limit:g} s and was stopped"
+        )
 
 
 def _script_line(exc: BaseException, file: Path) -> str:
