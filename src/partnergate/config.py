@@ -57,6 +57,16 @@ class Settings:
     """Directory of flow files (YAML) to deploy."""
     message_log_days: int = 30
     """How long message processing log entries are kept."""
+    keepalive_timeout: int = 15
+    """Seconds an idle keep-alive connection stays open after a response."""
+    header_timeout: int = 10
+    """Seconds a client has, from connecting or from the first byte of a request, to send
+    the whole header block; on the TLS listener also the limit for the handshake."""
+    body_timeout: int = 60
+    """Seconds a client has, from the end of the headers, to send the whole request body."""
+    max_connections: int | None = None
+    """Open connections per listener; more are closed at once. None: from the file
+    descriptor limit (``ulimit -n``) at start-up, keeping a reserve for the server."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -71,6 +81,10 @@ _INT_FIELDS = {
     "binary_page_size",
     "token_lifetime",
     "message_log_days",
+    "keepalive_timeout",
+    "header_timeout",
+    "body_timeout",
+    "max_connections",
 }
 _BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}
 _LIST_FIELDS = {"trusted_proxies", "cert_headers"}
@@ -78,6 +92,8 @@ _NAMES = {f.name for f in fields(Settings)} - {"extra"}
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name == "max_connections" and value == "auto":
+        return None
     if name in _INT_FIELDS:
         try:
             number = int(value)

@@ -14,6 +14,12 @@ client presented, so the TLS listener's protocol puts it into the ASGI ``tls`` e
 A refused handshake never reaches the app: asyncio closes the connection without sending
 OpenSSL's alert and reports the failure only in debug mode, so the client sees the
 connection closed and the server log stays silent.
+
+Connections are untrusted until they have sent a request, and some never do. Each
+listener's :class:`Gate` counts its open connections and closes those over the cap at
+once, before any TLS work; it does the TLS handshake itself (``start_tls``) under the
+header deadline. The HTTP protocols keep the deadlines uvicorn does not keep
+(:class:`_Deadlines`): for a request's header block, and for its body.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import logging
 import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +40,9 @@ from typing import Any
 import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -43,12 +52,15 @@ from .web.app import create_app
 from .web.client_cert import CertificateTrust
 
 __all__ = [
+    "Gate",
     "H11TLSProtocol",
     "HttpToolsTLSProtocol",
     "Listener",
+    "ListenerConfig",
     "Server",
     "ServerContext",
     "TLSContexts",
+    "connection_limit",
     "serve",
     "split_host_port",
     "tls_context",
@@ -248,13 +260,342 @@ class _TLSScope:
             self.app = _WithTLS(self.app, extension)
 
 
-class H11TLSProtocol(_TLSScope, H11Protocol):
-    """uvicorn's h11 protocol with the ASGI ``tls`` extension."""
+# --- deadlines and the connection cap ------------------------------------------------------
+
+REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 16\r\n"
+    b"connection: close\r\n\r\n"
+    b"Request Timeout\n"
+)
 
 
-class HttpToolsTLSProtocol(_TLSScope, HttpToolsProtocol):
+def _peer(client: tuple[str, int] | None) -> str:
+    if client is None:
+        return "an unknown peer"
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ListenerConfig(uvicorn.Config):
+    """uvicorn's settings of one listener, with the deadlines uvicorn does not keep."""
+
+    def __init__(
+        self, app: ASGIApp, *, header_timeout: float, body_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+
+
+class _ClientGone:
+    """The app, quiet about a client that left before its request was read: a body cut
+    by its deadline, or a client that hung up. Nobody is left to answer, and uvicorn would
+    log the app's ``ClientDisconnect`` as an error with a traceback."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            log.debug("client left before its request was read: %s", scope.get("path"))
+
+
+class _Deadlines:
+    """Protocol mixin: the deadlines uvicorn keeps no watch over.
+
+    uvicorn closes a connection left idle after a response (``timeout_keep_alive``), but
+    waits for ever for a new connection's first request, for the rest of a header block
+    and for a body. Here one timer runs from the connection's start, or from the first
+    byte of a further request, until the header block is complete (``header_timeout``);
+    another from then until the body is complete (``body_timeout``). A connection over
+    either is closed, with a 408 when a request had begun and no response has.
+
+    ``release`` (set by the :class:`Gate`) gives the connection's place back when it ends.
+    """
+
+    config: ListenerConfig
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    client: tuple[str, int] | None
+    cycle: Any
+
+    release: Callable[[], None] | None = None
+    _header_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
+    _request_begun = False
+    _seen: object = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._header_timer = self.loop.call_later(self.config.header_timeout, self._headers_late)
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        if self._header_timer is None and (cycle is None or cycle.response_complete):
+            self._header_timer = self.loop.call_later(
+                self.config.header_timeout, self._headers_late
+            )
+        if self._header_timer is not None:
+            self._request_begun = True
+        super().data_received(data)  # type: ignore[misc]
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        self._watch()  # h11 starts a pipelined request from here
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        self._stop_body_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+        if self.release is not None:
+            self.release()
+            self.release = None
+
+    def _watch(self) -> None:
+        """After the parser has run: a new request object means its header block is in."""
+        cycle = self.cycle
+        if cycle is None:
+            return
+        if cycle is not self._seen:
+            self._seen = cycle
+            self._stop_header_timer()
+            self._request_begun = False
+            self._stop_body_timer()
+            if cycle.more_body:
+                self._body_timer = self.loop.call_later(self.config.body_timeout, self._body_late)
+        elif self._body_timer is not None and not cycle.more_body:
+            self._stop_body_timer()
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        what = "request headers not complete" if self._request_begun else "no request"
+        log.info(
+            "closed connection from %s: %s within %s s",
+            _peer(self.client),
+            what,
+            self.config.header_timeout,
+        )
+        if self._request_begun:
+            self.transport.write(REQUEST_TIMEOUT)
+        self.transport.close()
+
+    def _body_late(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if self.transport.is_closing() or cycle is None or not cycle.more_body:
+            return
+        log.info(
+            "closed connection from %s: request body not complete within %s s",
+            _peer(self.client),
+            self.config.body_timeout,
+        )
+        answer = not cycle.response_started
+        cycle.disconnected = True  # the app's reader sees the client gone; its writes go nowhere
+        if answer:
+            self.transport.write(REQUEST_TIMEOUT)
+        self.transport.close()
+
+
+class H11TLSProtocol(_Deadlines, _TLSScope, H11Protocol):
+    """uvicorn's h11 protocol with the deadlines, and on TLS the ASGI ``tls`` extension."""
+
+
+class HttpToolsTLSProtocol(_Deadlines, _TLSScope, HttpToolsProtocol):
     """uvicorn's httptools protocol (its default with ``uvicorn[standard]``) with the
-    ASGI ``tls`` extension."""
+    deadlines, and on TLS the ASGI ``tls`` extension."""
+
+
+FD_RESERVE = 128
+"""File descriptors the automatic cap leaves to the server itself: database
+connections, files, logs, worker pipes."""
+AUTO_MAX_CONNECTIONS = 10_000
+
+
+def _fd_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_limit(settings: Settings, listeners: int) -> int:
+    """Open connections allowed per listener: ``max_connections``, or else what the file
+    descriptor limit leaves after :data:`FD_RESERVE`, shared among the listeners."""
+    soft = _fd_limit()
+    if settings.max_connections is not None:
+        limit = settings.max_connections
+        if soft is not None and limit * listeners > soft - FD_RESERVE:
+            log.warning(
+                "max_connections %d on %d listener(s) leaves the server fewer than %d of its "
+                "%d file descriptors (ulimit -n): new files and database connections may fail",
+                limit,
+                listeners,
+                FD_RESERVE,
+                soft,
+            )
+        return limit
+    if soft is None:
+        return AUTO_MAX_CONNECTIONS
+    return max(16, min(AUTO_MAX_CONNECTIONS, (soft - FD_RESERVE) // listeners))
+
+
+class Gate:
+    """One listener's door: it counts the listener's open connections, closes those over
+    ``limit`` as soon as they are accepted, and on the TLS listener does the handshake
+    within ``handshake_timeout`` before HTTP begins.
+
+    A connection holds its place from acceptance until it closes, handshake included, so
+    the cap bounds the file descriptors a listener can take, whatever its peers do.
+    """
+
+    REPORT_EVERY = 60.0
+
+    def __init__(
+        self, name: str, limit: int, tls: TLSContexts | None, handshake_timeout: float
+    ) -> None:
+        self.name = name
+        self.limit = limit
+        self.tls = tls
+        self.handshake_timeout = handshake_timeout
+        self.open: set[_Accept] = set()
+        self.handshakes: set[asyncio.Task[None]] = set()
+        self._refused = 0
+        self._report_at = 0.0
+
+    def factory(self, http: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """The protocol factory of the listener's server; ``http`` makes the HTTP protocol."""
+        return lambda: _Accept(self, http)
+
+    def admit(self, connection: _Accept, transport: asyncio.BaseTransport) -> bool:
+        if len(self.open) < self.limit:
+            self.open.add(connection)
+            return True
+        transport.abort()
+        self._refused += 1
+        now = time.monotonic()
+        if now >= self._report_at:
+            log.warning(
+                "%s: %d connections open, the limit (max_connections); refused %d new",
+                self.name,
+                self.limit,
+                self._refused,
+            )
+            self._refused = 0
+            self._report_at = now + self.REPORT_EVERY
+        return False
+
+    def release(self, connection: _Accept) -> None:
+        self.open.discard(connection)
+
+    def close(self) -> None:
+        """At shutdown: end the connections still in their handshake."""
+        for connection in list(self.open):
+            if connection.http is None and connection.transport is not None:
+                connection.transport.abort()
+
+
+class _Accept(asyncio.Protocol):
+    """A connection until HTTP takes it over: admitted or refused; on the TLS listener the
+    handshake, keeping any request bytes that arrive with its end for the HTTP protocol."""
+
+    def __init__(self, gate: Gate, http: Callable[[], asyncio.Protocol]) -> None:
+        self.gate = gate
+        self.make_http = http
+        self.transport: asyncio.BaseTransport | None = None
+        self.http: asyncio.Protocol | None = None
+        self.early: list[bytes] = []
+        self.eof = False
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        if not self.gate.admit(self, transport):
+            return
+        if self.gate.tls is None:
+            self._hand_over(transport)
+            return
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        task = asyncio.get_running_loop().create_task(self._handshake(transport))
+        self.gate.handshakes.add(task)
+        task.add_done_callback(self.gate.handshakes.discard)
+
+    def data_received(self, data: bytes) -> None:
+        self.early.append(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.gate.release(self)
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        gate = self.gate
+        assert gate.tls is not None
+        timeout = gate.handshake_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                tls = await asyncio.get_running_loop().start_tls(
+                    transport,
+                    self,
+                    gate.tls.listening,
+                    server_side=True,
+                    ssl_handshake_timeout=timeout + 5,
+                )
+        except TimeoutError:
+            log.info(
+                "closed TLS connection from %s: no handshake within %s s",
+                _peer(transport.get_extra_info("peername")),
+                timeout,
+            )
+            self._drop(transport)
+            return
+        except Exception:  # refused by OpenSSL or reset: asyncio has closed it, silently
+            self._drop(transport)
+            return
+        if tls is None or self.lost:
+            self._drop(transport)
+            return
+        self._hand_over(tls)
+
+    def _drop(self, transport: asyncio.BaseTransport) -> None:
+        if not transport.is_closing():
+            transport.abort()  # type: ignore[attr-defined]
+        self.gate.release(self)
+
+    def _hand_over(self, transport: asyncio.BaseTransport) -> None:
+        http = self.http = self.make_http()
+        http.release = functools.partial(self.gate.release, self)  # type: ignore[attr-defined]
+        transport.set_protocol(http)
+        http.connection_made(transport)
+        early, self.early = self.early, []
+        for data in early:
+            http.data_received(data)  # type: ignore[attr-defined]
+        if self.eof and not http.eof_received():  # type: ignore[attr-defined]
+            transport.close()
 
 
 # --- listeners and the server --------------------------------------------------------------
@@ -289,18 +630,21 @@ def listeners(settings: Settings) -> list[Listener]:
     return found
 
 
-def uvicorn_config(app: ASGIApp, settings: Settings, listener: Listener) -> uvicorn.Config:
-    tls = listener.tls
-    return uvicorn.Config(
-        app,
+def uvicorn_config(app: ASGIApp, settings: Settings, listener: Listener) -> ListenerConfig:
+    """uvicorn's settings for a listener. No TLS here: the listener's :class:`Gate` does the
+    handshake, so that a connection over the cap costs no TLS work."""
+    return ListenerConfig(
+        _ClientGone(app),
         host=listener.host,
         port=listener.port,
         log_level=settings.log_level,
         proxy_headers=False,
         server_header=False,
         access_log=True,
-        http=HttpToolsTLSProtocol if tls else "auto",
-        ssl_context_factory=(lambda config, default: tls.listening) if tls else None,
+        http=HttpToolsTLSProtocol,
+        timeout_keep_alive=settings.keepalive_timeout,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
     )
 
 
@@ -334,6 +678,11 @@ class Server(uvicorn.Server):
         self.listeners = listeners(settings)
         self.configs = [uvicorn_config(app, settings, item) for item in self.listeners]
         super().__init__(self.configs[0])
+        limit = connection_limit(settings, len(self.listeners))
+        self.gates = [
+            Gate(f"{item.host}:{item.port}", limit, item.tls, settings.header_timeout)
+            for item in self.listeners
+        ]
         self.reloaders: list[tuple[str, Callable[[], None]]] = [
             (f"TLS listener {item.host}:{item.port}", item.tls.reload)
             for item in self.listeners
@@ -371,31 +720,50 @@ class Server(uvicorn.Server):
         await super().serve(self.bind() if sockets is None else sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup, with each listener's server opened behind its gate."""
         assert sockets is not None and len(sockets) == len(self.listeners)
-        await super().startup(sockets[:1])
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(STARTUP_FAILURE)
         loop = asyncio.get_running_loop()
-        for config, sock in zip(self.configs[1:], sockets[1:], strict=True):
-            config.load()
-            factory = functools.partial(
+        self.servers = []
+        for config, gate, item, sock in zip(
+            self.configs, self.gates, self.listeners, sockets, strict=True
+        ):
+            if not config.loaded:
+                config.load()
+            if not issubclass(config.http_protocol_class, _Deadlines):
+                raise ConfigError(f"{config.http_protocol_class!r} keeps no deadlines")
+            http = functools.partial(
                 config.http_protocol_class,
                 config=config,
                 server_state=self.server_state,
                 app_state=self.lifespan.state,
             )
-            server = await loop.create_server(
-                factory, sock=sock, ssl=config.ssl, backlog=config.backlog
-            )
+            server = await loop.create_server(gate.factory(http), sock=sock, backlog=config.backlog)
             self.servers.append(server)
-        for item, sock in zip(self.listeners, sockets, strict=True):
+            gate.name = item.describe(sock).split(" ", 1)[0]
             log.info("listening on %s", item.describe(sock))
+        log.info(
+            "at most %d open connections per listener; idle %d s, headers %d s, body %d s",
+            self.gates[0].limit,
+            self.configs[0].timeout_keep_alive,
+            self.configs[0].header_timeout,
+            self.configs[0].body_timeout,
+        )
         if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
             loop.add_signal_handler(signal.SIGHUP, self.reload)
             self._sighup = True
+        self.started = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self._sighup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self._sighup = False
+        for server in self.servers:
+            server.close()
+        for gate in self.gates:
+            gate.close()
         await super().shutdown(sockets)
 
 
