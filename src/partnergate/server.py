@@ -517,13 +517,20 @@ class Gate:
 
 class _Accept(asyncio.Protocol):
     """A connection until HTTP takes it over: admitted or refused; on the TLS listener the
-    handshake, keeping any request bytes that arrive with its end for the HTTP protocol."""
+    handshake, within the gate's deadline.
+
+    The handshake starts with the client's first bytes (``start_tls``): those were read
+    on the plain connection and are handed to TLS before anything read later. Request
+    bytes that arrive with the handshake's end are kept for the HTTP protocol.
+    """
 
     def __init__(self, gate: Gate, http: Callable[[], asyncio.Protocol]) -> None:
         self.gate = gate
         self.make_http = http
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: Any = None  # uvloop's transports are not asyncio.Transport
         self.http: asyncio.Protocol | None = None
+        self.handshake: asyncio.Task[None] | None = None
+        self.deadline: asyncio.TimerHandle | None = None
         self.early: list[bytes] = []
         self.eof = False
         self.lost = False
@@ -535,58 +542,96 @@ class _Accept(asyncio.Protocol):
         if self.gate.tls is None:
             self._hand_over(transport)
             return
-        assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()
-        task = asyncio.get_running_loop().create_task(self._handshake(transport))
-        self.gate.handshakes.add(task)
-        task.add_done_callback(self.gate.handshakes.discard)
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.call_later(self.gate.handshake_timeout, self._handshake_late)
 
     def data_received(self, data: bytes) -> None:
-        self.early.append(data)
+        if self.handshake is None:
+            self._start_tls(data)
+        else:
+            self.early.append(data)
 
     def eof_received(self) -> bool:
         self.eof = True
-        return True
+        return self.handshake is not None  # before any handshake: nothing to wait for
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self._stop_deadline()
         self.gate.release(self)
 
-    async def _handshake(self, transport: asyncio.Transport) -> None:
+    def _start_tls(self, hello: bytes) -> None:
+        transport = self.transport
+        transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        task = self.handshake = loop.create_task(self._handshake(transport))
+        self.gate.handshakes.add(task)
+        task.add_done_callback(self.gate.handshakes.discard)
+        # The task's first step swaps the transport's protocol for TLS and schedules the
+        # resumption of reading; one step later, in the same turn of the loop as that
+        # resumption and so before anything more is read, TLS gets the bytes read so far.
+        loop.call_soon(loop.call_soon, self._feed_tls, hello)
+
+    def _feed_tls(self, data: bytes) -> None:
+        transport = self.transport
+        if transport.is_closing():
+            return
+        protocol = transport.get_protocol()
+        if protocol is self:  # start_tls has not begun yet; reading is still paused
+            asyncio.get_running_loop().call_soon(self._feed_tls, data)
+            return
+        view = memoryview(data)
+        while view:
+            buffer = protocol.get_buffer(len(view))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            protocol.buffer_updated(size)
+            view = view[size:]
+
+    async def _handshake(self, transport: Any) -> None:
         gate = self.gate
         assert gate.tls is not None
-        timeout = gate.handshake_timeout
         try:
-            async with asyncio.timeout(timeout):
-                tls = await asyncio.get_running_loop().start_tls(
-                    transport,
-                    self,
-                    gate.tls.listening,
-                    server_side=True,
-                    ssl_handshake_timeout=timeout + 5,
-                )
-        except TimeoutError:
-            log.info(
-                "closed TLS connection from %s: no handshake within %s s",
-                _peer(transport.get_extra_info("peername")),
-                timeout,
+            tls = await asyncio.get_running_loop().start_tls(
+                transport,
+                self,
+                gate.tls.listening,
+                server_side=True,
+                ssl_handshake_timeout=gate.handshake_timeout + 5,  # ours comes first
             )
-            self._drop(transport)
-            return
-        except Exception:  # refused by OpenSSL or reset: asyncio has closed it, silently
+        except Exception:  # refused by OpenSSL, reset or late: asyncio has closed it, silently
             self._drop(transport)
             return
         if tls is None or self.lost:
             self._drop(transport)
             return
+        self._stop_deadline()
         self._hand_over(tls)
 
-    def _drop(self, transport: asyncio.BaseTransport) -> None:
+    def _handshake_late(self) -> None:
+        self.deadline = None
+        transport = self.transport
+        if self.http is not None or transport.is_closing():
+            return
+        log.info(
+            "closed TLS connection from %s: no handshake within %s s",
+            _peer(transport.get_extra_info("peername")),
+            self.gate.handshake_timeout,
+        )
+        self._drop(transport)
+
+    def _stop_deadline(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _drop(self, transport: Any) -> None:
         if not transport.is_closing():
-            transport.abort()  # type: ignore[attr-defined]
+            transport.abort()
+        self._stop_deadline()
         self.gate.release(self)
 
-    def _hand_over(self, transport: asyncio.BaseTransport) -> None:
+    def _hand_over(self, transport: Any) -> None:
         http = self.http = self.make_http()
         http.release = functools.partial(self.gate.release, self)  # type: ignore[attr-defined]
         transport.set_protocol(http)
