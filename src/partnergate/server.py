@@ -424,6 +424,10 @@ class HttpToolsTLSProtocol(_Deadlines, _TLSScope, HttpToolsProtocol):
     deadlines, and on TLS the ASGI ``tls`` extension."""
 
 
+TLS_SHUTDOWN_TIMEOUT = 5.0
+"""Seconds a closing TLS connection waits for the peer's close_notify (asyncio: 30), so
+that a peer that never answers it holds no place after its deadline, nor delays a stop."""
+
 FD_RESERVE = 128
 """File descriptors the automatic cap leaves to the server itself: database
 connections, files, logs, worker pipes."""
@@ -598,6 +602,7 @@ class _Accept(asyncio.Protocol):
                 gate.tls.listening,
                 server_side=True,
                 ssl_handshake_timeout=gate.handshake_timeout + 5,  # ours comes first
+                ssl_shutdown_timeout=min(gate.handshake_timeout, TLS_SHUTDOWN_TIMEOUT),
             )
         except Exception:  # refused by OpenSSL, reset or late: asyncio has closed it, silently
             self._drop(transport)
