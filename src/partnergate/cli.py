@@ -136,6 +136,12 @@ def main(ctx: click.Context, config: str | None, db: str | None) -> None:
     help="Time for a request's headers (and the TLS handshake); default 10.",
 )
 @click.option(
+    "--max-header-bytes",
+    type=click.IntRange(min=1),
+    metavar="BYTES",
+    help="Largest request line and header block; default 65536.",
+)
+@click.option(
     "--body-timeout",
     type=click.IntRange(min=1),
     metavar="SECONDS",
@@ -160,6 +166,7 @@ def serve(
     flows: str | None,
     keepalive_timeout: int | None,
     header_timeout: int | None,
+    max_header_bytes: int | None,
     body_timeout: int | None,
     max_connections: str | None,
 ) -> None:
@@ -182,6 +189,7 @@ def serve(
         "flows": flows,
         "keepalive_timeout": keepalive_timeout,
         "header_timeout": header_timeout,
+        "max_header_bytes": max_header_bytes,
         "body_timeout": body_timeout,
         "max_connections": max_connections,
     }

@@ -62,6 +62,8 @@ class Settings:
     header_timeout: int = 10
     """Seconds a client has, from connecting or from the first byte of a request, to send
     the whole header block; on the TLS listener also the limit for the handshake."""
+    max_header_bytes: int = 65536
+    """Largest request line and header block; more is answered 431 (h11: 400)."""
     body_timeout: int = 60
     """Seconds a client has, from the end of the headers, to send the whole request body."""
     max_connections: int | None = None
@@ -84,6 +86,7 @@ _INT_FIELDS = {
     "keepalive_timeout",
     "header_timeout",
     "body_timeout",
+    "max_header_bytes",
     "max_connections",
 }
 _BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}

@@ -271,6 +271,15 @@ REQUEST_TIMEOUT = (
 )
 
 
+HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 32\r\n"
+    b"connection: close\r\n\r\n"
+    b"Request Header Fields Too Large\n"
+)
+
+
 def _peer(client: tuple[str, int] | None) -> str:
     if client is None:
         return "an unknown peer"
@@ -282,11 +291,18 @@ class ListenerConfig(uvicorn.Config):
     """uvicorn's settings of one listener, with the deadlines uvicorn does not keep."""
 
     def __init__(
-        self, app: ASGIApp, *, header_timeout: float, body_timeout: float, **kwargs: Any
+        self,
+        app: ASGIApp,
+        *,
+        header_timeout: float,
+        body_timeout: float,
+        max_header_bytes: int,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(app, **kwargs)
+        super().__init__(app, h11_max_incomplete_event_size=max_header_bytes, **kwargs)
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
+        self.max_header_bytes = max_header_bytes
 
 
 class _ClientGone:
@@ -329,6 +345,7 @@ class _Deadlines:
     _header_timer: asyncio.TimerHandle | None = None
     _body_timer: asyncio.TimerHandle | None = None
     _request_begun = False
+    _header_bytes = 0
     _seen: object = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -341,10 +358,14 @@ class _Deadlines:
             self._header_timer = self.loop.call_later(
                 self.config.header_timeout, self._headers_late
             )
+            self._header_bytes = 0
         if self._header_timer is not None:
             self._request_begun = True
+            self._header_bytes += len(data)
         super().data_received(data)  # type: ignore[misc]
         self._watch()
+        if self._header_timer is not None and self._header_bytes > self.config.max_header_bytes:
+            self._headers_too_large()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]
@@ -396,6 +417,19 @@ class _Deadlines:
         )
         if self._request_begun:
             self.transport.write(REQUEST_TIMEOUT)
+        self.transport.close()
+
+    def _headers_too_large(self) -> None:
+        """httptools keeps any amount of header bytes (h11 stops at its own limit)."""
+        self._stop_header_timer()
+        if self.transport.is_closing():
+            return
+        log.info(
+            "closed connection from %s: request headers over %d bytes",
+            _peer(self.client),
+            self.config.max_header_bytes,
+        )
+        self.transport.write(HEADERS_TOO_LARGE)
         self.transport.close()
 
     def _body_late(self) -> None:
@@ -695,6 +729,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, listener: Listener) -> List
         timeout_keep_alive=settings.keepalive_timeout,
         header_timeout=settings.header_timeout,
         body_timeout=settings.body_timeout,
+        max_header_bytes=settings.max_header_bytes,
     )
 
 

@@ -88,8 +88,10 @@ class Client:
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def get(self, path: str = "/health") -> tuple[int, bytes]:
-        self.send(self.request("GET", path))
+    def get(
+        self, path: str = "/health", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        self.send(self.request("GET", path, headers))
         return self.response()
 
     def response(self) -> tuple[int, bytes]:
@@ -315,6 +317,20 @@ def test_requests_on_one_connection_are_all_answered(quick: Running, listener: s
         assert client.response() == (200, b"5 bytes")
 
 
+@pytest.mark.parametrize("listener", LISTENERS)
+def test_header_block_over_the_limit_is_refused(quick: Running, listener: str) -> None:
+    """httptools keeps any amount of headers; the limit is max_header_bytes (64 KiB)."""
+    with Client(*quick.port(listener)) as client:
+        assert client.get(headers={"X-Big": "b" * 40_000})[0] == 200  # under the limit
+        head = client.request("GET", "/health", {f"X-{i}": "a" * 1000 for i in range(200)})
+        try:
+            client.send(head)
+        except (ConnectionError, ssl.SSLError):
+            return  # closed before all of it went out: refused either way
+        received = client.closed_by_server()
+        assert received.startswith((b"HTTP/1.1 431 ", b"HTTP/1.1 400 ")), received[:60]
+
+
 def test_timeouts_are_logged_with_the_peer_and_no_request_data(
     quick: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -386,6 +402,7 @@ def test_each_listener_has_its_own_cap(capped: Running) -> None:
 
 def test_defaults_are_safe() -> None:
     settings = Settings()
+    assert 16 * 1024 <= settings.max_header_bytes <= 1024 * 1024
     assert 5 <= settings.keepalive_timeout <= 75
     assert 5 <= settings.header_timeout <= 60
     assert 30 <= settings.body_timeout <= 300
