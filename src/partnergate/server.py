@@ -726,6 +726,9 @@ def uvicorn_config(app: ASGIApp, settings: Settings, listener: Listener) -> List
         server_header=False,
         access_log=True,
         http=HttpToolsTLSProtocol,
+        # no WebSocket endpoints: an upgrade would hand the connection to a protocol
+        # that keeps none of the deadlines and never gives its place back
+        ws="none",
         timeout_keep_alive=settings.keepalive_timeout,
         header_timeout=settings.header_timeout,
         body_timeout=settings.body_timeout,

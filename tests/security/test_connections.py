@@ -386,6 +386,25 @@ def test_cap_refuses_new_connections_and_keeps_existing_ones(
     assert "connections open, the limit (max_connections)" in caplog.text
 
 
+@pytest.mark.parametrize("listener", LISTENERS)
+def test_upgrade_requests_give_their_place_back(capped: Running, listener: str) -> None:
+    """A WebSocket upgrade is answered as a plain request; its connection, closed, no
+    longer counts against the cap."""
+    port, tls = capped.port(listener)
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    for _ in range(CAP + 5):
+        with Client(port, tls) as client:
+            client.send(client.request("GET", "/health", upgrade))
+            assert client.response()[0] == 200
+    with Client(port, tls) as client:
+        assert client.get()[0] == 200
+
+
 def test_each_listener_has_its_own_cap(capped: Running) -> None:
     idle = [socket.create_connection(("127.0.0.1", capped.http), timeout=WAIT) for _ in range(CAP)]
     try:
