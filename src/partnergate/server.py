@@ -1,8 +1,8 @@
 """Starting uvicorn with the listeners the settings ask for: plain HTTP, TLS, or both.
 
-One process, one app, one lifespan. The first listener is uvicorn's own server; further
-listeners are asyncio servers opened beside it that share its connection set, so that a
-shutdown closes and waits for all of them. Every socket is bound before the app starts:
+One process, one app, one lifespan. uvicorn's server runs them all: each listener is an
+asyncio server opened behind its :class:`Gate`, and all share uvicorn's connection set,
+so that a shutdown closes and waits for all of them. Every socket is bound before the app starts:
 a port in use is a one-line error, not a half-started server.
 
 On the TLS listener OpenSSL verifies client certificates against ``--client-ca``; its
@@ -247,7 +247,7 @@ class _WithTLS:
 class _TLSScope:
     """Protocol mixin: after the handshake, wrap the app with the connection's facts.
 
-    uvicorn protocols call ``self.app`` for every request, and asyncio calls
+    uvicorn protocols call ``self.app`` for every request, and the listener's gate calls
     ``connection_made`` once the TLS handshake is complete, so the peer is known here.
     """
 
