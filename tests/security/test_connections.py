@@ -447,7 +447,8 @@ def http_port(server: Process) -> int:
 
 
 def test_real_server_cap_on_both_listeners(tmp_path: Path, store_url: str, made: PKI) -> None:
-    server, https = start(tmp_path, store_url, made, max_connections=str(CAP), header_timeout="6")
+    limits = {"max_connections": str(CAP), "header_timeout": "6", "keepalive_timeout": "60"}
+    server, https = start(tmp_path, store_url, made, **limits)
     try:
         check_the_cap(http_port(server), None, header_timeout=6)
         check_the_cap(https, made.client(), header_timeout=6)
