@@ -63,7 +63,8 @@ class Settings:
     """Seconds a client has, from connecting or from the first byte of a request, to send
     the whole header block; on the TLS listener also the limit for the handshake."""
     max_header_bytes: int = 65536
-    """Largest request line and header block; more is answered 431 (h11: 400)."""
+    """Largest request line and header block; more is answered 431 and closed. (With h11
+    instead of httptools: 400, and a block that arrives whole is h11's to judge.)"""
     body_timeout: int = 60
     """Seconds a client has, from the end of the headers, to send the whole request body."""
     max_connections: int | None = None

@@ -420,7 +420,7 @@ class _Deadlines:
         self.transport.close()
 
     def _headers_too_large(self) -> None:
-        """httptools keeps any amount of header bytes (h11 stops at its own limit)."""
+        """Header bytes still arriving are bounded here, whatever the parser keeps."""
         self._stop_header_timer()
         if self.transport.is_closing():
             return
@@ -453,9 +453,29 @@ class H11TLSProtocol(_Deadlines, _TLSScope, H11Protocol):
     """uvicorn's h11 protocol with the deadlines, and on TLS the ASGI ``tls`` extension."""
 
 
+class _HeadersTooLarge(Exception):
+    pass
+
+
 class HttpToolsTLSProtocol(_Deadlines, _TLSScope, HttpToolsProtocol):
     """uvicorn's httptools protocol (its default with ``uvicorn[standard]``) with the
-    deadlines, and on TLS the ASGI ``tls`` extension."""
+    deadlines, a limit on the header block, and on TLS the ASGI ``tls`` extension."""
+
+    _too_large = False
+
+    def on_headers_complete(self) -> None:
+        # before the request reaches the app; the parser reports the error raised here
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.config.max_header_bytes:
+            self._too_large = True
+            raise _HeadersTooLarge
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._headers_too_large()
+        else:
+            super().send_400_response(msg)
 
 
 TLS_SHUTDOWN_TIMEOUT = 5.0

@@ -628,3 +628,35 @@ def test_sigterm_with_idle_connections_stops_promptly(
         for item in held:
             item.close()
         stop_server(server)
+
+
+def test_serve_options_set_the_limits(tmp_path: Path, store_url: str) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PARTNERGATE_DB": store_url,
+        "PARTNERGATE_DATA_DIR": str(tmp_path / "data"),
+    }
+    log_path = tmp_path / "serve.log"
+    options = ["--max-connections", "7", "--header-timeout", "3", "--keepalive-timeout", "4"]
+    options += ["--body-timeout", "5", "--max-header-bytes", "20000"]
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "partnergate", "serve", "--http", f"127.0.0.1:{port}", *options],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "at most " not in log_path.read_text():
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        line = "at most 7 open connections per listener; idle 4 s, headers 3 s, body 5 s"
+        assert line in log_path.read_text()
+        with Client(port) as client:
+            assert client.get(headers={"X-Big": "b" * 30_000})[0] == 431
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
