@@ -123,6 +123,35 @@ def main(ctx: click.Context, config: str | None, db: str | None) -> None:
     metavar="DIR",
     help="Folder of flow files to deploy; reloaded when a file changes and on SIGHUP.",
 )
+@click.option(
+    "--keepalive-timeout",
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="Close a keep-alive connection idle this long after a response; default 15.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="Time for a request's headers (and the TLS handshake); default 10.",
+)
+@click.option(
+    "--max-header-bytes",
+    type=click.IntRange(min=1),
+    metavar="BYTES",
+    help="Largest request line and header block; default 65536.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="Time for a request's body, from the end of its headers; default 60.",
+)
+@click.option(
+    "--max-connections",
+    metavar="N",
+    help="Open connections per listener, more are refused; default 'auto' (from ulimit -n).",
+)
 def serve(
     obj: Context,
     config: str | None,
@@ -135,6 +164,11 @@ def serve(
     client_cert: str | None,
     trusted_proxies: tuple[str, ...],
     flows: str | None,
+    keepalive_timeout: int | None,
+    header_timeout: int | None,
+    max_header_bytes: int | None,
+    body_timeout: int | None,
+    max_connections: str | None,
 ) -> None:
     """Run the server (applies pending database migrations first).
 
@@ -153,6 +187,11 @@ def serve(
         "client_cert": client_cert,
         "trusted_proxies": list(trusted_proxies) or None,
         "flows": flows,
+        "keepalive_timeout": keepalive_timeout,
+        "header_timeout": header_timeout,
+        "max_header_bytes": max_header_bytes,
+        "body_timeout": body_timeout,
+        "max_connections": max_connections,
     }
     try:
         settings = load_settings(config or obj.config, overrides)

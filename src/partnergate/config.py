@@ -66,6 +66,19 @@ class Settings:
     flow or step may set its own ``time-limit``)."""
     xslt_workers: int = 2
     """Saxon worker processes: how many XSLT steps run at the same time."""
+    keepalive_timeout: int = 15
+    """Seconds an idle keep-alive connection stays open after a response."""
+    header_timeout: int = 10
+    """Seconds a client has, from connecting or from the first byte of a request, to send
+    the whole header block; on the TLS listener also the limit for the handshake."""
+    max_header_bytes: int = 65536
+    """Largest request line and header block; more is answered 431 and closed. (With h11
+    instead of httptools: 400, and a block that arrives whole is h11's to judge.)"""
+    body_timeout: int = 60
+    """Seconds a client has, from the end of the headers, to send the whole request body."""
+    max_connections: int | None = None
+    """Open connections per listener; more are closed at once. None: from the file
+    descriptor limit (``ulimit -n``) at start-up, keeping a reserve for the server."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,6 +95,11 @@ _INT_FIELDS = {
     "message_log_days",
     "step_time_limit",
     "xslt_workers",
+    "keepalive_timeout",
+    "header_timeout",
+    "body_timeout",
+    "max_header_bytes",
+    "max_connections",
 }
 _FLOAT_FIELDS = {"query_time_limit"}
 _BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}
@@ -90,6 +108,8 @@ _NAMES = {f.name for f in fields(Settings)} - {"extra"}
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name == "max_connections" and value == "auto":
+        return None
     if name in _INT_FIELDS:
         try:
             number = int(value)

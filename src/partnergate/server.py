@@ -1,8 +1,8 @@
 """Starting uvicorn with the listeners the settings ask for: plain HTTP, TLS, or both.
 
-One process, one app, one lifespan. The first listener is uvicorn's own server; further
-listeners are asyncio servers opened beside it that share its connection set, so that a
-shutdown closes and waits for all of them. Every socket is bound before the app starts:
+One process, one app, one lifespan. uvicorn's server runs them all: each listener is an
+asyncio server opened behind its :class:`Gate`, and all share uvicorn's connection set,
+so that a shutdown closes and waits for all of them. Every socket is bound before the app starts:
 a port in use is a one-line error, not a half-started server.
 
 On the TLS listener OpenSSL verifies client certificates against ``--client-ca``; its
@@ -14,6 +14,12 @@ client presented, so the TLS listener's protocol puts it into the ASGI ``tls`` e
 A refused handshake never reaches the app: asyncio closes the connection without sending
 OpenSSL's alert and reports the failure only in debug mode, so the client sees the
 connection closed and the server log stays silent.
+
+Connections are untrusted until they have sent a request, and some never do. Each
+listener's :class:`Gate` counts its open connections and closes those over the cap at
+once, before any TLS work; it does the TLS handshake itself (``start_tls``) under the
+header deadline. The HTTP protocols keep the deadlines uvicorn does not keep
+(:class:`_Deadlines`): for a request's header block, and for its body.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import logging
 import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +40,9 @@ from typing import Any
 import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -43,12 +52,15 @@ from .web.app import create_app
 from .web.client_cert import CertificateTrust
 
 __all__ = [
+    "Gate",
     "H11TLSProtocol",
     "HttpToolsTLSProtocol",
     "Listener",
+    "ListenerConfig",
     "Server",
     "ServerContext",
     "TLSContexts",
+    "connection_limit",
     "serve",
     "split_host_port",
     "tls_context",
@@ -235,7 +247,7 @@ class _WithTLS:
 class _TLSScope:
     """Protocol mixin: after the handshake, wrap the app with the connection's facts.
 
-    uvicorn protocols call ``self.app`` for every request, and asyncio calls
+    uvicorn protocols call ``self.app`` for every request, and the listener's gate calls
     ``connection_made`` once the TLS handshake is complete, so the peer is known here.
     """
 
@@ -248,13 +260,446 @@ class _TLSScope:
             self.app = _WithTLS(self.app, extension)
 
 
-class H11TLSProtocol(_TLSScope, H11Protocol):
-    """uvicorn's h11 protocol with the ASGI ``tls`` extension."""
+# --- deadlines and the connection cap ------------------------------------------------------
+
+REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 16\r\n"
+    b"connection: close\r\n\r\n"
+    b"Request Timeout\n"
+)
 
 
-class HttpToolsTLSProtocol(_TLSScope, HttpToolsProtocol):
+HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 32\r\n"
+    b"connection: close\r\n\r\n"
+    b"Request Header Fields Too Large\n"
+)
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    if client is None:
+        return "an unknown peer"
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ListenerConfig(uvicorn.Config):
+    """uvicorn's settings of one listener, with the deadlines uvicorn does not keep."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        header_timeout: float,
+        body_timeout: float,
+        max_header_bytes: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(app, h11_max_incomplete_event_size=max_header_bytes, **kwargs)
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.max_header_bytes = max_header_bytes
+
+
+class _ClientGone:
+    """The app, quiet about a client that left before its request was read: a body cut
+    by its deadline, or a client that hung up. Nobody is left to answer, and uvicorn would
+    log the app's ``ClientDisconnect`` as an error with a traceback."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            log.debug("client left before its request was read: %s", scope.get("path"))
+
+
+class _Deadlines:
+    """Protocol mixin: the deadlines uvicorn keeps no watch over.
+
+    uvicorn closes a connection left idle after a response (``timeout_keep_alive``), but
+    waits for ever for a new connection's first request, for the rest of a header block
+    and for a body. Here one timer runs from the connection's start, or from the first
+    byte of a further request, until the header block is complete (``header_timeout``);
+    another from then until the body is complete (``body_timeout``). A connection over
+    either is closed, with a 408 when a request had begun and no response has.
+
+    ``release`` (set by the :class:`Gate`) gives the connection's place back when it ends.
+    """
+
+    config: ListenerConfig
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    client: tuple[str, int] | None
+    cycle: Any
+
+    release: Callable[[], None] | None = None
+    _header_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
+    _request_begun = False
+    _header_bytes = 0
+    _seen: object = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._header_timer = self.loop.call_later(self.config.header_timeout, self._headers_late)
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        if self._header_timer is None and (cycle is None or cycle.response_complete):
+            self._header_timer = self.loop.call_later(
+                self.config.header_timeout, self._headers_late
+            )
+            self._header_bytes = 0
+        if self._header_timer is not None:
+            self._request_begun = True
+            self._header_bytes += len(data)
+        super().data_received(data)  # type: ignore[misc]
+        self._watch()
+        if self._header_timer is not None and self._header_bytes > self.config.max_header_bytes:
+            self._headers_too_large()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        self._watch()  # h11 starts a pipelined request from here
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        self._stop_body_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+        if self.release is not None:
+            self.release()
+            self.release = None
+
+    def _watch(self) -> None:
+        """After the parser has run: a new request object means its header block is in."""
+        cycle = self.cycle
+        if cycle is None:
+            return
+        if cycle is not self._seen:
+            self._seen = cycle
+            self._stop_header_timer()
+            self._request_begun = False
+            self._stop_body_timer()
+            if cycle.more_body:
+                self._body_timer = self.loop.call_later(self.config.body_timeout, self._body_late)
+        elif self._body_timer is not None and not cycle.more_body:
+            self._stop_body_timer()
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        what = "request headers not complete" if self._request_begun else "no request"
+        log.info(
+            "closed connection from %s: %s within %s s",
+            _peer(self.client),
+            what,
+            self.config.header_timeout,
+        )
+        if self._request_begun:
+            self.transport.write(REQUEST_TIMEOUT)
+        self.transport.close()
+
+    def _headers_too_large(self) -> None:
+        """Header bytes still arriving are bounded here, whatever the parser keeps."""
+        self._stop_header_timer()
+        if self.transport.is_closing():
+            return
+        log.info(
+            "closed connection from %s: request headers over %d bytes",
+            _peer(self.client),
+            self.config.max_header_bytes,
+        )
+        self.transport.write(HEADERS_TOO_LARGE)
+        self.transport.close()
+
+    def _body_late(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if self.transport.is_closing() or cycle is None or not cycle.more_body:
+            return
+        log.info(
+            "closed connection from %s: request body not complete within %s s",
+            _peer(self.client),
+            self.config.body_timeout,
+        )
+        answer = not cycle.response_started
+        cycle.disconnected = True  # the app's reader sees the client gone; its writes go nowhere
+        if answer:
+            self.transport.write(REQUEST_TIMEOUT)
+        self.transport.close()
+
+
+class H11TLSProtocol(_Deadlines, _TLSScope, H11Protocol):
+    """uvicorn's h11 protocol with the deadlines, and on TLS the ASGI ``tls`` extension."""
+
+
+class _HeadersTooLarge(Exception):
+    pass
+
+
+class HttpToolsTLSProtocol(_Deadlines, _TLSScope, HttpToolsProtocol):
     """uvicorn's httptools protocol (its default with ``uvicorn[standard]``) with the
-    ASGI ``tls`` extension."""
+    deadlines, a limit on the header block, and on TLS the ASGI ``tls`` extension."""
+
+    _too_large = False
+
+    def on_headers_complete(self) -> None:
+        # before the request reaches the app; the parser reports the error raised here
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.config.max_header_bytes:
+            self._too_large = True
+            raise _HeadersTooLarge
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._headers_too_large()
+        else:
+            super().send_400_response(msg)
+
+
+TLS_SHUTDOWN_TIMEOUT = 5.0
+"""Seconds a closing TLS connection waits for the peer's close_notify (asyncio: 30), so
+that a peer that never answers it holds no place after its deadline, nor delays a stop."""
+
+FD_RESERVE = 128
+"""File descriptors the automatic cap leaves to the server itself: database
+connections, files, logs, worker pipes."""
+AUTO_MAX_CONNECTIONS = 10_000
+
+
+def _fd_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_limit(settings: Settings, listeners: int) -> int:
+    """Open connections allowed per listener: ``max_connections``, or else what the file
+    descriptor limit leaves after :data:`FD_RESERVE`, shared among the listeners."""
+    soft = _fd_limit()
+    if settings.max_connections is not None:
+        limit = settings.max_connections
+        if soft is not None and limit * listeners > soft - FD_RESERVE:
+            log.warning(
+                "max_connections %d on %d listener(s) leaves the server fewer than %d of its "
+                "%d file descriptors (ulimit -n): new files and database connections may fail",
+                limit,
+                listeners,
+                FD_RESERVE,
+                soft,
+            )
+        return limit
+    if soft is None:
+        return AUTO_MAX_CONNECTIONS
+    return max(16, min(AUTO_MAX_CONNECTIONS, (soft - FD_RESERVE) // listeners))
+
+
+class Gate:
+    """One listener's door: it counts the listener's open connections, closes those over
+    ``limit`` as soon as they are accepted, and on the TLS listener does the handshake
+    within ``handshake_timeout`` before HTTP begins.
+
+    A connection holds its place from acceptance until it closes, handshake included, so
+    the cap bounds the file descriptors a listener can take, whatever its peers do.
+    """
+
+    REPORT_EVERY = 60.0
+
+    def __init__(
+        self, name: str, limit: int, tls: TLSContexts | None, handshake_timeout: float
+    ) -> None:
+        self.name = name
+        self.limit = limit
+        self.tls = tls
+        self.handshake_timeout = handshake_timeout
+        self.open: set[_Accept] = set()
+        self.handshakes: set[asyncio.Task[None]] = set()
+        self._refused = 0
+        self._report_at = 0.0
+
+    def factory(self, http: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """The protocol factory of the listener's server; ``http`` makes the HTTP protocol."""
+        return lambda: _Accept(self, http)
+
+    def admit(self, connection: _Accept, transport: asyncio.BaseTransport) -> bool:
+        if len(self.open) < self.limit:
+            self.open.add(connection)
+            return True
+        transport.abort()
+        self._refused += 1
+        now = time.monotonic()
+        if now >= self._report_at:
+            log.warning(
+                "%s: %d connections open, the limit (max_connections); refused %d new",
+                self.name,
+                self.limit,
+                self._refused,
+            )
+            self._refused = 0
+            self._report_at = now + self.REPORT_EVERY
+        return False
+
+    def release(self, connection: _Accept) -> None:
+        self.open.discard(connection)
+
+    def close(self) -> None:
+        """At shutdown: end the connections still in their handshake."""
+        for connection in list(self.open):
+            if connection.http is None and connection.transport is not None:
+                connection.transport.abort()
+
+
+class _Accept(asyncio.Protocol):
+    """A connection until HTTP takes it over: admitted or refused; on the TLS listener the
+    handshake, within the gate's deadline.
+
+    The handshake starts with the client's first bytes (``start_tls``): those were read
+    on the plain connection and are handed to TLS before anything read later. Request
+    bytes that arrive with the handshake's end are kept for the HTTP protocol.
+    """
+
+    def __init__(self, gate: Gate, http: Callable[[], asyncio.Protocol]) -> None:
+        self.gate = gate
+        self.make_http = http
+        self.transport: Any = None  # uvloop's transports are not asyncio.Transport
+        self.http: asyncio.Protocol | None = None
+        self.handshake: asyncio.Task[None] | None = None
+        self.deadline: asyncio.TimerHandle | None = None
+        self.early: list[bytes] = []
+        self.eof = False
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        if not self.gate.admit(self, transport):
+            return
+        if self.gate.tls is None:
+            self._hand_over(transport)
+            return
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.call_later(self.gate.handshake_timeout, self._handshake_late)
+
+    def data_received(self, data: bytes) -> None:
+        if self.handshake is None:
+            self._start_tls(data)
+        else:
+            self.early.append(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return self.handshake is not None  # before any handshake: nothing to wait for
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._stop_deadline()
+        self.gate.release(self)
+
+    def _start_tls(self, hello: bytes) -> None:
+        transport = self.transport
+        transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        task = self.handshake = loop.create_task(self._handshake(transport))
+        self.gate.handshakes.add(task)
+        task.add_done_callback(self.gate.handshakes.discard)
+        # The task's first step swaps the transport's protocol for TLS and schedules the
+        # resumption of reading; one step later, in the same turn of the loop as that
+        # resumption and so before anything more is read, TLS gets the bytes read so far.
+        loop.call_soon(loop.call_soon, self._feed_tls, hello)
+
+    def _feed_tls(self, data: bytes) -> None:
+        transport = self.transport
+        if transport.is_closing():
+            return
+        protocol = transport.get_protocol()
+        if protocol is self:  # start_tls has not begun yet; reading is still paused
+            asyncio.get_running_loop().call_soon(self._feed_tls, data)
+            return
+        view = memoryview(data)
+        while view:
+            buffer = protocol.get_buffer(len(view))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            protocol.buffer_updated(size)
+            view = view[size:]
+
+    async def _handshake(self, transport: Any) -> None:
+        gate = self.gate
+        assert gate.tls is not None
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                transport,
+                self,
+                gate.tls.listening,
+                server_side=True,
+                ssl_handshake_timeout=gate.handshake_timeout + 5,  # ours comes first
+                ssl_shutdown_timeout=min(gate.handshake_timeout, TLS_SHUTDOWN_TIMEOUT),
+            )
+        except Exception:  # refused by OpenSSL, reset or late: asyncio has closed it, silently
+            self._drop(transport)
+            return
+        if tls is None or self.lost:
+            self._drop(transport)
+            return
+        self._stop_deadline()
+        self._hand_over(tls)
+
+    def _handshake_late(self) -> None:
+        self.deadline = None
+        transport = self.transport
+        if self.http is not None or transport.is_closing():
+            return
+        log.info(
+            "closed TLS connection from %s: no handshake within %s s",
+            _peer(transport.get_extra_info("peername")),
+            self.gate.handshake_timeout,
+        )
+        self._drop(transport)
+
+    def _stop_deadline(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _drop(self, transport: Any) -> None:
+        if not transport.is_closing():
+            transport.abort()
+        self._stop_deadline()
+        self.gate.release(self)
+
+    def _hand_over(self, transport: Any) -> None:
+        http = self.http = self.make_http()
+        http.release = functools.partial(self.gate.release, self)  # type: ignore[attr-defined]
+        transport.set_protocol(http)
+        http.connection_made(transport)
+        early, self.early = self.early, []
+        for data in early:
+            http.data_received(data)  # type: ignore[attr-defined]
+        if self.eof and not http.eof_received():  # type: ignore[attr-defined]
+            transport.close()
 
 
 # --- listeners and the server --------------------------------------------------------------
@@ -289,18 +734,25 @@ def listeners(settings: Settings) -> list[Listener]:
     return found
 
 
-def uvicorn_config(app: ASGIApp, settings: Settings, listener: Listener) -> uvicorn.Config:
-    tls = listener.tls
-    return uvicorn.Config(
-        app,
+def uvicorn_config(app: ASGIApp, settings: Settings, listener: Listener) -> ListenerConfig:
+    """uvicorn's settings for a listener. No TLS here: the listener's :class:`Gate` does the
+    handshake, so that a connection over the cap costs no TLS work."""
+    return ListenerConfig(
+        _ClientGone(app),
         host=listener.host,
         port=listener.port,
         log_level=settings.log_level,
         proxy_headers=False,
         server_header=False,
         access_log=True,
-        http=HttpToolsTLSProtocol if tls else "auto",
-        ssl_context_factory=(lambda config, default: tls.listening) if tls else None,
+        http=HttpToolsTLSProtocol,
+        # no WebSocket endpoints: an upgrade would hand the connection to a protocol
+        # that keeps none of the deadlines and never gives its place back
+        ws="none",
+        timeout_keep_alive=settings.keepalive_timeout,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_header_bytes=settings.max_header_bytes,
     )
 
 
@@ -334,6 +786,11 @@ class Server(uvicorn.Server):
         self.listeners = listeners(settings)
         self.configs = [uvicorn_config(app, settings, item) for item in self.listeners]
         super().__init__(self.configs[0])
+        limit = connection_limit(settings, len(self.listeners))
+        self.gates = [
+            Gate(f"{item.host}:{item.port}", limit, item.tls, settings.header_timeout)
+            for item in self.listeners
+        ]
         self.reloaders: list[tuple[str, Callable[[], None]]] = [
             (f"TLS listener {item.host}:{item.port}", item.tls.reload)
             for item in self.listeners
@@ -371,31 +828,50 @@ class Server(uvicorn.Server):
         await super().serve(self.bind() if sockets is None else sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup, with each listener's server opened behind its gate."""
         assert sockets is not None and len(sockets) == len(self.listeners)
-        await super().startup(sockets[:1])
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(STARTUP_FAILURE)
         loop = asyncio.get_running_loop()
-        for config, sock in zip(self.configs[1:], sockets[1:], strict=True):
-            config.load()
-            factory = functools.partial(
+        self.servers = []
+        for config, gate, item, sock in zip(
+            self.configs, self.gates, self.listeners, sockets, strict=True
+        ):
+            if not config.loaded:
+                config.load()
+            if not issubclass(config.http_protocol_class, _Deadlines):
+                raise ConfigError(f"{config.http_protocol_class!r} keeps no deadlines")
+            http = functools.partial(
                 config.http_protocol_class,
                 config=config,
                 server_state=self.server_state,
                 app_state=self.lifespan.state,
             )
-            server = await loop.create_server(
-                factory, sock=sock, ssl=config.ssl, backlog=config.backlog
-            )
+            server = await loop.create_server(gate.factory(http), sock=sock, backlog=config.backlog)
             self.servers.append(server)
-        for item, sock in zip(self.listeners, sockets, strict=True):
+            gate.name = item.describe(sock).split(" ", 1)[0]
             log.info("listening on %s", item.describe(sock))
+        log.info(
+            "at most %d open connections per listener; idle %d s, headers %d s, body %d s",
+            self.gates[0].limit,
+            self.configs[0].timeout_keep_alive,
+            self.configs[0].header_timeout,
+            self.configs[0].body_timeout,
+        )
         if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
             loop.add_signal_handler(signal.SIGHUP, self.reload)
             self._sighup = True
+        self.started = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self._sighup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self._sighup = False
+        for server in self.servers:
+            server.close()
+        for gate in self.gates:
+            gate.close()
         await super().shutdown(sockets)
 
 
