@@ -195,11 +195,6 @@ A_CHANGE_SET_THEN_A_BAD_GET = (
 )
 
 
-@pytest.mark.xfail(
-    reason="finding 3: a GET part with $format=bogus after a change set answers the whole "
-    "batch 406 while the change set is committed",
-    strict=False,
-)
 @example(request=A_CHANGE_SET_THEN_A_BAD_GET)
 @given(request=batch(queries=True))
 def test_batch_with_query_options_in_get_parts(target: Target, request: tuple[str, bytes]) -> None:

@@ -224,10 +224,6 @@ def test_flow_messages(target: Target, endpoint: str, request: tuple[str, bytes]
     post(target, endpoint, *request)
 
 
-@pytest.mark.xfail(
-    reason="finding 10: a charset that does not exist answers 500 in template and script steps",
-    strict=False,
-)
 @example(endpoint="/http/fuzz/template", request=("text/plain; charset=bogus", b"<a/>"))
 @example(endpoint="/http/fuzz/script", request=("text/plain; charset=bogus", b"<a/>"))
 @given(
@@ -241,11 +237,6 @@ def test_flow_messages_any_charset(
     post(target, endpoint, *request)
 
 
-@pytest.mark.xfail(
-    reason="finding 10: XML nested more than 100 deep into an XSLT step answers 500 "
-    "(the first parser allows 256, Saxon refuses more than 100)",
-    strict=False,
-)
 @example(depth=101, endpoint="/http/fuzz/xslt")
 @given(depth=st.integers(90, 400), endpoint=st.sampled_from(ENDPOINTS))
 def test_deep_xml(target: Target, depth: int, endpoint: str) -> None:
