@@ -114,13 +114,9 @@ def test_sign_out_ends_the_session_on_the_ui_and_the_api(
     assert works(server, other)
 
 
-def test_sign_out_without_the_token_signs_nobody_out(
-    server: Server, user: tuple[str, str]
-) -> None:
+def test_sign_out_without_the_token_signs_nobody_out(server: Server, user: tuple[str, str]) -> None:
     cookie = ui_session(server, *user)
-    r = httpx.post(
-        server.url + "/ui/signout", cookies={SESSION: cookie}, data={"csrf": "forged"}
-    )
+    r = httpx.post(server.url + "/ui/signout", cookies={SESSION: cookie}, data={"csrf": "forged"})
     assert r.status_code == 403
     assert works(server, cookie)
 
@@ -166,7 +162,7 @@ def test_a_changed_password_signs_in_afresh(server: Server, user: tuple[str, str
 def test_cookies_we_never_issued_are_no_session(server: Server, value: str) -> None:
     r = httpx.get(
         server.api + "/StringParameters",
-        headers={"Cookie": f"{SESSION}={value}".encode("utf-8")},  # type: ignore[dict-item]
+        headers={"Cookie": f"{SESSION}={value}".encode()},  # type: ignore[dict-item]
     )
     assert r.status_code == 401
     assert r.headers["www-authenticate"].startswith("Basic")
