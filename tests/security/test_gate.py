@@ -40,6 +40,10 @@ AUTHORIZATION: dict[str, list[bytes]] = {
     "basic huge password": [b"Basic " + b64(b"someone:" + b"p" * 5000)],
     "basic huge header": [b"Basic " + b"A" * 9000],
     "basic control bytes": [b"Basic " + b64(b"a\x00b:\x01\x7f")],
+    "basic nul name": [b"Basic " + b64(b"\x00:pw")],
+    "basic nul password": [b"Basic " + b64(b"someone:p\x00w")],
+    "basic c1 name": [b"Basic " + b64("a\u0085b:pw".encode())],
+    "basic surrogate bytes": [b"Basic " + b64(b"\xed\xa0\x80:pw")],
     "bearer alone": [b"Bearer"],
     "bearer garbage": [b"Bearer garbage"],
     "bearer three dots": [b"Bearer a.b.c"],
@@ -169,12 +173,23 @@ def test_the_oauth_endpoint_refuses_bad_client_bytes(flows_server: Server) -> No
             b"grant_type=client_credentials",
         )
         assert status == 401, value
-    form = b"grant_type=client_credentials&client_id=%C3%A9%FF&client_secret=%FF"
-    status = raw_request(
-        flows_server.url,
-        "POST",
-        "/oauth/token",
-        [(b"Content-Type", b"application/x-www-form-urlencoded")],
-        form,
-    )
-    assert status in (400, 401)
+    for client in (b"%C3%A9%FF", b"a%00b", b"%00", b"x" * 300):
+        form = b"grant_type=client_credentials&client_id=" + client + b"&client_secret=%FF%00"
+        status = raw_request(
+            flows_server.url,
+            "POST",
+            "/oauth/token",
+            [(b"Content-Type", b"application/x-www-form-urlencoded")],
+            form,
+        )
+        assert status == 401, client
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "\x00", "n" * 151, "", "x\u0085y"])
+def test_the_sign_in_form_refuses_names_no_account_has(flows_server: Server, name: str) -> None:
+    from .helpers import sign_in
+
+    with httpx.Client(base_url=flows_server.url, timeout=30) as browser:
+        page = sign_in(browser, name, "pw\x00")
+    assert page.status_code == 400
+    assert "The user name or the password is wrong." in page.text

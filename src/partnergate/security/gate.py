@@ -25,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -228,8 +229,8 @@ class Gate:
             client_id, secret = unquote(header.name), unquote(header.secret)
         if not client_id or secret is None:
             return Refused(401, "no client credentials", challenge=REALM if header else None)
-        if len(client_id) > MAX_NAME or len(secret) > MAX_SECRET:
-            return Refused(401, "client credentials too long", challenge=REALM)
+        if not _plausible(client_id, secret):
+            return Refused(401, "malformed client credentials", challenge=REALM)
         checked = await self._password(self.clients, client_id, secret, self._source(facts))
         if isinstance(checked, Refused):
             return _with_challenge(checked, REALM if header else None)
@@ -251,8 +252,8 @@ class Gate:
 
     async def sign_in(self, facts: Facts, name: str, password: str) -> Allowed | Refused:
         """The UI's sign-in form: a new session for the user, or why not."""
-        if not name or len(name) > MAX_NAME or len(password) > MAX_SECRET:
-            return Refused(400, "user name or password empty or too long")
+        if not _plausible(name, password):
+            return Refused(400, "user name empty, too long or with control characters")
         checked = await self._password(self.users, name, password, self._source(facts))
         if isinstance(checked, Refused):
             return checked
@@ -524,9 +525,19 @@ def _basic(value: str) -> _Basic | Refused:
     name, sep, secret = decoded.partition(":")
     if not sep:
         return _unauthorised("malformed Basic credentials (no ':')")
-    if not name or len(name) > MAX_NAME or len(secret) > MAX_SECRET:
-        return _unauthorised("Basic credentials with an empty or over-long name or password")
+    if not _plausible(name, secret):
+        return _unauthorised("Basic credentials with a malformed name or an over-long password")
     return _Basic(name, secret)
+
+
+def _plausible(name: str, secret: str) -> bool:
+    """Whether ``name`` could name an account at all (1 to 150 characters, none of them a
+    control character, which no store accepts) and ``secret`` is of a size worth hashing."""
+    return (
+        0 < len(name) <= MAX_NAME
+        and len(secret) <= MAX_SECRET
+        and not any(unicodedata.category(c) == "Cc" for c in name)
+    )
 
 
 def _cookie(facts: Facts, name: str) -> str | None:

@@ -9,7 +9,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -31,7 +30,7 @@ from ..security.throttle import Limits as LoginLimits
 from ..security.throttle import LoginThrottle
 from ..store import database
 from ..store.accounts import AccountCache, Clients, Users, server_key
-from ..store.changes import Change, ChangeListener
+from ..store.changes import ChangeListener
 from ..store.directory import DirectoryStore
 from ..store.messagelog import StoreMessageLog
 from ..store.reader import StoreReader
@@ -41,6 +40,7 @@ from .auth import facts, refusal_headers, set_session_cookie
 from .bodies import BodyTooLarge, read_body
 from .client_cert import CertificateTrust, ClientCertResult, client_certificate
 from .flows import Deployment, Runtime
+from .services import Services
 from .ui import root, ui_routes
 
 log = logging.getLogger("partnergate.web")
@@ -48,29 +48,6 @@ log = logging.getLogger("partnergate.web")
 API_ROOT = "/api/v1"
 API_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
 WRITES = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
-
-
-@dataclass
-class Services:
-    settings: Settings
-    store: DirectoryStore
-    users: Users
-    clients: Clients
-    accounts: AccountCache
-    sessions: Sessions
-    gate: Gate
-    runtime: Runtime
-    message_log: StoreMessageLog
-
-    def invalidate(self, changes: list[Change]) -> None:
-        """What another node or process changed: drop it from this node's caches."""
-        self.runtime.invalidate(changes)
-        self.accounts.invalidate(changes)
-
-    def forget_everything(self) -> None:
-        """Changes may have been missed: drop every cache."""
-        self.runtime.forget_everything()
-        self.accounts.clear()
 
 
 def _odata_error(

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -26,10 +25,8 @@ from ...model.errors import NotFound
 from ...security.gate import Refused
 from ...security.principals import PARTNER_DIRECTORY_CONFIGURATOR
 from ..auth import facts
+from ..services import Services
 from .kinds import CONTENT_TYPE_NAMES, Kind
-
-if TYPE_CHECKING:
-    from ..app import Services
 
 WEB = Path(__file__).resolve().parent.parent
 TEMPLATES = WEB / "templates"

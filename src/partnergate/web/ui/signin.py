@@ -8,8 +8,6 @@ that another site cannot sign a browser in under the attacker's account.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,10 +15,8 @@ from ...security.gate import Refused
 from ...security.principals import PARTNER_DIRECTORY_CONFIGURATOR
 from ...security.sessions import SESSION_COOKIE, new_session_id, well_formed
 from ..auth import facts, set_session_cookie
+from ..services import Services
 from .pages import Page, Urls, guarded, html, redirect
-
-if TYPE_CHECKING:
-    from ..app import Services
 
 SIGNIN_COOKIE = "PG_SIGNIN"
 SIGNIN_LIFETIME = 3600
