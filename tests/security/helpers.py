@@ -20,10 +20,12 @@ def raw_request(
     headers: list[tuple[bytes, bytes]],
     body: bytes = b"",
     timeout: float = 30,
+    host: bytes | None = None,
 ) -> int:
     """Send one request exactly as given; the status code the server answers."""
     parts = urlsplit(url)
-    lines = [f"{method} {path} HTTP/1.1".encode(), f"Host: {parts.netloc}".encode()]
+    host = parts.netloc.encode() if host is None else host
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + host]
     lines += [name + b": " + value for name, value in headers]
     lines += [b"Connection: close", f"Content-Length: {len(body)}".encode()]
     request = b"\r\n".join(lines) + b"\r\n\r\n" + body

@@ -193,3 +193,20 @@ def test_the_sign_in_form_refuses_names_no_account_has(flows_server: Server, nam
         page = sign_in(browser, name, "pw\x00")
     assert page.status_code == 400
     assert "The user name or the password is wrong." in page.text
+
+
+@pytest.mark.parametrize("host", [b"\xe9", b"a b", b"[::1", b"x" * 3000, b""])
+def test_an_odd_host_header_is_no_500(flows_server: Server, host: bytes) -> None:
+    name, password = "host_" + uuid.uuid4().hex[:8], secrets.token_urlsafe(12)
+    flows_server.add_user(name, password, ADMIN_ROLE)
+    basic = (b"Authorization", b"Basic " + b64(f"{name}:{password}".encode()))
+    fetch = (b"X-CSRF-Token", b"Fetch")
+    for method, path, headers in [
+        ("GET", "/api/v1/", [basic, fetch]),
+        ("GET", "/api/v1/", []),
+        ("GET", "/ui/partners?x=1", []),
+        ("GET", "/ui/signin", []),
+        ("GET", "/whoami", [basic]),
+    ]:
+        status = raw_request(flows_server.url, method, path, headers, host=host)
+        assert status < 500, (method, path, status)

@@ -203,3 +203,40 @@ def test_a_session_ends_on_every_node(fleet: list[Server], change: str) -> None:
             assert done.returncode == 0, done.stderr
     assert refused_soon(b, cookie)
     assert refused_soon(a, cookie)
+
+
+IDLE, LIFETIME = 3, 9
+
+
+@pytest.fixture(scope="module")
+def brief(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterator[Server]:
+    """A server whose sessions end after 3 idle seconds, or 9 seconds in all."""
+    env = {"PARTNERGATE_SESSION_IDLE": str(IDLE), "PARTNERGATE_SESSION_LIFETIME": str(LIFETIME)}
+    srv = start_server(tmp_path_factory.mktemp("brief"), store_url, env)
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+
+
+def test_an_idle_session_ends(brief: Server) -> None:
+    user = ("idle_" + uuid.uuid4().hex[:8], secrets.token_urlsafe(12))
+    brief.add_user(*user, ADMIN_ROLE)
+    cookie = ui_session(brief, *user)
+    assert works(brief, cookie)
+    time.sleep(IDLE + 1.5)
+    assert not works(brief, cookie)
+
+
+def test_a_used_session_lasts_its_lifetime_and_no_longer(brief: Server) -> None:
+    user = ("used_" + uuid.uuid4().hex[:8], secrets.token_urlsafe(12))
+    brief.add_user(*user, ADMIN_ROLE)
+    started = time.monotonic()
+    cookie = ui_session(brief, *user)
+    while time.monotonic() - started < IDLE + 2:  # past the idle limit, kept alive by use
+        assert works(brief, cookie)
+        time.sleep(0.5)
+    while time.monotonic() - started < LIFETIME + 1:
+        works(brief, cookie)
+        time.sleep(0.5)
+    assert not works(brief, cookie)

@@ -417,7 +417,9 @@ class Gate:
         account = await self.users.stored(record.user)
         if account is None:
             return _unauthorised(f"session of removed user '{record.user}'", challenge=REALM)
-        if (now - record.last_seen).total_seconds() > TOUCH_EVERY:
+        if (now - record.last_seen).total_seconds() > min(
+            TOUCH_EVERY, self.policy.session_idle / 4
+        ):
             await self.sessions.touch(key)
         principal = Principal(account.name, frozenset(account.roles), AuthMethod.SESSION)
         return Allowed(principal, session_id=session_id)

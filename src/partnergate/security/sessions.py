@@ -26,8 +26,8 @@ SESSION_LIFETIME = 8 * 3600
 SESSION_IDLE = 3600
 """Seconds a session lasts without a request."""
 TOUCH_EVERY = 60
-"""A session's last use is written at most this often (seconds): the idle limit is that
-coarse, and a busy session costs one write a minute, not one per request."""
+"""A session's last use is written at most this often (seconds; a quarter of the idle
+limit if that is shorter): a busy session costs one write a minute, not one per request."""
 
 _ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
