@@ -240,3 +240,55 @@ def test_a_used_session_lasts_its_lifetime_and_no_longer(brief: Server) -> None:
         works(brief, cookie)
         time.sleep(0.5)
     assert not works(brief, cookie)
+
+
+@pytest.fixture(scope="module")
+def https(
+    tmp_path_factory: pytest.TempPathFactory, store_url: str
+) -> Iterator[tuple[Server, str, Path]]:
+    """A server with a TLS listener besides its plain one: (server, https URL, CA file)."""
+    from partnergate.security import pki
+
+    from ..conftest import free_port
+
+    root = tmp_path_factory.mktemp("https")
+    ca = pki.init_ca(root / "ca")
+    bundle = pki.issue_server(ca, root / "out", ["127.0.0.1", "localhost"])
+    port = free_port()
+    env = {
+        "PARTNERGATE_HTTPS": f"127.0.0.1:{port}",
+        "PARTNERGATE_TLS_CERT": str(bundle.chain_path),
+        "PARTNERGATE_TLS_KEY": str(bundle.key_path),
+    }
+    srv = start_server(root, store_url, env)
+    try:
+        yield srv, f"https://127.0.0.1:{port}", ca.cert_path
+    finally:
+        stop_server(srv)
+
+
+def _set_cookies(response: httpx.Response) -> dict[str, str]:
+    return {
+        value.split("=", 1)[0]: value.lower() for value in response.headers.get_list("set-cookie")
+    }
+
+
+def test_cookies_are_secure_over_https_only(https: tuple[Server, str, Path]) -> None:
+    """Finding 12: the flash message cookie too."""
+    import ssl
+
+    server, url, ca_file = https
+    user = ("tls_" + uuid.uuid4().hex[:8], secrets.token_urlsafe(12))
+    server.add_user(*user, ADMIN_ROLE)
+    for base, secure in ((url, True), (server.url, False)):
+        context = ssl.create_default_context(cafile=str(ca_file))
+        with httpx.Client(base_url=base, verify=context, timeout=30) as client:
+            form = client.get("/ui/signin")
+            assert ("; secure" in _set_cookies(form)["PG_SIGNIN"]) is secure
+            done = sign_in(client, *user)
+            assert done.status_code == 303
+            assert ("; secure" in _set_cookies(done)[SESSION]) is secure
+            page = client.get("/ui/partners")
+            out = client.post("/ui/signout", data={"csrf": csrf_of(page.text)})
+            flash = _set_cookies(out)["PG_FLASH"]
+            assert ("; secure" in flash) is secure and "httponly" in flash
