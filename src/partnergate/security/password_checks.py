@@ -20,7 +20,7 @@ import secrets
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from .passwords import hash_password, verify_password, verify_password_off_loop
+from .passwords import hash_password, verify_password_off_loop
 
 MAX_PENDING = 512
 """Checks waiting on the whole node before every new one is refused."""
@@ -97,4 +97,4 @@ class PasswordChecks:
         self._pump()
 
 
-__all__ = ["Busy", "PasswordChecks", "dummy_hash", "verify_password"]
+__all__ = ["Busy", "PasswordChecks", "dummy_hash"]
