@@ -213,3 +213,36 @@ def test_a_correct_login_is_not_queued_behind_wrong_ones(lenient: Server) -> Non
     after_newcomer = sum(t > newcomer_at for t in done)
     assert after_remembered >= 50, f"only {after_remembered} guesses were still in flight"
     assert after_newcomer >= 50, f"only {after_newcomer} guesses were still in flight"
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterator[Server]:
+    """A server behind a trusted proxy at 127.0.0.7, which sends X-Forwarded-For."""
+    env = {
+        "PARTNERGATE_LOGIN_FAILURES_PER_USER_ADDRESS": str(LIMIT),
+        "PARTNERGATE_TRUSTED_PROXIES": "127.0.0.7/32",
+        "PARTNERGATE_VERIFY_FORWARDED_CERTS": "false",
+    }
+    srv = start_server(tmp_path_factory.mktemp("proxied"), store_url, env)
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_counts(proxied: Server) -> None:
+    name, password = new_user(proxied)
+
+    def login(via: str, forwarded: str, secret: str) -> int:
+        with client_from(proxied, via) as client:
+            headers = {"X-Forwarded-For": forwarded}
+            return client.get("/api/v1/", auth=(name, secret), headers=headers).status_code
+
+    # a client's own X-Forwarded-For entry is ignored: the proxy appended the real one
+    guesses = [login("127.0.0.7", f"10.9.9.{n}, 203.0.113.5", "guess") for n in range(LIMIT + 1)]
+    assert guesses == [401] * LIMIT + [429]
+    assert login("127.0.0.7", "203.0.113.6", password) == 200
+    # from a peer that is no trusted proxy, the header means nothing
+    assert login("127.0.0.8", "203.0.113.5", password) == 200
+    assert [login("127.0.0.9", "203.0.113.6", "guess") for _ in range(LIMIT + 1)][-1] == 429
+    assert login("127.0.0.7", "203.0.113.6", password) == 200  # the proxy's client is not 127.0.0.9
