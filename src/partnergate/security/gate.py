@@ -147,6 +147,7 @@ class Policy:
     session_lifetime: int = SESSION_LIFETIME
     session_idle: int = SESSION_IDLE
     trusted_proxies: TrustedProxies = field(default_factory=lambda: TrustedProxies(()))
+    csrf_for_bearer: bool = False
 
 
 class Gate:
@@ -273,6 +274,20 @@ class Gate:
 
     def csrf_for(self, session_id: str) -> str:
         return csrf_token(self.session_key, session_id)
+
+    def csrf_refusal(self, allowed: Allowed, token: str | None) -> Refused | None:
+        """Whether an API write must be refused for its CSRF token (SAP-doc loio 0fe80dc):
+        Basic and session callers send the token of their session; bearer-token callers
+        need none, as with SAP, unless ``csrf_for_bearer``."""
+        bearer = allowed.principal.method is AuthMethod.BEARER
+        if (bearer and not self.policy.csrf_for_bearer) or self.csrf_ok(allowed.session_id, token):
+            return None
+        return Refused(
+            403,
+            "CSRF token missing or wrong",
+            "CSRF token validation failed; fetch a token with a GET and the header "
+            "'X-CSRF-Token: Fetch', then send it with the session cookie",
+        )
 
     def csrf_ok(self, session_id: str | None, token: str | None) -> bool:
         if not session_id or not token or not well_formed(session_id):

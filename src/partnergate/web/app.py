@@ -105,16 +105,12 @@ async def api(request: Request) -> Response:
         if session_id is None:
             session_id = new_session = await services.gate.open_session(principal)
         csrf_header = services.gate.csrf_for(session_id)
-    elif method in WRITES and (principal.method.value != "bearer" or settings.csrf_for_bearer):
-        if not services.gate.csrf_ok(session_id, headers.get("x-csrf-token")):
-            log.info("403 %s %s: CSRF token missing or wrong", method, request.url.path)
+    elif method in WRITES:
+        refused = services.gate.csrf_refusal(decision, headers.get("x-csrf-token"))
+        if refused is not None:
+            log.info("403 %s %s: %s", method, request.url.path, refused.reason)
             return _odata_error(
-                403,
-                "Forbidden",
-                "CSRF token validation failed; fetch a token with a GET and the header "
-                "'X-CSRF-Token: Fetch', then send it with the session cookie",
-                as_json,
-                {"X-CSRF-Token": "Required"},
+                403, "Forbidden", refused.message, as_json, {"X-CSRF-Token": "Required"}
             )
 
     try:
@@ -236,6 +232,7 @@ async def build_services(settings: Settings) -> Services:
             session_lifetime=settings.session_lifetime,
             session_idle=settings.session_idle,
             trusted_proxies=TrustedProxies(settings.trusted_proxies),
+            csrf_for_bearer=settings.csrf_for_bearer,
         ),
         throttle=LoginThrottle(
             LoginLimits(
