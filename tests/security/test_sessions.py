@@ -292,3 +292,26 @@ def test_cookies_are_secure_over_https_only(https: tuple[Server, str, Path]) -> 
             out = client.post("/ui/signout", data={"csrf": csrf_of(page.text)})
             flash = _set_cookies(out)["PG_FLASH"]
             assert ("; secure" in flash) is secure and "httponly" in flash
+
+
+def test_cookies_are_secure_behind_a_proxy_that_speaks_https(
+    tmp_path_factory: pytest.TempPathFactory, store_url: str
+) -> None:
+    """A TLS-terminating proxy talks plain HTTP to us; ``public_url`` tells the scheme."""
+    env = {"PARTNERGATE_PUBLIC_URL": "https://partnergate.example"}
+    srv = start_server(tmp_path_factory.mktemp("proxy-https"), store_url, env)
+    try:
+        user = ("px_" + uuid.uuid4().hex[:8], secrets.token_urlsafe(12))
+        srv.add_user(*user, ADMIN_ROLE)
+        form = httpx.get(srv.url + "/ui/signin")
+        pending = _set_cookies(form)["PG_SIGNIN"]
+        assert "; secure" in pending
+        done = httpx.post(
+            srv.url + "/ui/signin",
+            data={"name": user[0], "password": user[1], "csrf": csrf_of(form.text), "next": ""},
+            headers={"Cookie": "PG_SIGNIN=" + form.cookies["PG_SIGNIN"]},
+        )
+        assert done.status_code == 303
+        assert "; secure" in _set_cookies(done)[SESSION]
+    finally:
+        stop_server(srv)

@@ -14,7 +14,7 @@ from ..security.gate import Facts, Refused
 from ..security.sessions import SESSION_COOKIE
 from .client_cert import ClientCertResult
 
-__all__ = ["SESSION_COOKIE", "facts", "refusal_headers", "set_session_cookie"]
+__all__ = ["SESSION_COOKIE", "facts", "over_https", "refusal_headers", "set_session_cookie"]
 
 
 def facts(conn: HTTPConnection, cert: ClientCertResult | None = None) -> Facts:
@@ -40,6 +40,16 @@ def refusal_headers(refused: Refused) -> dict[str, str]:
     return headers
 
 
+def over_https(conn: HTTPConnection) -> bool:
+    """Whether the browser talks HTTPS: to our TLS listener, or to a proxy in front of us
+    that ``public_url`` says is reached by ``https://`` (cookies then get ``Secure``)."""
+    if conn.url.scheme == "https":
+        return True
+    services = getattr(conn.app.state, "services", None)
+    public_url = getattr(getattr(services, "settings", None), "public_url", None) or ""
+    return public_url.lower().startswith("https://")
+
+
 def set_session_cookie(
     response: Response, conn: HTTPConnection, session_id: str, lifetime: int
 ) -> None:
@@ -52,5 +62,5 @@ def set_session_cookie(
         path="/",
         httponly=True,
         samesite="lax",
-        secure=conn.url.scheme == "https",
+        secure=over_https(conn),
     )

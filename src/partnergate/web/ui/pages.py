@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from ...model.errors import NotFound
 from ...security.gate import Refused
 from ...security.principals import PARTNER_DIRECTORY_CONFIGURATOR
-from ..auth import facts
+from ..auth import facts, over_https
 from ..services import Services
 from .kinds import CONTENT_TYPE_NAMES, Kind
 
@@ -207,7 +207,7 @@ def redirect(request: Request, url: str, flash: str | None = None, kind: str = "
             path=base,
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=over_https(request),
         )
     return secure(response)
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from ...security.gate import Refused
 from ...security.principals import PARTNER_DIRECTORY_CONFIGURATOR
 from ...security.sessions import SESSION_COOKIE, new_session_id, well_formed
-from ..auth import facts, set_session_cookie
+from ..auth import facts, over_https, set_session_cookie
 from ..services import Services
 from .pages import Page, Urls, guarded, html, redirect
 
@@ -53,7 +53,7 @@ def _form(
         path=urls.signin(),
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=over_https(request),
     )
     return response
 
