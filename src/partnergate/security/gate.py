@@ -432,9 +432,8 @@ class Gate:
         account = await self.users.stored(record.user)
         if account is None:
             return _unauthorised(f"session of removed user '{record.user}'", challenge=REALM)
-        if (now - record.last_seen).total_seconds() > min(
-            TOUCH_EVERY, self.policy.session_idle / 4
-        ):
+        touch_after = min(TOUCH_EVERY, self.policy.session_idle / 4)
+        if (now - record.last_seen).total_seconds() > touch_after:
             await self.sessions.touch(key)
         principal = Principal(account.name, frozenset(account.roles), AuthMethod.SESSION)
         return Allowed(principal, session_id=session_id)
@@ -548,12 +547,13 @@ def _basic(value: str) -> _Basic | Refused:
 
 
 def _plausible(name: str, secret: str) -> bool:
-    """Whether ``name`` could name an account at all (1 to 150 characters, none of them a
-    control character, which no store accepts) and ``secret`` is of a size worth hashing."""
+    """Whether ``name`` could name an account at all (1 to 150 characters, no control
+    character or lone surrogate, which no store accepts) and ``secret`` is of a size worth
+    hashing."""
     return (
         0 < len(name) <= MAX_NAME
         and len(secret) <= MAX_SECRET
-        and not any(unicodedata.category(c) == "Cc" for c in name)
+        and not any(unicodedata.category(c) in ("Cc", "Cs") for c in name)
     )
 
 
