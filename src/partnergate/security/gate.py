@@ -1,14 +1,14 @@
 """The security gate: every face's authentication and authorisation decision.
 
-Lives here: reading credentials from request headers (HTTP Basic, OAuth bearer tokens,
-the session cookie) as raw bytes, checking them, sessions, login throttling, the client
-certificate's user, roles, and the reasons for the log and ``/whoami``. The web layer
+Lives here: checking the credentials of a request (HTTP Basic, OAuth bearer tokens, the
+session cookie, the client certificate's user), sessions, login throttling, roles, CSRF,
+and the reasons for the log and ``/whoami``. The web layer
 hands in :class:`Facts` and turns the :class:`Allowed` or :class:`Refused` it gets back
 into a response. Must not know: HTTP frameworks, SQL (the store implements the ports
 :class:`~.accounts.AccountBook`, :class:`~.sessions.SessionBook` and those of
 :mod:`.senders`).
 
-Rules that hold on every face:
+Rules that hold on every face (how credentials are read: :mod:`.credentials`):
 - A caller learns only the status (and, for certificates, ``/whoami``'s reason); the log
   learns why. No byte sequence in a header, cookie or credential is an error of ours: it
   is a 400 or 401 like any other bad credential.
@@ -21,11 +21,8 @@ Rules that hold on every face:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import time
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +31,7 @@ from urllib.parse import unquote
 from cryptography import x509
 
 from .accounts import AccountBook, StoredAccount
+from .credentials import Basic, Bearer, Malformed, plausible, read_authorization, read_cookie
 from .csrf import check_csrf, csrf_token
 from .forwarded import TrustedProxies
 from .login_cache import LoginCache
@@ -58,10 +56,6 @@ __all__ = ["Allowed", "Facts", "Gate", "Refused", "SESSION_COOKIE"]
 ISSUER = "partnergate"
 REALM = 'Basic realm="partnergate", charset="UTF-8"'
 """RFC 7617 §2.1: user names and passwords are UTF-8."""
-MAX_AUTHORIZATION = 8192
-"""Bytes of an Authorization header; more is refused unread."""
-MAX_NAME = 150
-MAX_SECRET = 1024
 MAX_REMEMBERED_TOKENS = 10_000
 MAX_REMEMBERED_HEADERS = 10_000
 REMEMBER_SECONDS = 30.0
@@ -119,17 +113,6 @@ class Refused:
     @property
     def public_reason(self) -> str:
         return self.reason if self.tell_caller else NOT_ACCEPTED
-
-
-@dataclass(frozen=True)
-class _Basic:
-    name: str
-    secret: str
-
-
-@dataclass(frozen=True)
-class _Bearer:
-    token: str
 
 
 @dataclass(frozen=True)
@@ -226,11 +209,11 @@ class Gate:
         header = self._authorization(facts)
         if isinstance(header, Refused):
             return header
-        if isinstance(header, _Basic):
+        if isinstance(header, Basic):
             client_id, secret = unquote(header.name), unquote(header.secret)
         if not client_id or secret is None:
             return Refused(401, "no client credentials", challenge=REALM if header else None)
-        if not _plausible(client_id, secret):
+        if not plausible(client_id, secret):
             return Refused(401, "malformed client credentials", challenge=REALM)
         checked = await self._password(self.clients, client_id, secret, self._source(facts))
         if isinstance(checked, Refused):
@@ -253,7 +236,7 @@ class Gate:
 
     async def sign_in(self, facts: Facts, name: str, password: str) -> Allowed | Refused:
         """The UI's sign-in form: a new session for the user, or why not."""
-        if not _plausible(name, password):
+        if not plausible(name, password):
             return Refused(400, "user name empty, too long or with control characters")
         checked = await self._password(self.users, name, password, self._source(facts))
         if isinstance(checked, Refused):
@@ -300,30 +283,16 @@ class Gate:
 
     # -- credentials from headers --------------------------------------------------------
 
-    def _authorization(self, facts: Facts) -> _Basic | _Bearer | Refused | None:
-        """The credentials of the Authorization header (RFC 9110 §11.6.2), None if none."""
-        values = facts.values(b"authorization")
-        if not values:
-            return None
-        if len(values) > 1:
-            return Refused(
-                400, f"{len(values)} Authorization headers", "Send one Authorization header"
-            )
-        raw = values[0]
-        if len(raw) > MAX_AUTHORIZATION:
-            return _unauthorised(f"Authorization header of {len(raw)} bytes")
-        if not raw.isascii():
-            return _unauthorised("Authorization header with bytes that are not ASCII")
-        scheme, _, value = raw.decode("ascii").strip().partition(" ")
-        value = value.strip()
-        if scheme.lower() == "basic":
-            return _basic(value)
-        if scheme.lower() == "bearer":
-            return _Bearer(value) if value else _unauthorised("Bearer without a token")
-        return _unauthorised(f"unsupported authorization scheme '{scheme[:40]}'")
+    def _authorization(self, facts: Facts) -> Basic | Bearer | Refused | None:
+        found = read_authorization(facts.values(b"authorization"))
+        if isinstance(found, Malformed):
+            challenge = REALM if found.status == 401 else None
+            message = "Authentication required" if found.status == 401 else found.reason
+            return Refused(found.status, found.reason, message, challenge)
+        return found
 
-    async def _principal(self, credentials: _Basic | _Bearer, source: str) -> Allowed | Refused:
-        if isinstance(credentials, _Bearer):
+    async def _principal(self, credentials: Basic | Bearer, source: str) -> Allowed | Refused:
+        if isinstance(credentials, Bearer):
             return await self._bearer(credentials.token)
         checked = await self._password(self.users, credentials.name, credentials.secret, source)
         if isinstance(checked, Refused):
@@ -415,7 +384,7 @@ class Gate:
     # -- sessions -------------------------------------------------------------------------
 
     async def _session(self, facts: Facts) -> Allowed | Refused:
-        session_id = _cookie(facts, SESSION_COOKIE)
+        session_id = read_cookie(facts.values(b"cookie"), SESSION_COOKIE)
         if session_id is None:
             return _unauthorised("no credentials", challenge=REALM)
         key = digest(session_id)
@@ -528,47 +497,6 @@ def _authorise(allowed: Allowed, accepted: frozenset[str]) -> Allowed | Refused:
         principal=principal,
         session_id=allowed.session_id,
     )
-
-
-def _basic(value: str) -> _Basic | Refused:
-    """RFC 7617 §2: ``base64(user-id ":" password)``, UTF-8 (the realm's charset)."""
-    if not value:
-        return _unauthorised("Basic without credentials")
-    try:
-        decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return _unauthorised("malformed Basic credentials (not base64 of UTF-8)")
-    name, sep, secret = decoded.partition(":")
-    if not sep:
-        return _unauthorised("malformed Basic credentials (no ':')")
-    if not _plausible(name, secret):
-        return _unauthorised("Basic credentials with a malformed name or an over-long password")
-    return _Basic(name, secret)
-
-
-def _plausible(name: str, secret: str) -> bool:
-    """Whether ``name`` could name an account at all (1 to 150 characters, no control
-    character or lone surrogate, which no store accepts) and ``secret`` is of a size worth
-    hashing."""
-    return (
-        0 < len(name) <= MAX_NAME
-        and len(secret) <= MAX_SECRET
-        and not any(unicodedata.category(c) in ("Cc", "Cs") for c in name)
-    )
-
-
-def _cookie(facts: Facts, name: str) -> str | None:
-    """The first well-formed value of cookie ``name`` (RFC 6265 §5.4), else None."""
-    wanted = name.encode("ascii")
-    for header in facts.values(b"cookie"):
-        for pair in header.split(b";"):
-            key, sep, value = pair.partition(b"=")
-            if not sep or key.strip() != wanted:
-                continue
-            text = value.strip().strip(b'"')
-            if text.isascii() and well_formed(text.decode("ascii")):
-                return text.decode("ascii")
-    return None
 
 
 def _unauthorised(reason: str, challenge: str | None = REALM) -> Refused:
