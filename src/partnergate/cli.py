@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import click
 from cryptography import x509
@@ -27,14 +27,12 @@ from .security.certificates import (
 )
 from .security.principals import ESB_MESSAGING_SEND, AuthMethod, Principal, oauth_client_user
 from .security.secretbox import SecretBox
+from .security.senders import SenderIdentity, Senders
 from .store import database
 from .store.accounts import Account, Clients, Users
 from .store.database import DatabaseURLError
 from .store.directory import DirectoryStore
 from .store.reader import StoreReader
-
-if TYPE_CHECKING:
-    from .web.identity import IdentityResolver
 
 T = TypeVar("T")
 
@@ -474,13 +472,10 @@ def whoami(
     obj: Context = ctx.obj
 
     async def work(engine: Any) -> tuple[Facts, bool]:
-        from .web.auth import Authenticator
-        from .web.identity import IdentityResolver
-
+        # Nothing is decrypted here: the key only completes the constructor.
         store = DirectoryStore(engine, SecretBox(secrets.token_bytes(32)))
-        # Nothing is verified or decrypted here: the keys only complete the constructors.
-        auth = Authenticator(Users(engine), Clients(engine), b"", b"", 0)
-        resolver = IdentityResolver(auth, StoreReader(store))
+        reader = StoreReader(store)
+        resolver = Senders(reader, reader)
         if chain:
             return await _whoami_certificate(resolver, chain, trust)
         if user is not None:
@@ -519,14 +514,12 @@ def _trust_in(path: Path) -> TrustStore:
 
 
 async def _whoami_certificate(
-    resolver: IdentityResolver, chain: list[x509.Certificate], trust: TrustStore | None
+    resolver: Senders, chain: list[x509.Certificate], trust: TrustStore | None
 ) -> tuple[Facts, bool]:
     """The certificate's facts, what maps it, and the verdict the flow endpoints give."""
-    from .web.identity import SenderIdentity
-
     leaf = chain[0]
     info = CertificateInfo.from_certificate(leaf)
-    reader = resolver.reader
+    reader = cast(StoreReader, resolver.reader)
     facts: Facts = [
         ("subject", info.subject),
         ("issuer", info.issuer),
@@ -560,15 +553,15 @@ async def _whoami_certificate(
     who = await resolver.from_certificate(leaf)
     if isinstance(who, SenderIdentity):
         return _verdict(facts, who.roles, refused)
-    return _verdict(facts, frozenset(), refused or who.reason)
+    return _verdict(facts, frozenset(), refused or who)
 
 
 async def _whoami_account(
-    resolver: IdentityResolver, kind: str, name: str, user: str, account: Account | None
+    resolver: Senders, kind: str, name: str, user: str, account: Account | None
 ) -> tuple[Facts, bool]:
     """A local user or OAuth client: its own roles, then what its authorised-user entry adds."""
     if account is None:
-        partner = await resolver.reader.get_partner_id_of_authorized_user(user)
+        partner = await resolver.partners.get_partner_id_of_authorized_user(user)
         facts: Facts = [
             ("user", user),
             (kind, f"none: there is no {kind} '{name}' in the store"),

@@ -79,6 +79,22 @@ class Settings:
     max_connections: int | None = None
     """Open connections per listener; more are closed at once. None: from the file
     descriptor limit (``ulimit -n``) at start-up, keeping a reserve for the server."""
+    session_lifetime: int = 8 * 3600
+    """Seconds a signed-in session lasts (UI sign-in, or an API client's CSRF fetch)."""
+    session_idle: int = 3600
+    """Seconds a session lasts without a request."""
+    login_failures_per_user_address: int = 10
+    """Failed logins of one user from one address within ``login_failure_window`` after
+    which that user's logins from there are refused (429) without a password check."""
+    login_failures_per_address: int = 100
+    """Failed logins from one address (any users) within the window before it is refused."""
+    login_failures_per_user: int = 100
+    """Failed logins of one user from any address within the window before that user's
+    logins are refused, except credentials the node remembers as correct."""
+    login_failure_window: int = 300
+    """Seconds over which failed logins are counted."""
+    password_checks_per_address: int = 16
+    """Password checks one address may have waiting; more are refused (429) at once."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -100,6 +116,13 @@ _INT_FIELDS = {
     "body_timeout",
     "max_header_bytes",
     "max_connections",
+    "session_lifetime",
+    "session_idle",
+    "login_failures_per_user_address",
+    "login_failures_per_address",
+    "login_failures_per_user",
+    "login_failure_window",
+    "password_checks_per_address",
 }
 _FLOAT_FIELDS = {"query_time_limit"}
 _BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}

@@ -25,17 +25,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..model.errors import AlreadyExists, InvalidValue, NotFound
-from ..security.passwords import hash_password, verify_password_off_loop
+from ..security.accounts import StoredAccount
+from ..security.passwords import hash_password
 from .changes import Change, publish
 from .database import begin, sqlite_file
 from .directory import now
-from .tables import local_users, oauth_clients, server_keys
+from .tables import local_users, oauth_clients, server_keys, sessions
 
 MAX_NAME = 150
 DATA_VERSION_SECONDS = 0.005
 """How long a SQLite ``data_version`` answer is taken as current."""
-USERS, CLIENTS = "LocalUsers", "OAuthClients"
-"""Entity set names of account changes, as the change notifications carry them."""
+USERS, CLIENTS, SESSIONS = "LocalUsers", "OAuthClients", "Sessions"
+"""Entity set names of account and session changes, as the change notifications carry them."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ def _check_name(kind: str, name: str) -> None:
         )
 
 
-Current = tuple[Account, str] | None
-"""An account and its fingerprint, or None for no such account."""
+Current = StoredAccount | None
+"""An account with its secret's hash, or None for no such account."""
 
 _UNREAD = object()
 
@@ -73,7 +74,7 @@ class AccountCache:
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._entries: dict[tuple[str, str], tuple[int, Current]] = {}
+        self._entries: dict[tuple[str, str], tuple[int, object]] = {}
         self._generation = 0
         self._sqlite: sqlite3.Connection | None = None
         self._data_version: int | None = None
@@ -100,21 +101,21 @@ class AccountCache:
             self._data_version, self._asked = int(found), now
         return self._data_version + (self._generation << 32)
 
-    def get(self, entity_set: str, name: str, version: int | None) -> tuple[bool, Current]:
+    def get(self, entity_set: str, name: str, version: int | None) -> tuple[bool, object]:
         """``(True, value)`` when ``value`` was read at ``version``, else ``(False, None)``."""
         entry = self._entries.get((entity_set, name))
         if version is None or entry is None or entry[0] != version:
             return False, None
         return True, entry[1]
 
-    def put(self, entity_set: str, name: str, value: Current, version: int | None) -> None:
+    def put(self, entity_set: str, name: str, value: object, version: int | None) -> None:
         if version is None:
             return
         if len(self._entries) >= 100_000:
             self._entries.clear()
         self._entries[(entity_set, name)] = (version, value)
 
-    def read_now(self, sql: str, name: str) -> object:
+    def read_now(self, sql: str, name: str) -> object:  # a row, None, or _UNREAD
         """The row of ``sql`` for ``name``, read synchronously from SQLite; ``_UNREAD``
         where that is not possible (PostgreSQL, or SQLite refused)."""
         if self._sqlite is None:
@@ -125,7 +126,7 @@ class AccountCache:
             return _UNREAD
 
     def invalidate(self, changes: list[Change]) -> None:
-        if any(change.entity_set in (USERS, CLIENTS) for change in changes):
+        if any(change.entity_set in (USERS, CLIENTS, SESSIONS) for change in changes):
             self.clear()
 
     def clear(self) -> None:
@@ -150,7 +151,13 @@ class _AccountTable:
         self.cache = cache
 
     async def _changed(self, conn: AsyncConnection, name: str) -> None:
-        """Inside the writing transaction: other nodes hear of it when it commits."""
+        """Inside the writing transaction: other nodes hear of it when it commits.
+
+        A user whose password or roles change, or who is removed, is signed out
+        everywhere: the sessions go in the same transaction.
+        """
+        if self.entity_set == USERS:
+            await conn.execute(delete(sessions).where(sessions.c.user == name))
         await publish(conn, [Change(self.entity_set, {"name": name}, None)])
 
     def _forget(self) -> None:
@@ -225,30 +232,20 @@ class _AccountTable:
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 
-    async def verify(self, name: str, secret: str) -> tuple[Current, str]:
-        """Check a secret; return the account and the fingerprint it was checked against,
-        or None and why (for the log, not the caller)."""
-        row = await self._read_row(name)
-        if row is None:
-            return None, f"unknown {self.kind} '{name}'"
-        if not await verify_password_off_loop(row[0], secret):
-            return None, f"wrong secret for {self.kind} '{name}'"
-        return _current(name, row), ""
-
     async def fingerprint(self, name: str) -> str | None:
         """Changes whenever the secret or roles change: keys a cache of verified logins."""
-        current = await self.current(name)
-        return None if current is None else current[1]
+        current = await self.stored(name)
+        return None if current is None else current.fingerprint
 
-    async def current(self, name: str) -> Current:
-        """The account and its fingerprint, from memory while the store has not changed."""
+    async def stored(self, name: str) -> Current:
+        """The account as stored, from memory while the store has not changed."""
         cache = self.cache
         if cache is None:
             return await self._read_current(name)
         version = cache.version()
-        found, value = cache.get(self.entity_set, name, version)
+        found, remembered = cache.get(self.entity_set, name, version)
         if found:
-            return value
+            return remembered if isinstance(remembered, StoredAccount) else None
         row = cache.read_now(self._sync_query, name)
         if row is _UNREAD:
             value = await self._read_current(name)
@@ -275,10 +272,9 @@ class _AccountTable:
         return None if row is None else (str(row[0]), str(row[1]))
 
 
-def _current(name: str, row: tuple[str, str]) -> tuple[Account, str]:
-    """The account and its fingerprint, which changes whenever the secret or roles change."""
+def _current(name: str, row: tuple[str, str]) -> StoredAccount:
     hashed, roles = row
-    return Account(name, _roles(roles)), f"{hashed}|{roles}"
+    return StoredAccount(name, _roles(roles), hashed)
 
 
 class Users(_AccountTable):

@@ -1,4 +1,4 @@
-"""The database tables, one per entity set plus the local user store and server keys.
+"""The database tables, one per entity set plus local users, sessions and server keys.
 
 Column names are the snake_case of SAP's property names, so the property → column map
 (:func:`columns_of`) is derived, not written out by hand. Timestamps are naive UTC.
@@ -123,6 +123,17 @@ oauth_clients = Table(
     Column("created_time", DateTime()),
     Column("changed_time", DateTime()),
 )
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user", String(150), nullable=False, index=True),
+    Column("created_time", DateTime(), nullable=False),
+    Column("last_seen", DateTime(), nullable=False),
+    Column("expires", DateTime(), nullable=False, index=True),
+)
+"""Signed-in sessions, by the SHA-256 of the id their cookie carries."""
 
 server_keys = Table(
     "server_keys",

@@ -9,7 +9,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -22,19 +21,26 @@ from ..config import Settings
 from ..model.rules import Limits
 from ..runtime.directory import PartnerDirectory
 from ..runtime.engine import Engine
+from ..security.forwarded import TrustedProxies
+from ..security.gate import Allowed, Gate, Policy, Refused
+from ..security.password_checks import PasswordChecks
 from ..security.secretbox import SecretBox
+from ..security.senders import Senders
+from ..security.throttle import Limits as LoginLimits
+from ..security.throttle import LoginThrottle
 from ..store import database
 from ..store.accounts import AccountCache, Clients, Users, server_key
-from ..store.changes import Change, ChangeListener
+from ..store.changes import ChangeListener
 from ..store.directory import DirectoryStore
 from ..store.messagelog import StoreMessageLog
 from ..store.reader import StoreReader
+from ..store.sessions import Sessions
 from . import odata_service
-from .auth import REALM, SESSION_COOKIE, SESSION_LIFETIME, Authenticator
+from .auth import facts, refusal_headers, set_session_cookie
 from .bodies import BodyTooLarge, read_body
 from .client_cert import CertificateTrust, ClientCertResult, client_certificate
 from .flows import Deployment, Runtime
-from .identity import IdentityResolver, Refusal
+from .services import Services
 from .ui import root, ui_routes
 
 log = logging.getLogger("partnergate.web")
@@ -42,28 +48,6 @@ log = logging.getLogger("partnergate.web")
 API_ROOT = "/api/v1"
 API_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
 WRITES = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
-
-
-@dataclass
-class Services:
-    settings: Settings
-    store: DirectoryStore
-    users: Users
-    clients: Clients
-    accounts: AccountCache
-    auth: Authenticator
-    runtime: Runtime
-    message_log: StoreMessageLog
-
-    def invalidate(self, changes: list[Change]) -> None:
-        """What another node or process changed: drop it from this node's caches."""
-        self.runtime.invalidate(changes)
-        self.accounts.invalidate(changes)
-
-    def forget_everything(self) -> None:
-        """Changes may have been missed: drop every cache."""
-        self.runtime.forget_everything()
-        self.accounts.clear()
 
 
 def _odata_error(
@@ -74,6 +58,14 @@ def _odata_error(
     if as_json:
         return Response(error_json(code, message), status, headers, media_type="application/json")
     return Response(error_xml(code, message), status, headers, media_type="application/xml")
+
+
+_ERROR_CODES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    429: "Too Many Requests",
+}
 
 
 def base_url(request: Request, settings: Settings) -> str:
@@ -89,42 +81,36 @@ async def api(request: Request) -> Response:
     headers = {k.lower(): v for k, v in request.headers.items()}
     as_json = odata_service.wants_json(headers, query)
 
-    result = await services.auth.authenticate(request)
-    if result.principal is None:
-        log.info("401 %s %s: %s", request.method, request.url.path, result.reason)
-        return _odata_error(
-            401, "Unauthorized", "Authentication required", as_json, {"WWW-Authenticate": REALM}
-        )
-    principal = result.principal
     raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
     api_path = raw_path[len(API_ROOT) :] if raw_path.startswith(API_ROOT) else ""
-    accepted = odata_service.accepted_roles(api_path, request.method.upper())
-    if not principal.roles & accepted:
-        needed = " or ".join(sorted(accepted))
-        log.info(
-            "403 %s %s: %s lacks role %s", request.method, request.url.path, principal.name, needed
-        )
-        return _odata_error(403, "Forbidden", f"The role {needed} is required", as_json)
-
     method = request.method.upper()
-    set_cookie: str | None = None
+    decision = await services.gate.api(
+        facts(request), odata_service.accepted_roles(api_path, method)
+    )
+    if isinstance(decision, Refused):
+        log.info("%d %s %s: %s", decision.status, method, request.url.path, decision.reason)
+        return _odata_error(
+            decision.status,
+            _ERROR_CODES.get(decision.status, "Unauthorized"),
+            decision.message,
+            as_json,
+            refusal_headers(decision),
+        )
+    principal = decision.principal
+
+    new_session: str | None = None
     csrf_header: str | None = None
-    session_id = result.session_id
+    session_id = decision.session_id
     if method in ("GET", "HEAD") and headers.get("x-csrf-token", "").lower() == "fetch":
         if session_id is None:
-            session_id = services.auth.new_session()
-            set_cookie = services.auth.session_cookie(session_id, principal.name)
-        csrf_header = services.auth.csrf_for(session_id)
-    elif method in WRITES and (principal.method.value != "bearer" or settings.csrf_for_bearer):
-        if not services.auth.csrf_ok(session_id, headers.get("x-csrf-token")):
-            log.info("403 %s %s: CSRF token missing or wrong", method, request.url.path)
+            session_id = new_session = await services.gate.open_session(principal)
+        csrf_header = services.gate.csrf_for(session_id)
+    elif method in WRITES:
+        refused = services.gate.csrf_refusal(decision, headers.get("x-csrf-token"))
+        if refused is not None:
+            log.info("403 %s %s: %s", method, request.url.path, refused.reason)
             return _odata_error(
-                403,
-                "Forbidden",
-                "CSRF token validation failed; fetch a token with a GET and the header "
-                "'X-CSRF-Token: Fetch', then send it with the session cookie",
-                as_json,
-                {"X-CSRF-Token": "Required"},
+                403, "Forbidden", refused.message, as_json, {"X-CSRF-Token": "Required"}
             )
 
     try:
@@ -149,16 +135,8 @@ async def api(request: Request) -> Response:
     response = Response(b"" if method == "HEAD" else answer.body, answer.status, answer.headers)
     if csrf_header is not None:
         response.headers["X-CSRF-Token"] = csrf_header
-    if set_cookie is not None:
-        response.set_cookie(
-            SESSION_COOKIE,
-            set_cookie,
-            max_age=SESSION_LIFETIME,
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
-            path="/",
-        )
+    if new_session is not None:
+        set_session_cookie(response, request, new_session, settings.session_lifetime)
     return response
 
 
@@ -183,26 +161,6 @@ async def token(request: Request) -> Response:
     form.update(
         {k: v for k, v in request.query_params.items() if k == "grant_type" and k not in form}
     )
-    client_id = form.get("client_id")
-    secret = form.get("client_secret")
-    header = request.headers.get("authorization")
-    if header and header.lower().startswith("basic "):
-        import base64
-        import binascii
-        from urllib.parse import unquote
-
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return _oauth_error(
-                401, "invalid_client", "malformed Basic credentials", challenge=True
-            )
-        cid, sep, csecret = decoded.partition(":")
-        if not sep:
-            return _oauth_error(
-                401, "invalid_client", "malformed Basic credentials", challenge=True
-            )
-        client_id, secret = unquote(cid), unquote(csecret)
     grant = form.get("grant_type")
     if grant is None:
         return _oauth_error(400, "invalid_request", "grant_type is missing")
@@ -212,13 +170,19 @@ async def token(request: Request) -> Response:
             "unsupported_grant_type",
             f"grant_type '{grant}' is not supported; use client_credentials",
         )
-    if not client_id or secret is None:
-        return _oauth_error(401, "invalid_client", "client authentication failed", challenge=True)
-    issued, reason = await services.auth.issue(client_id, secret)
-    if issued is None:
-        log.info("401 /oauth/token: %s", reason)
+    decision = await services.gate.oauth_client(
+        facts(request), form.get("client_id"), form.get("client_secret")
+    )
+    issued = await services.gate.issue_token(decision) if isinstance(decision, Allowed) else None
+    if not isinstance(decision, Allowed) or issued is None:
+        refused = decision if isinstance(decision, Refused) else Refused(401, "client removed")
+        log.info("%d /oauth/token: %s", refused.status, refused.reason)
+        error = {400: "invalid_request", 429: "temporarily_unavailable"}
         return _oauth_error(
-            401, "invalid_client", "client authentication failed", challenge=bool(header)
+            refused.status,
+            error.get(refused.status, "invalid_client"),
+            "client authentication failed" if refused.status == 401 else refused.message,
+            refusal_headers(refused),
         )
     return JSONResponse(
         {
@@ -230,10 +194,10 @@ async def token(request: Request) -> Response:
     )
 
 
-def _oauth_error(status: int, error: str, description: str, challenge: bool = False) -> Response:
-    headers = {"Cache-Control": "no-store"}
-    if challenge:
-        headers["WWW-Authenticate"] = 'Basic realm="partnergate"'
+def _oauth_error(
+    status: int, error: str, description: str, extra: dict[str, str] | None = None
+) -> Response:
+    headers = {"Cache-Control": "no-store", **(extra or {})}
     return JSONResponse({"error": error, "error_description": description}, status, headers)
 
 
@@ -249,11 +213,38 @@ async def build_services(settings: Settings) -> Services:
     accounts = AccountCache(engine)
     users = Users(engine, accounts)
     clients = Clients(engine, accounts)
+    sessions = Sessions(engine, accounts)
     token_key = await server_key(engine, "oauth-token-signing")
     session_key = await server_key(engine, "session")
-    auth = Authenticator(users, clients, token_key, session_key, settings.token_lifetime)
     reader = StoreReader(store)
     directory = PartnerDirectory(reader, files_dir=Path(settings.data_dir) / "pd-files")
+    checks = PasswordChecks(per_source=settings.password_checks_per_address)
+    await checks.prepare()
+    gate = Gate(
+        users,
+        clients,
+        sessions,
+        token_key,
+        session_key,
+        senders=Senders(reader, directory),
+        policy=Policy(
+            token_lifetime=settings.token_lifetime,
+            session_lifetime=settings.session_lifetime,
+            session_idle=settings.session_idle,
+            trusted_proxies=TrustedProxies(settings.trusted_proxies),
+            csrf_for_bearer=settings.csrf_for_bearer,
+        ),
+        throttle=LoginThrottle(
+            LoginLimits(
+                per_user_address=settings.login_failures_per_user_address,
+                per_address=settings.login_failures_per_address,
+                per_user=settings.login_failures_per_user,
+                window=settings.login_failure_window,
+            )
+        ),
+        checks=checks,
+        version=accounts.version,
+    )
     message_log = StoreMessageLog(engine)
     store.before_read.append(message_log.flush)
     runtime = Runtime(
@@ -265,11 +256,11 @@ async def build_services(settings: Settings) -> Services:
             xslt_workers=settings.xslt_workers,
         ),
         directory,
-        IdentityResolver(auth, reader, directory),
+        gate,
         settings.max_body_bytes,
     )
     store.listeners.append(runtime.invalidate)
-    return Services(settings, store, users, clients, accounts, auth, runtime, message_log)
+    return Services(settings, store, users, clients, accounts, sessions, gate, runtime, message_log)
 
 
 def _client_certificate(request: Request) -> ClientCertResult:
@@ -279,27 +270,23 @@ def _client_certificate(request: Request) -> ClientCertResult:
 
 async def flow_endpoint(request: Request) -> Response:
     services: Services = request.app.state.services
-    cert = _client_certificate(request)
-    problem = cert.reason if cert.refused else None
-    return await services.runtime.handle(request, cert.certificate, problem, cert.status or 401)
+    return await services.runtime.handle(request, facts(request, _client_certificate(request)))
 
 
 async def whoami(request: Request) -> Response:
     """Who the caller's credentials make it, as a flow would see it, and why."""
     services: Services = request.app.state.services
-    cert = _client_certificate(request)
-    problem = cert.reason if cert.refused else None
-    who = await services.runtime.identity.resolve(
-        request, cert.certificate, problem, cert.status or 401
-    )
-    if isinstance(who, Refusal):
-        reason = who.reason if who.tell_caller else "the credentials were not accepted"
-        return JSONResponse({"authenticated": False, "reason": reason}, who.status)
-    return JSONResponse({"authenticated": True, **who.as_dict()})
+    decision = await services.gate.sender(facts(request, _client_certificate(request)), None)
+    if isinstance(decision, Refused):
+        body = {"authenticated": False, "reason": decision.public_reason}
+        return JSONResponse(body, decision.status, refusal_headers(decision))
+    assert decision.identity is not None
+    return JSONResponse({"authenticated": True, **decision.identity.as_dict()})
 
 
 async def _housekeeping(services: Services) -> None:
-    """Keep the message processing log within its retention, hourly."""
+    """Keep the message processing log within its retention and remove ended sessions,
+    hourly."""
     while True:
         try:
             removed = await services.message_log.purge(services.settings.message_log_days)
@@ -307,6 +294,12 @@ async def _housekeeping(services: Services) -> None:
                 log.info("message processing log: %d old entries removed", removed)
         except Exception:
             log.exception("message processing log retention failed")
+        try:
+            ended = await services.sessions.purge(services.settings.session_idle)
+            if ended:
+                log.info("%d ended sessions removed", ended)
+        except Exception:
+            log.exception("removing ended sessions failed")
         await asyncio.sleep(3600)
 
 

@@ -1,8 +1,8 @@
 """The sender endpoints of deployed flows (``/http/...``, ``/cxf/...``) and flow deployment.
 
-A message walks: credentials → one principal (:mod:`.identity`) → the flow's role →
-the runtime engine → the reply. A request refused before the flow never reaches it and
-is logged with the reason; the sender learns only the status.
+A message walks: the security gate (credentials → one principal, its partner, the flow's
+role) → the runtime engine → the reply. A request refused before the flow never reaches
+it and is logged with the reason; the sender learns only the status.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import asyncio
 import logging
 from pathlib import Path
 
-from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -20,14 +19,13 @@ from ..runtime.directory import PartnerDirectory
 from ..runtime.engine import Engine
 from ..runtime.exchange import Exchange
 from ..runtime.flows import FlowSet, load_flows
-from ..store.accounts import CLIENTS, USERS
+from ..security.gate import Facts, Gate, Refused
+from ..store.accounts import CLIENTS, SESSIONS, USERS
 from ..store.changes import Change
+from .auth import refusal_headers
 from .bodies import BodyTooLarge, read_body
-from .identity import IdentityResolver, Refusal
 
 log = logging.getLogger("partnergate.runtime")
-
-CHALLENGE = 'Basic realm="partnergate", charset="UTF-8"'
 
 
 class Deployment:
@@ -84,19 +82,19 @@ class Runtime:
         deployment: Deployment,
         engine: Engine,
         directory: PartnerDirectory,
-        identity: IdentityResolver,
+        gate: Gate,
         max_body_bytes: int,
     ) -> None:
         self.deployment = deployment
         self.engine = engine
         self.directory = directory
-        self.identity = identity
+        self.gate = gate
         self.max_body_bytes = max_body_bytes
 
     def forget_everything(self) -> None:
         """Changes may have been missed (the fleet listener reconnected): drop all caches."""
         self.directory.clear()
-        self.identity.forget_certificates()
+        self.gate.forget_certificates()
 
     def invalidate(self, changes: list[Change]) -> None:
         """Drop what a committed write changed, before the API answers the writer."""
@@ -105,21 +103,15 @@ class Runtime:
                 if change.pid is not None:
                     self.directory.invalidate_partner(change.pid)
             elif change.entity_set in ("CertificateUserMappings", "CertificateMappingRules"):
-                self.identity.forget_certificates()
-            elif change.entity_set in ("MessageProcessingLogs", USERS, CLIENTS):
+                self.gate.forget_certificates()
+            elif change.entity_set in ("MessageProcessingLogs", USERS, CLIENTS, SESSIONS):
                 continue
             else:
                 self.directory.invalidate(
                     change.entity_set, {k: str(v) for k, v in change.key.items()}
                 )
 
-    async def handle(
-        self,
-        request: Request,
-        certificate: x509.Certificate | None,
-        cert_problem: str | None,
-        cert_status: int = 401,
-    ) -> Response:
+    async def handle(self, request: Request, facts: Facts) -> Response:
         path = request.scope["path"]
         flow = self.deployment.flows.find(path)
         if flow is None:
@@ -128,21 +120,12 @@ class Runtime:
             return PlainTextResponse(
                 f"{path} accepts {flow.method} only", 405, {"Allow": flow.method}
             )
-        who = await self.identity.resolve(request, certificate, cert_problem, cert_status)
-        if isinstance(who, Refusal):
-            log.info("%d %s %s: %s", who.status, request.method, path, who.reason)
-            headers = {"WWW-Authenticate": CHALLENGE} if who.status == 401 else None
-            return PlainTextResponse("Authentication required", who.status, headers)
-        if flow.role not in who.roles:
-            log.info(
-                "403 %s %s: user '%s' lacks role %s (has: %s)",
-                request.method,
-                path,
-                who.user,
-                flow.role,
-                ", ".join(sorted(who.roles)) or "none",
-            )
-            return PlainTextResponse(f"The role {flow.role} is required", 403)
+        decision = await self.gate.sender(facts, flow.role)
+        if isinstance(decision, Refused):
+            log.info("%d %s %s: %s", decision.status, request.method, path, decision.reason)
+            return PlainTextResponse(decision.message, decision.status, refusal_headers(decision))
+        who = decision.identity
+        assert who is not None
         try:
             body = await read_body(request, self.max_body_bytes)
         except BodyTooLarge as exc:

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -23,12 +22,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ...model.errors import NotFound
+from ...security.gate import Refused
 from ...security.principals import PARTNER_DIRECTORY_CONFIGURATOR
-from ..auth import SESSION_COOKIE
+from ..auth import facts, over_https
+from ..services import Services
 from .kinds import CONTENT_TYPE_NAMES, Kind
-
-if TYPE_CHECKING:
-    from ..app import Services
 
 WEB = Path(__file__).resolve().parent.parent
 TEMPLATES = WEB / "templates"
@@ -203,7 +201,14 @@ def redirect(request: Request, url: str, flash: str | None = None, kind: str = "
     if flash:
         base = Urls(request.scope.get("root_path", "")).home()
         value = quote(f"{kind}|{flash[:400]}", safe="")
-        response.set_cookie(FLASH_COOKIE, value, path=base, httponly=True, samesite="lax")
+        response.set_cookie(
+            FLASH_COOKIE,
+            value,
+            path=base,
+            httponly=True,
+            samesite="lax",
+            secure=over_https(request),
+        )
     return secure(response)
 
 
@@ -239,7 +244,7 @@ class Page:
         return value if isinstance(value, str) else ""
 
     def render(self, template: str, status_code: int = 200, **context: object) -> Response:
-        csrf = self.services.auth.csrf_for(self.session_id)
+        csrf = self.services.gate.csrf_for(self.session_id)
         return html(self.request, template, status_code, user=self.user, csrf=csrf, **context)
 
     def redirect(self, url: str, flash: str | None = None, kind: str = "ok") -> Response:
@@ -266,13 +271,16 @@ def guarded(handler: Handler | None = None, *, role: bool = True) -> Callable[..
         async def endpoint(request: Request) -> Response:
             services: Services = request.app.state.services
             urls = Urls(request.scope.get("root_path", ""))
-            session = services.auth.read_session(request.cookies.get(SESSION_COOKIE))
-            account = await services.users.get(session.user) if session else None
-            if session is None or account is None:
-                return _to_signin(request, urls)
-            page = Page(request, services, account.name, session.session_id)
-            if role and PARTNER_DIRECTORY_CONFIGURATOR not in account.roles:
-                return page.render("forbidden.html", 403, roles=account.roles)
+            needed = PARTNER_DIRECTORY_CONFIGURATOR if role else None
+            decision = await services.gate.ui(facts(request), needed)
+            if isinstance(decision, Refused):
+                if decision.status != 403 or decision.principal is None or not decision.session_id:
+                    return _to_signin(request, urls)
+                page = Page(request, services, decision.principal.name, decision.session_id)
+                roles = tuple(sorted(decision.principal.roles))
+                return page.render("forbidden.html", 403, roles=roles)
+            assert decision.session_id is not None
+            page = Page(request, services, decision.principal.name, decision.session_id)
             try:
                 if request.method == "POST" and (refused := await _read_form(page)) is not None:
                     return refused
@@ -310,7 +318,7 @@ async def _read_form(page: Page) -> Response | None:
         )
     page.form = await request.form(max_part_size=limit)
     token = page.form.get("csrf")
-    if not page.services.auth.csrf_ok(page.session_id, token if isinstance(token, str) else None):
+    if not page.services.gate.csrf_ok(page.session_id, token if isinstance(token, str) else None):
         return page.render(
             "error.html",
             403,
