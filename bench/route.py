@@ -6,9 +6,12 @@ What routing a message costs in partnergate beyond moving its bytes: the sender 
 message, looks up the receiver's ``ADDRESS`` and ``USER`` credential in the Partner
 Directory, logs the message and calls the receiver. The baseline does none of that: a
 Starlette app that forwards each request to the same receiver through one pooled aiohttp
-``ClientSession`` (DECISIONS D7), in a uvicorn process of its own. Both run in the same
-rounds, the pass-through right before partnergate, and the table shows each row's median
-round, so that other work on the machine weighs on both sides as evenly as it can.
+``ClientSession`` (DECISIONS D7), in a uvicorn process of its own. A second pass-through
+forwards through one pooled pyreqwest ``Client`` (Rust reqwest/hyper, DECISIONS D8), the
+client partnergate's receiver adapter uses; its column divides each row's server CPU by
+that pass-through's. All run in the same rounds, the pass-throughs right before
+partnergate, and the table shows each row's median round, so that other work on the
+machine weighs on every side as evenly as it can.
 nginx's ``proxy_pass`` (where nginx is installed) and the receiver called directly show
 what any proxy could do on this machine.
 
@@ -81,6 +84,9 @@ WRK, AIOHTTP = "wrk", "aiohttp"
 BASIC, BEARER = "partnergate, Basic", "partnergate, OAuth bearer"
 CERTIFICATE = "partnergate, client certificate"
 PASSTHROUGH = "pass-through (Starlette + aiohttp)"
+PASSTHROUGH_REQWEST = "pass-through (Starlette + pyreqwest)"
+FORWARDERS = ("aiohttp", "pyreqwest")
+"""The HTTP clients a pass-through can forward with."""
 
 
 # -- the minimal servers, run as ``route.py receiver|passthrough --http HOST:PORT`` -------
@@ -106,12 +112,15 @@ def receiver_app() -> Starlette:
     )
 
 
-def passthrough_app(target: str) -> Starlette:
+def passthrough_app(target: str, forwarder: str = "aiohttp") -> Starlette:
     """Forward each message to ``target`` through one pooled session: no auth, no lookups.
 
     It does what any proxy must, and partnergate does too: read the whole body, send it
     with its content type over a kept-alive pool, read the whole answer, pass it back.
+    ``forwarder`` names the HTTP client, one of :data:`FORWARDERS`.
     """
+    if forwarder == "pyreqwest":
+        return reqwest_passthrough_app(target)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -130,6 +139,36 @@ def passthrough_app(target: str) -> Starlette:
             payload = await answer.read()
             content_type = answer.headers.get("Content-Type", XML)
         return Response(payload, answer.status, {"Content-Type": content_type})
+
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/http/{path:path}", forward, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def reqwest_passthrough_app(target: str) -> Starlette:
+    """:func:`passthrough_app` forwarding through one pooled pyreqwest ``Client``."""
+    from pyreqwest.client import Client, ClientBuilder
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        builder = ClientBuilder().max_connections(UPSTREAM_CONNECTIONS).no_proxy()
+        async with builder.follow_redirects(False).build() as client:
+            app.state.client = client
+            yield
+
+    async def forward(request: Request) -> Response:
+        client: Client = request.app.state.client
+        body = await request.body()
+        content_type = request.headers.get("content-type", XML)
+        sent = client.post(target).header("Content-Type", content_type).body_bytes(body)
+        answer = await sent.build().send()
+        payload = bytes(await answer.bytes())
+        answered = answer.headers.get("Content-Type", XML)
+        return Response(payload, answer.status, {"Content-Type": answered})
 
     return Starlette(
         routes=[
@@ -161,11 +200,14 @@ def serve(app: Starlette, http: str) -> None:
     )
 
 
-def start_own_server(stack: ExitStack, name: str, args: Sequence[str], work: Path) -> Service:
-    """Start one of this module's servers as a process of its own."""
+def start_own_server(
+    stack: ExitStack, name: str, args: Sequence[str], work: Path, label: str | None = None
+) -> Service:
+    """Start one of this module's servers as a process of its own; ``label`` names its log
+    where two processes serve the same ``name``."""
     port = free_port()
     argv = [sys.executable, __file__, name, "--http", f"{LOOPBACK}:{port}", *args]
-    return start_service(stack, name, argv, port=port, log_dir=work)
+    return start_service(stack, label or name, argv, port=port, log_dir=work)
 
 
 NGINX_CONF = """\
@@ -591,14 +633,16 @@ def targets(
     scenario: Scenario,
     receiver: Service,
     passthrough: Service,
+    reqwest_passthrough: Service,
     nginx: Service | None,
     client: str,
 ) -> list[Target]:
-    """The rows in the order they run, each client's pass-through right before its
-    partnergate rows; the pass-through's answer greets nobody, as it adds no sender."""
+    """The rows in the order they run, each client's pass-throughs right before its
+    partnergate rows; a pass-through's answer greets nobody, as it adds no sender."""
     pg = scenario.server
     flow = pg.url + SEND
     forward = passthrough.url + SEND
+    reqwest_forward = reqwest_passthrough.url + SEND
     rows = [
         Target("receiver alone", client, receiver, receiver.url + "/cxf/receiver_2", greeting(""))
     ]
@@ -606,6 +650,7 @@ def targets(
         rows.append(Target("nginx proxy_pass", client, nginx, nginx.url + SEND, greeting("")))
     rows += [
         Target(PASSTHROUGH, client, passthrough, forward, greeting(""), baseline=True),
+        Target(PASSTHROUGH_REQWEST, client, reqwest_passthrough, reqwest_forward, greeting("")),
         Target(
             BASIC, client, pg, flow, greeting("Sender_BASIC"), {"Authorization": scenario.basic}
         ),
@@ -640,19 +685,30 @@ def report(
 ) -> str:
     """The table, the verdict on the issue's target, and the rows that could not run."""
     baselines = {t.client: results.get(i) for i, t in enumerate(rows) if t.baseline}
+    reqwest = {
+        t.client: results.get(i) for i, t in enumerate(rows) if t.label == PASSTHROUGH_REQWEST
+    }
     ratios: dict[int, float] = {}
+    cpu_ratios: dict[int, float] = {}
     for i, target in enumerate(rows):
         base = baselines.get(target.client)
         if i in results and base is not None and base.rate:
             ratios[i] = results[i].rate / base.rate
-    header = ["path", "client", "msgs/s", "p50 ms", "p99 ms", "server CPU µs/msg", "÷ pass-through"]
+        cpu, reqwest_cpu = results[i].cpu_us if i in results else None, None
+        if (found_reqwest := reqwest.get(target.client)) is not None:
+            reqwest_cpu = found_reqwest.cpu_us
+        if cpu is not None and reqwest_cpu:
+            cpu_ratios[i] = cpu / reqwest_cpu
+    header = [
+        "path", "client", "msgs/s", "p50 ms", "p99 ms", "server CPU µs/msg",
+        "msgs/s ÷ pass-through", "CPU ÷ pyreqwest pass-through",
+    ]  # fmt: skip
     lines = []
     for i, target in enumerate(rows):
         found = results.get(i)
         if found is None:
-            lines.append([target.label, target.client, "—", "—", "—", "—", "—"])
+            lines.append([target.label, target.client, "—", "—", "—", "—", "—", "—"])
             continue
-        ratio = f"{ratios[i]:.2f}" if i in ratios else "—"
         lines.append(
             [
                 target.label,
@@ -661,7 +717,8 @@ def report(
                 fmt(found.p50_ms, 2),
                 fmt(found.p99_ms, 2),
                 fmt(found.cpu_us),
-                ratio,
+                f"{ratios[i]:.2f}" if i in ratios else "—",
+                f"{cpu_ratios[i]:.2f}" if i in cpu_ratios else "—",
             ]
         )
     text = table(header, lines)
@@ -679,15 +736,17 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> tuple[str, bo
     whether every row could be measured."""
     load_before = os.getloadavg()[0]
     receiver = start_own_server(stack, "receiver", [], work)
-    passthrough = start_own_server(
-        stack, "passthrough", ["--target", receiver.url + "/cxf/receiver_2"], work
+    target = ["--target", receiver.url + "/cxf/receiver_2"]
+    passthrough = start_own_server(stack, "passthrough", target, work)
+    reqwest_passthrough = start_own_server(
+        stack, "passthrough", [*target, "--forwarder", "pyreqwest"], work, "passthrough-pyreqwest"
     )
     nginx = (
         None if args.no_nginx or not shutil.which("nginx") else start_nginx(stack, receiver, work)
     )
     print("setting up the seed scenario ...", flush=True)
     scenario = start_partnergate(stack, receiver, work)
-    rows = targets(scenario, receiver, passthrough, nginx, args.client)
+    rows = targets(scenario, receiver, passthrough, reqwest_passthrough, nginx, args.client)
     problems = {i: why for i, t in enumerate(rows) if (why := check(t)) is not None}
     bounds = Bounds(args.connections, args.seconds, args.warmup, args.requests)
     runs: dict[int, list[Measurement]] = {}
@@ -735,6 +794,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     passthrough = servers.add_parser("passthrough", help="serve the pass-through (internal)")
     passthrough.add_argument("--http", required=True, metavar="HOST:PORT")
     passthrough.add_argument("--target", required=True, metavar="URL")
+    passthrough.add_argument(
+        "--forwarder", choices=FORWARDERS, default="aiohttp", help="the HTTP client to forward with"
+    )
     args = parser.parse_args(argv)
     if args.client == WRK and not shutil.which("wrk"):
         parser.error("wrk is not installed (apt-get install wrk); or use --client aiohttp")
@@ -749,7 +811,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(receiver_app(), args.http)
         return 0
     if args.serve == "passthrough":
-        serve(passthrough_app(args.target), args.http)
+        serve(passthrough_app(args.target, args.forwarder), args.http)
         return 0
     try:
         with interruptible(), ExitStack() as stack:
