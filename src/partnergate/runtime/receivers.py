@@ -45,6 +45,9 @@ from pyreqwest.http import HeaderMap, Url
 from pyreqwest.response import Response
 
 USER_AGENT = "partnergate"
+IDLE_SECONDS = 15.0
+"""How long an idle connection is kept: aiohttp's default, below the idle timeouts that
+common servers apply, so a connection is seldom reused just as the receiver closes it."""
 _CHUNK = 64 * 1024
 
 
@@ -214,6 +217,7 @@ class ReceiverPool:
             ClientBuilder()
             .max_connections(self.connections_per_origin)
             .connect_timeout(_seconds(connect_timeout))
+            .pool_idle_timeout(_seconds(IDLE_SECONDS))
             .follow_redirects(False)
             .no_proxy()
             .http1_only()
