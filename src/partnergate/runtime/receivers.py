@@ -46,8 +46,9 @@ from pyreqwest.response import Response
 
 USER_AGENT = "partnergate"
 IDLE_SECONDS = 15.0
-"""How long an idle connection is kept: aiohttp's default, below the idle timeouts that
-common servers apply, so a connection is seldom reused just as the receiver closes it."""
+"""How long an idle connection is kept, as with aiohttp before: reqwest's own 90 s outlast
+many receivers' idle timeouts, and a connection the receiver closes just as a message goes
+out fails that message."""
 _CHUNK = 64 * 1024
 
 
