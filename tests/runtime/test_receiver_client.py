@@ -39,9 +39,15 @@ def app(seen: list[web.Request] | None = None) -> web.Application:
         return web.Response(body=body, content_type="application/octet-stream")
 
     async def gate(request: web.Request) -> web.Response:
+        """Hold each request until ``together`` are in, then a little longer: any request
+        beyond the client's bound would arrive meanwhile."""
         active[0] += 1
         active[1] = max(active)
-        await asyncio.sleep(0.2)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while active[0] < int(request.query["together"]) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
         active[0] -= 1
         return web.Response(text=str(active[1]))
 
@@ -92,6 +98,9 @@ def app(seen: list[web.Request] | None = None) -> web.Application:
         await asyncio.sleep(0.5)
         return web.Response()
 
+    async def own_words(request: web.Request) -> web.Response:
+        return web.Response(status=int(request.query["status"]), reason="db down at 10.0.0.7")
+
     async def gzipped(request: web.Request) -> web.Response:
         return web.Response(
             body=gzip.compress(b"<Packed/>"),
@@ -119,6 +128,7 @@ def app(seen: list[web.Request] | None = None) -> web.Application:
         "/hang-up": hang_up,
         "/garbage": garbage,
         "/gzipped": gzipped,
+        "/own-words": own_words,
         "/odd-header": odd_header,
         "/who": who,
     }.items():
@@ -213,7 +223,8 @@ async def test_in_flight_requests_are_bounded_per_origin() -> None:
     pool = ReceiverPool(connections_per_origin=3)
     try:
         async with serve(app()) as base:
-            answers = await asyncio.gather(*(pool.send(f"{base}/gate") for _ in range(9)))
+            calls = (pool.send(f"{base}/gate?together=3") for _ in range(9))
+            answers = await asyncio.gather(*calls)
         assert {a.status for a in answers} == {200}
         assert max(int(a.body) for a in answers) == 3
     finally:
@@ -338,6 +349,13 @@ async def test_failures_are_502_with_the_reason(
                 "the receiver cannot be reached (its name does not resolve)"
             ),
         }
+        for status, phrase in ((503, " Service Unavailable"), (599, "")):
+            # the standard reason phrase: the receiver's own words stay out of the answer
+            reply = await engine.process(flow, message_to(f"{base}/own-words?status={status}"))
+            assert (reply.status, reply.body) == (
+                502,
+                f"step 1 (call) failed: the receiver answered {status}{phrase}\n".encode(),
+            )
         for address, reason in cases.items():
             message = message_to(address)
             reply = await engine.process(flow, message)
