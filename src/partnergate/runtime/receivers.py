@@ -40,6 +40,7 @@ from pyreqwest.exceptions import (
     ReadError,
     RequestError,
     RequestTimeoutError,
+    WriteError,
 )
 from pyreqwest.http import HeaderMap, Url
 from pyreqwest.response import Response
@@ -382,6 +383,9 @@ def _describe(exc: RequestError) -> str:
         return "the TLS handshake with the receiver failed"
     if "connection closed before message completed" in text:
         return "the receiver closed the connection without answering"
+    if isinstance(exc, ConnectError | WriteError) and (found := _OS_ERROR.search(text)):
+        reason = os.strerror(int(found[1]))
+        return f"the receiver closed the connection without answering ({reason})"
     if isinstance(exc, BodyDecodeError | ReadError):
         return "the receiver's answer was cut off"
     if isinstance(exc, DecodeError):
