@@ -187,9 +187,9 @@ class ReceiverPool:
             raise ReceiverError(_describe(exc)) from exc
 
     async def _read(self, response: Response) -> bytes:
-        """The whole answer, refusing more than ``max_response_bytes`` as it arrives (a
-        length the receiver announces is not trusted; a compressed answer is counted
-        unpacked)."""
+        """The whole answer, at most ``max_response_bytes``: a body whose announced length
+        is within the limit is read at once (hyper reads no more than announced); any
+        other is counted as it arrives, a compressed one unpacked."""
         length = response.get_header("Content-Length")
         if length is not None and length.isdigit() and int(length) <= self.max_response_bytes:
             return bytes(await response.bytes())
