@@ -354,7 +354,9 @@ class _Deadlines:
 
     def data_received(self, data: bytes) -> None:
         cycle = self.cycle
-        if self._header_timer is None and (cycle is None or cycle.response_complete):
+        # a request answered before its body was read (a 413) still owns the bytes that follow
+        between = cycle is None or (cycle.response_complete and not cycle.more_body)
+        if self._header_timer is None and between:
             self._header_timer = self.loop.call_later(
                 self.config.header_timeout, self._headers_late
             )

@@ -35,7 +35,7 @@ from starlette.routing import Route
 from partnergate.config import Settings
 from partnergate.security import pki
 from partnergate.server import H11TLSProtocol, HttpToolsTLSProtocol
-from partnergate.web.bodies import read_body
+from partnergate.web.bodies import BodyTooLarge, read_body
 
 from ..conftest import Server as Process
 from ..conftest import free_port, start_server, stop_server
@@ -197,7 +197,10 @@ class App:
         return JSONResponse({"status": "ok"})
 
     async def echo(self, request: Request) -> Response:
-        body = await read_body(request, 1 << 20)
+        try:
+            body = await read_body(request, 1 << 20)
+        except BodyTooLarge:
+            return PlainTextResponse("too large", 413)
         self.bodies.append(body)
         return PlainTextResponse(f"{len(body)} bytes")
 
@@ -315,6 +318,20 @@ def test_requests_on_one_connection_are_all_answered(quick: Running, listener: s
         assert client.response() == (200, b"5 bytes")
         assert client.response()[0] == 200
         assert client.response() == (200, b"5 bytes")
+
+
+@pytest.mark.parametrize("listener", LISTENERS)
+def test_body_refused_before_it_was_read_keeps_the_connection(
+    quick: Running, listener: str
+) -> None:
+    """The rest of a body answered 413 up front is that request's, not a next header block:
+    a client that sends it anyway keeps its connection for the next request."""
+    size = 3 << 20  # over max_body (1 MiB here) and far over max_header_bytes (64 KiB)
+    with Client(*quick.port(listener)) as client:
+        client.send(client.request("POST", "/echo", {"Content-Length": str(size)}))
+        assert client.response() == (413, b"too large")
+        client.send(b"x" * size + client.request())
+        assert client.response()[0] == 200
 
 
 @pytest.mark.parametrize("listener", LISTENERS)
