@@ -134,28 +134,41 @@ def start_server(tmp: Path, db: str, extra_env: dict[str, str] | None = None) ->
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log_path.read_text()}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"server did not start: {log_path.read_text()}")
-        time.sleep(0.1)
+    try:
+        wait_until_healthy(url, process, log_path)
+    except AssertionError:
+        stop_process(process)
+        raise
     return Server(url, env, admin, log_path, process)
 
 
-def stop_server(server: Server) -> None:
-    server.process.terminate()
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Until ``/health`` answers 200; the server's log is the message if it exits or takes
+    more than a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, f"server exited: {log_path.read_text()}"
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"server did not start: {log_path.read_text()}"
+        time.sleep(0.1)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after 15 s."""
+    process.terminate()
     try:
-        server.process.wait(timeout=15)
+        process.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        server.process.kill()
+        process.kill()
+        process.wait()
+
+
+def stop_server(server: Server) -> None:
+    stop_process(server.process)
 
 
 @pytest.fixture(scope="session")

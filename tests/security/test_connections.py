@@ -38,7 +38,7 @@ from partnergate.server import H11TLSProtocol, HttpToolsTLSProtocol
 from partnergate.web.bodies import BodyTooLarge, read_body
 
 from ..conftest import Server as Process
-from ..conftest import free_port, start_server, stop_server
+from ..conftest import free_port, start_server, stop_process, stop_server, wait_until_healthy
 from ..tls.conftest import InProcess
 
 WAIT = 30.0
@@ -567,16 +567,7 @@ def test_idle_connections_cannot_take_every_file_descriptor(tmp_path: Path, stor
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+        wait_until_healthy(url, process, log_path)
         with Client(port) as keeper:
             assert keeper.get()[0] == 200
             idle = []
@@ -598,12 +589,7 @@ def test_idle_connections_cannot_take_every_file_descriptor(tmp_path: Path, stor
         limit = int(log.split("at most ", 1)[1].split(" ", 1)[0])
         assert limit <= 1024 - 100
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def test_sigterm_with_idle_connections_stops_promptly(

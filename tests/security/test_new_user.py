@@ -14,7 +14,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 
 from partnergate.runtime.steps import STEP_KINDS
 
-from ..conftest import ADMIN_ROLE, free_port
+from ..conftest import ADMIN_ROLE, free_port, stop_process, wait_until_healthy
 
 MAIN_FLOW = """\
 flow: new user
@@ -127,24 +126,11 @@ def new_user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NewUser]:
             cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_until_healthy(url, process, log)
         yield NewUser(url, cwd, env, admin, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 def test_defaults_live_in_the_working_directory(new_user: NewUser) -> None:

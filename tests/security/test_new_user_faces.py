@@ -14,7 +14,6 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import ADMIN_ROLE, STORE, free_port
+from ..conftest import ADMIN_ROLE, STORE, free_port, stop_process, wait_until_healthy
 
 POSTED_AGAIN = ("UserCredentialParameters", "CertificateUserMappings")
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
@@ -89,7 +88,8 @@ def new_user(tmp_path_factory: pytest.TempPathFactory, own_store: str) -> Iterat
     )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNERGATE_")}
-    log = open(home.parent / f"{home.name}-serve.log", "wb")  # noqa: SIM115
+    log_path = home.parent / f"{home.name}-serve.log"
+    log = open(log_path, "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "partnergate", "serve", "--http", f"127.0.0.1:{port}", *db],
         cwd=home,
@@ -99,16 +99,7 @@ def new_user(tmp_path_factory: pytest.TempPathFactory, own_store: str) -> Iterat
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (home.parent / f"{home.name}-serve.log").read_text()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start in 60 s"
-            time.sleep(0.1)
+        wait_until_healthy(url, process, log_path)
         r = httpx.post(
             url + "/oauth/token", data={"grant_type": "client_credentials"}, auth=("robot", secret)
         )
@@ -116,11 +107,7 @@ def new_user(tmp_path_factory: pytest.TempPathFactory, own_store: str) -> Iterat
         assert r.json()["token_type"].lower() == "bearer"
         yield NewUser(home, url, ("admin", password), r.json()["access_token"], process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
 
 
