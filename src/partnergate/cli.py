@@ -622,5 +622,386 @@ def demo(host: str, keep_running: bool) -> None:
     run_demo(host, keep_running)
 
 
+# -- Partner Directory as code -------------------------------------------------------------
+
+
+@main.group()
+def pd() -> None:
+    """Partner Directory as files: export, import, diff, pull, push (docs/pd-as-code.md)."""
+
+
+def _pd_store(settings: Settings, engine: Any) -> DirectoryStore:
+    from .model.rules import Limits
+
+    secretbox = SecretBox.from_key_file(Path(settings.credential_key_file))
+    return DirectoryStore(engine, secretbox, Limits(max_binary_bytes=settings.max_binary_bytes))
+
+
+def _pd_pids(pids: str | None) -> list[str] | None:
+    if pids is None:
+        return None
+    chosen = [p.strip() for p in pids.split(",") if p.strip()]
+    if not chosen:
+        raise click.UsageError("--pids needs at least one Pid")
+    return chosen
+
+
+def _pd_overlay(path: str | None) -> Any:
+    from .pdcode.sync import Overlay
+
+    return Overlay.load(Path(path)) if path else None
+
+
+def _pd_remote(url: str, opts: dict[str, Any]) -> Any:
+    import os
+
+    from .pdcode.remote import Auth, Remote
+
+    auth = Auth()
+    if opts["token_url"]:
+        if not opts["client_id"]:
+            raise click.UsageError("--token-url needs --client-id")
+        auth.token_url, auth.client_id = opts["token_url"], opts["client_id"]
+        if opts["client_secret_env"]:
+            auth.client_secret = os.environ.get(opts["client_secret_env"])
+            if auth.client_secret is None:
+                raise click.UsageError(
+                    f"environment variable {opts['client_secret_env']} is not set"
+                )
+        else:
+            auth.client_secret = sys.stdin.readline().rstrip("\r\n")
+    elif opts["user"]:
+        auth.user = opts["user"]
+        if opts["password_env"]:
+            auth.password = os.environ.get(opts["password_env"])
+            if auth.password is None:
+                raise click.UsageError(f"environment variable {opts['password_env']} is not set")
+        else:
+            auth.password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        raise click.UsageError("give --token-url and --client-id, or --user")
+    return Remote(url, auth, ca_file=opts["ca_file"], batch_size=opts.get("batch_size") or 90)
+
+
+def _remote_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--token-url", metavar="URL", help="OAuth token URL (client credentials)."),
+        click.option("--client-id", metavar="ID", help="OAuth client id."),
+        click.option(
+            "--client-secret-env",
+            metavar="NAME",
+            help="Environment variable holding the client secret (else read from stdin).",
+        ),
+        click.option("--user", metavar="NAME", help="HTTP Basic user."),
+        click.option(
+            "--password-env",
+            metavar="NAME",
+            help="Environment variable holding the Basic password (else read from stdin).",
+        ),
+        click.option("--ca-file", metavar="FILE", help="PEM CAs to trust for the remote's TLS."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+_MODE = click.option(
+    "--mode",
+    type=click.Choice(["add", "replace", "sync"]),
+    default="replace",
+    show_default=True,
+    help="add: create only; replace: create and update; sync: also delete, for these Pids.",
+)
+_PIDS = click.option("--pids", metavar="P1,P2", help="Only these partners.")
+_OVERLAY = click.option("--overlay", metavar="FILE", help="Stage values replacing the files'.")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print plan and outcome as JSON.")
+_DRY = click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+
+
+def _pd_fail(as_json: bool, message: str, extra: dict[str, Any] | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps({"error": message, **(extra or {})}, indent=2))
+        sys.exit(1)
+    raise click.ClickException(message)
+
+
+def _pd_errors() -> tuple[type[BaseException], ...]:
+    from .pdcode.files import LayoutError
+    from .pdcode.plan import MissingPassword
+    from .pdcode.remote import RemoteError
+
+    return (LayoutError, MissingPassword, RemoteError)
+
+
+def _summary(counts: dict[str, int]) -> str:
+    return (
+        f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete"
+    )
+
+
+@pd.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@_PIDS
+@click.pass_obj
+def pd_export(obj: Context, directory: Path, pids: str | None) -> None:
+    """Write the local store's Partner Directory under DIRECTORY (one read transaction)."""
+    from .pdcode import local
+
+    settings = obj.settings()
+    chosen = _pd_pids(pids)
+
+    async def work(engine: Any) -> int:
+        return await local.export(_pd_store(settings, engine), directory, chosen)
+
+    try:
+        count = run(settings, work)
+    except _pd_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"exported {count} partners to {directory}")
+
+
+@pd.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_DRY
+@_MODE
+@_PIDS
+@_OVERLAY
+@_JSON
+@click.pass_obj
+def pd_import(
+    obj: Context,
+    directory: Path,
+    dry_run: bool,
+    mode: str,
+    pids: str | None,
+    overlay: str | None,
+    as_json: bool,
+) -> None:
+    """Make the local store hold what DIRECTORY says, in one transaction: all or nothing."""
+    from .pdcode import local
+
+    settings = obj.settings()
+    chosen = _pd_pids(pids)
+
+    def show(op: Any) -> None:
+        if not as_json:
+            click.echo(op.describe())
+
+    async def work(engine: Any) -> Any:
+        return await local.import_(
+            _pd_store(settings, engine),
+            directory,
+            mode=mode,
+            pids=chosen,
+            overlay=_pd_overlay(overlay),
+            dry_run=dry_run,
+            on_op=show,
+            keep_ops=as_json,
+        )
+
+    try:
+        outcome = run(settings, work)
+    except (*_pd_errors(), local.ImportRefused) as exc:
+        _pd_fail(as_json, str(exc))
+        return
+    if as_json:
+        document = {
+            "plan": [op.as_json() for op in outcome.ops],
+            "counts": outcome.counts,
+            "applied": outcome.applied,
+        }
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    done = "dry run, nothing changed" if dry_run else "applied in one transaction"
+    if not any(outcome.counts.values()):
+        done = "nothing to do"
+    click.echo(f"{_summary(outcome.counts)}: {done}")
+
+
+@pd.command("diff")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--against", metavar="URL", help="A remote /api/v1 instead of the local store.")
+@_MODE
+@_PIDS
+@_OVERLAY
+@_JSON
+@_remote_options
+@click.pass_obj
+def pd_diff(
+    obj: Context,
+    directory: Path,
+    against: str | None,
+    mode: str,
+    pids: str | None,
+    overlay: str | None,
+    as_json: bool,
+    **remote: Any,
+) -> None:
+    """Print what import (or push to --against) would change; nothing when in step."""
+    from .pdcode import local
+    from .pdcode.sync import plan
+
+    chosen = _pd_pids(pids)
+    ops: list[Any] = []
+
+    async def collect(target: Any) -> None:
+        async for op in plan(directory, target, mode, pids=chosen, overlay=_pd_overlay(overlay)):
+            ops.append(op)
+
+    try:
+        if against:
+            remote_client = _pd_remote(against, remote)
+
+            async def remote_work() -> None:
+                async with remote_client:
+                    await collect(remote_client)
+
+            asyncio.run(remote_work())
+        else:
+            settings = obj.settings()
+
+            async def work(engine: Any) -> None:
+                async with local.read_transaction(_pd_store(settings, engine)) as d:
+                    await collect(local.LocalTarget(d))
+
+            run(settings, work)
+    except _pd_errors() as exc:
+        _pd_fail(as_json, str(exc))
+        return
+    if as_json:
+        click.echo(json.dumps({"plan": [op.as_json() for op in ops]}, indent=2, ensure_ascii=False))
+        return
+    for op in ops:
+        click.echo(op.describe())
+
+
+@pd.command("pull")
+@click.option("--from", "source", required=True, metavar="URL", help="The /api/v1 to read.")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@_PIDS
+@_remote_options
+def pd_pull(source: str, directory: Path, pids: str | None, **remote: Any) -> None:
+    """Write a remote Partner Directory (any SAP-compatible /api/v1) under DIRECTORY."""
+    from .pdcode import files
+
+    chosen = _pd_pids(pids)
+    client = _pd_remote(source, remote)
+
+    async def work() -> int:
+        async with client:
+            partners = await client.everything(chosen)
+            directory.mkdir(parents=True, exist_ok=True)
+            for partner in partners:
+                files.write_partner(directory, partner)
+            if chosen is None:
+                files.remove_stale(directory, {p.pid for p in partners})
+                certificates = await client.certificates()
+                if certificates is not None:
+                    files.write_certificates(directory, certificates)
+            return len(partners)
+
+    try:
+        count = asyncio.run(work())
+    except _pd_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"pulled {count} partners into {directory}")
+
+
+@pd.command("push")
+@click.option("--to", "target", required=True, metavar="URL", help="The /api/v1 to change.")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_DRY
+@_MODE
+@_PIDS
+@_OVERLAY
+@_JSON
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1000),
+    default=90,
+    show_default=True,
+    help="Operations per $batch change set.",
+)
+@_remote_options
+def pd_push(
+    target: str,
+    directory: Path,
+    dry_run: bool,
+    mode: str,
+    pids: str | None,
+    overlay: str | None,
+    as_json: bool,
+    batch_size: int,
+    **remote: Any,
+) -> None:
+    """Make a remote /api/v1 hold what DIRECTORY says, in $batch change sets."""
+    from .pdcode.sync import plan
+
+    chosen = _pd_pids(pids)
+    client = _pd_remote(target, {**remote, "batch_size": batch_size})
+
+    async def work() -> tuple[list[Any], Any]:
+        async with client:
+            ops = [
+                op
+                async for op in plan(
+                    directory, client, mode, pids=chosen, overlay=_pd_overlay(overlay)
+                )
+            ]
+            if dry_run or not ops:
+                return ops, None
+            return ops, await client.push(ops)
+
+    try:
+        ops, result = asyncio.run(work())
+    except _pd_errors() as exc:
+        _pd_fail(as_json, str(exc))
+        return
+    counts = {"create": 0, "update": 0, "delete": 0}
+    for op in ops:
+        counts[op.action] += 1
+    sets = [] if result is None else result.change_sets
+    failed = None if result is None else result.failed
+    if as_json:
+        document = {
+            "plan": [op.as_json() for op in ops],
+            "counts": counts,
+            "changeSets": [
+                {
+                    "number": c.number,
+                    "operations": len(c.ops),
+                    "applied": c.applied,
+                    "error": c.error,
+                }  # fmt: skip
+                for c in sets
+            ],
+            "applied": result is not None and failed is None,
+        }
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        if failed is not None:
+            sys.exit(1)
+        return
+    for op in ops:
+        click.echo(op.describe())
+    if dry_run:
+        click.echo(f"{_summary(counts)}: dry run, nothing changed")
+    elif not ops:
+        click.echo("nothing to do")
+    elif failed is None:
+        click.echo(f"{_summary(counts)}: applied in {len(sets)} change sets")
+    else:
+        applied = [c.number for c in sets if c.applied]
+        click.echo(
+            f"change set {failed.number} of {len(client.change_sets(ops))} failed: {failed.error}",
+            err=True,
+        )
+        click.echo(
+            f"applied change sets: {', '.join(map(str, applied)) or 'none'}; "
+            "later change sets were not sent",
+            err=True,
+        )
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -201,9 +201,7 @@ def list_pids(root: Path, pids: Iterable[str] | None = None) -> list[str]:
     if not root.is_dir():
         raise LayoutError(f"{root}: no such directory")
     wanted = set(pids) if pids is not None else None
-    found = sorted(
-        p.name for p in root.iterdir() if p.name != CERT_DIR and is_partner_dir(p)
-    )
+    found = sorted(p.name for p in root.iterdir() if p.name != CERT_DIR and is_partner_dir(p))
     return [pid for pid in found if wanted is None or pid in wanted]
 
 
@@ -282,9 +280,7 @@ def read_certificates(root: Path) -> Certificates | None:
         if not isinstance(item, dict):
             raise LayoutError(f"{path}: each rule needs Id, Kind and User")
         id_ = str(_text(path, item, "Id"))
-        out.rules[id_] = {
-            k: str(item[k]) for k in RULE_FIELDS if item.get(k) not in (None, "")
-        }
+        out.rules[id_] = {k: str(item[k]) for k in RULE_FIELDS if item.get(k) not in (None, "")}
     return out
 
 

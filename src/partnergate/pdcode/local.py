@@ -221,4 +221,3 @@ class ImportRefused(Exception):
         self.error = error
         message = getattr(error, "message", str(error))
         super().__init__(f"{op.describe()}: {message}; nothing was changed")
-

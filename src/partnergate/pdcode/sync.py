@@ -93,9 +93,7 @@ def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def desired_partners(
-    root: Path, pids: Iterable[str], overlay: Overlay | None
-) -> Iterator[Partner]:
+def desired_partners(root: Path, pids: Iterable[str], overlay: Overlay | None) -> Iterator[Partner]:
     for pid in pids:
         partner = files.read_partner(root, pid)
         if overlay is not None:
