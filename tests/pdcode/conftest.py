@@ -91,7 +91,7 @@ BINARIES = {
     "style": ("xsl", b"<xsl:stylesheet version='3.0'/>"),
     "schema": ("xsd", b"<xs:schema/>"),
     "codes": ("json", b'{"a": 1}\n'),
-    "readme": ("text", "line one\r\nline two\n".encode()),
+    "readme": ("text", b"line one\r\nline two\n"),
     "latin": ("xml; encoding=ISO-8859-1", "<a>\xe9</a>".encode("latin-1")),
     "bundle": ("zip", zip_bytes()),
     "packed": ("gz", gzip.compress(b"payload")),
@@ -118,24 +118,53 @@ def fill(api: Api, pki: Path) -> None:
     ok(api.post("StringParameters", json={"Pid": "Receiver_2", "Id": "ADDRESS", "Value": "x"}))
     cert_der = (pki / "ca.crt").read_bytes()
     for id_, (ctype, data) in {**BINARIES, "cacert": ("crt", cert_der)}.items():
-        body = {"Pid": "Receiver_1", "Id": id_, "ContentType": ctype,
-                "Value": base64.b64encode(data).decode()}  # fmt: skip
+        body = {
+            "Pid": "Receiver_1",
+            "Id": id_,
+            "ContentType": ctype,
+            "Value": base64.b64encode(data).decode(),
+        }
         ok(api.post("BinaryParameters", json=body))
-    ok(api.post("AlternativePartners",
-                json={"Agency": "Buyer", "Scheme": "GLN", "Id": "4000001", "Pid": "Sender_A"}))  # fmt: skip
-    ok(api.post("AlternativePartners",
-                json={"Agency": "Ägency", "Scheme": "DUNS", "Id": "id with space", "Pid": "Sender_A"}))  # fmt: skip
+    ok(
+        api.post(
+            "AlternativePartners",
+            json={"Agency": "Buyer", "Scheme": "GLN", "Id": "4000001", "Pid": "Sender_A"},
+        )
+    )
+    ok(
+        api.post(
+            "AlternativePartners",
+            json={"Agency": "Ägency", "Scheme": "DUNS", "Id": "id with space", "Pid": "Sender_A"},
+        )
+    )
     ok(api.post("AuthorizedUsers", json={"User": "user_for_sender_a", "Pid": "Sender_A"}))
     ok(api.post("AuthorizedUsers", json={"User": "oauth_client_x", "Pid": "Sender_B"}))
-    ok(api.post("UserCredentialParameters",
-                json={"Pid": "Receiver_1", "Id": "CRED", "User": "user_r1", "Password": SECRET}))  # fmt: skip
-    ok(api.post("UserCredentialParameters",
-                json={"Pid": "Receiver_2", "Id": "CRED", "User": "user_r2", "Password": SECRET}))  # fmt: skip
+    ok(
+        api.post(
+            "UserCredentialParameters",
+            json={"Pid": "Receiver_1", "Id": "CRED", "User": "user_r1", "Password": SECRET},
+        )
+    )
+    ok(
+        api.post(
+            "UserCredentialParameters",
+            json={"Pid": "Receiver_2", "Id": "CRED", "User": "user_r2", "Password": SECRET},
+        )
+    )
     cert = (pki / "sender_one.crt").read_text()
     ok(api.post("CertificateUserMappings", json={"User": "user_for_sender_a", "Certificate": cert}))
-    ok(api.post("CertificateMappingRules", json={
-        "Id": "renewals", "Kind": "SubjectIssuer", "User": "user_for_sender_a",
-        "SubjectDN": "CN=sender_two", "IssuerDN": "CN=partnergate development CA"}))  # fmt: skip
+    ok(
+        api.post(
+            "CertificateMappingRules",
+            json={
+                "Id": "renewals",
+                "Kind": "SubjectIssuer",
+                "User": "user_for_sender_a",
+                "SubjectDN": "CN=sender_two",
+                "IssuerDN": "CN=partnergate development CA",
+            },
+        )
+    )
 
 
 ENTITY_SETS = (
