@@ -189,6 +189,7 @@ async def import_(
     actor: str = ACTOR,
     on_op: Callable[[Op], None] | None = None,
     keep_ops: bool = True,
+    references: bool = True,
 ) -> Outcome:
     """Plan, and unless ``dry_run`` apply, in one transaction: all of it or nothing.
 
@@ -198,7 +199,7 @@ async def import_(
     context = read_transaction(store) if dry_run else store.begin()
     async with context as directory:
         target = LocalTarget(directory)
-        async for op in plan(root, target, mode, pids=pids, overlay=overlay):
+        async for op in plan(root, target, mode, pids=pids, overlay=overlay, references=references):
             outcome.counts[op.action] += 1
             if keep_ops:
                 outcome.ops.append(op)

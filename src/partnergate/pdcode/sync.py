@@ -93,11 +93,20 @@ def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def desired_partners(root: Path, pids: Iterable[str], overlay: Overlay | None) -> Iterator[Partner]:
+def desired_partners(
+    root: Path, pids: Iterable[str], overlay: Overlay | None, references: bool = True
+) -> Iterator[Partner]:
     for pid in pids:
         partner = files.read_partner(root, pid)
         if overlay is not None:
             overlay.apply(partner)
+        if not references:
+            for id_, cred in partner.credentials.items():
+                if cred.password is not None:
+                    raise files.LayoutError(
+                        f"{pid}/{files.CREDENTIALS} {id_}: password references are resolved "
+                        "only by the command line (pd import); leave Password out here"
+                    )
         files.resolve_passwords(partner, root)
         yield partner
 
@@ -109,10 +118,15 @@ async def plan(
     *,
     pids: Iterable[str] | None = None,
     overlay: Overlay | None = None,
+    references: bool = True,
 ) -> AsyncIterator[Op]:
-    """The writes that make the target hold what the directory says, in apply order."""
+    """The writes that make the target hold what the directory says, in apply order.
+
+    ``references=False`` refuses ``env:``/``file:`` password references: a directory that
+    arrives from a browser must not make the server read its own environment or files.
+    """
     for chunk in chunks(files.list_pids(root, pids)):
-        desired = list(desired_partners(root, chunk, overlay))
+        desired = list(desired_partners(root, chunk, overlay, references))
         current = await target.partners(chunk)
         alternatives = set().union(*(p.alternatives for p in desired))
         users = set().union(*(p.users for p in desired))

@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import certificates, entities, flows, monitor, partners, rules, signin
+from . import certificates, entities, flows, monitor, partners, rules, signin, transfer
 from .pages import STATIC, Urls, redirect
 
 
@@ -52,6 +52,8 @@ def ui_routes() -> list[BaseRoute]:
         Route("/monitor/{guid}", monitor.show),
         Route("/monitor/{guid}/attachments/{attachment_id}", monitor.attachment),
         Route("/flows", flows.index),
+        Route("/export", transfer.export),
+        Route("/import", transfer.import_page, methods=both),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
