@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..model.errors import DirectoryError
 from ..security import certificates as certs
+from ..store.changes import Change
 from ..store.directory import Directory, DirectoryStore
 from ..store.tables import ENTITY_TABLES, PARTNER_TABLES
 from . import files
@@ -210,8 +211,35 @@ async def import_(
                     await apply_op(directory, op, actor)
                 except DirectoryError as exc:
                     raise ImportRefused(op, exc) from None
+                if len(directory.changes) >= COMPACT_AT:
+                    directory.changes[:] = compact(directory.changes)
     outcome.applied = not dry_run
     return outcome
+
+
+COMPACT_AT = 20_000
+"""Change events kept before those of parameters are folded into one per partner."""
+
+_PARAMETER_SETS = frozenset({"StringParameters", "BinaryParameters", "UserCredentialParameters"})
+
+
+def compact(changes: list[Change]) -> list[Change]:
+    """One ``Partners`` change per Pid in place of its parameters' changes.
+
+    Caches forget a whole partner on a ``Partners`` change (as after a partner's delete),
+    so nothing is missed, and an import of millions of rows keeps its memory flat.
+    """
+    out: list[Change] = []
+    seen: set[str] = set()
+    for change in changes:
+        folds = change.entity_set in _PARAMETER_SETS or change.entity_set == "Partners"
+        if folds and change.pid is not None:
+            if change.pid not in seen:
+                seen.add(change.pid)
+                out.append(Change("Partners", {"Pid": change.pid}, change.pid))
+        else:
+            out.append(change)
+    return out
 
 
 class ImportRefused(Exception):
