@@ -62,6 +62,9 @@ def test_content_types_flashpipe_writes_are_understood() -> None:
     assert files.content_type_of("transform.xsl", metadata) == "xsl"
     assert files.content_type_of("certificate.crt", metadata) == "crt"
     assert files.content_type_of("notes.txt", {}) == "text"
+    assert files.content_type_of("notes.txt", {"notes.txt": "txt; encoding=UTF-8"}) == (
+        "text; encoding=UTF-8"
+    )
     assert files.content_type_of("a.xml", {"a.xml": "text/xml; encoding=UTF-8"}) == (
         "xml; encoding=UTF-8"
     )

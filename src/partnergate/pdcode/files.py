@@ -145,6 +145,8 @@ def content_type_of(filename: str, metadata: dict[str, str]) -> str:
         if semi and short in TEXT_CONTENT_TYPES:
             return f"{short};{params}"
         return short
+    if base.lower() in _EXTENSION_TYPES:
+        return _EXTENSION_TYPES[base.lower()] + (f";{params}" if semi else "")
     return given
 
 
