@@ -181,3 +181,22 @@ def test_a_refused_write_rolls_the_whole_import_back(
     assert "BinaryParameters(Pid=Worse,Id=bad)" in done.stderr
     assert "nothing was changed" in done.stderr
     assert _rows(db, data_dir, "StringParameters") == []
+
+
+def test_an_import_folds_parameter_changes_into_one_per_partner() -> None:
+    from partnergate.pdcode.local import compact
+    from partnergate.store.changes import Change
+
+    user = Change("AuthorizedUsers", {"User": "u"}, "A")
+    mapping = Change("CertificateUserMappings", {"Id": "x"}, None)
+    changes = [
+        Change("StringParameters", {"Pid": "A", "Id": "1"}, "A"),
+        Change("BinaryParameters", {"Pid": "A", "Id": "2"}, "A"),
+        user,
+        mapping,
+        Change("UserCredentialParameters", {"Pid": "B", "Id": "c"}, "B"),
+    ]
+    folded = [Change("Partners", {"Pid": "A"}, "A"), user, mapping]
+    folded.append(Change("Partners", {"Pid": "B"}, "B"))
+    assert compact(changes) == folded
+    assert compact(folded) == folded
