@@ -2,8 +2,8 @@
 
 Low in the import graph on purpose: the runtime, the security gate, the store and the
 server record events here; only ``prometheus_client`` is imported, never Starlette or any
-room of ours. Recording an event is a call of a few microseconds on the message path:
-label children are looked up once and kept (:class:`_Children`).
+room of ours. Recording an event on the message path is a dict update (:class:`_Series`);
+prometheus_client gets the totals before each scrape and once a second (:func:`sync`).
 
 With several worker processes (``serve --workers N``) each process writes its values to
 files in one directory (prometheus_client's multiprocess mode); :func:`exposition` reads
@@ -18,9 +18,10 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from time import perf_counter
 from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import (
@@ -142,45 +143,140 @@ _ALL: tuple[MetricWrapperBase, ...] = (
 )
 
 
-class _Children(dict[tuple[str, ...], Any]):
-    """Label values to their child metric, without prometheus_client's lock per lookup."""
+class _Series:
+    """Events of one metric since the last :func:`sync`, by label values.
+
+    Recording is a dict update on the event loop's thread; prometheus_client takes a lock
+    for every change of a value, which costs more than the rest of recording together
+    where a lock is a system call. :func:`sync` hands the totals over, a lock per series."""
 
     def __init__(self, metric: MetricWrapperBase) -> None:
-        super().__init__()
         self.metric = metric
+        self.pending: dict[tuple[str, ...], Any] = {}
+        self.children: dict[tuple[str, ...], Any] = {}
 
-    def __missing__(self, key: tuple[str, ...]) -> Any:
-        child = self[key] = self.metric.labels(*key)
-        return child
+    def child(self, key: tuple[str, ...]) -> Any:
+        found = self.children.get(key)
+        if found is None:
+            found = self.children[key] = self.metric.labels(*key) if key else self.metric
+        return found
+
+    def add(self, key: tuple[str, ...], amount: float = 1) -> None:
+        pending = self.pending
+        pending[key] = pending.get(key, 0) + amount
+
+    def sync(self) -> None:
+        pending, self.pending = self.pending, {}
+        for key, amount in pending.items():
+            self.child(key).inc(amount)
 
 
-_messages = _Children(MESSAGES)
-_steps = _Children(STEP_SECONDS)
-_receiver = _Children(RECEIVER_SECONDS)
-_refusals = _Children(REFUSALS)
-_api = _Children(API_REQUESTS)
-_connections = _Children(OPEN_CONNECTIONS)
-_tls = _Children(TLS_FAILURES)
-_CACHES = (_messages, _steps, _receiver, _refusals, _api, _connections, _tls)
+class _GaugeSeries(_Series):
+    def set(self, key: tuple[str, ...], value: float) -> None:
+        self.pending[key] = value
+
+    def sync(self) -> None:
+        pending, self.pending = self.pending, {}
+        for key, value in pending.items():
+            self.child(key).set(value)
+
+
+class _HistogramSeries(_Series):
+    def __init__(self, metric: Histogram, bounds: tuple[float, ...]) -> None:
+        super().__init__(metric)
+        self.bounds = bounds  # without +Inf: bisect past the end is the +Inf bucket
+
+    def observe(self, key: tuple[str, ...], amount: float) -> None:
+        counts = self.pending.get(key)
+        if counts is None:
+            counts = self.pending[key] = [0] * (len(self.bounds) + 1) + [0.0]
+        counts[bisect_left(self.bounds, amount)] += 1
+        counts[-1] += amount
+
+    def sync(self) -> None:
+        pending, self.pending = self.pending, {}
+        for key, counts in pending.items():
+            child = self.child(key)
+            for bucket, count in zip(child._buckets, counts, strict=False):
+                if count:
+                    bucket.inc(count)
+            child._sum.inc(counts[-1])
+
+
+_messages = _Series(MESSAGES)
+_steps = _HistogramSeries(STEP_SECONDS, LATENCY_BUCKETS)
+_receiver = _HistogramSeries(RECEIVER_SECONDS, LATENCY_BUCKETS)
+_refusals = _Series(REFUSALS)
+_cache = {True: _Series(CACHE_HITS), False: _Series(CACHE_MISSES)}
+_log_queue = _GaugeSeries(LOG_QUEUE)
+_log_write = _HistogramSeries(LOG_WRITE_SECONDS, LATENCY_BUCKETS)
+_log_written = _Series(LOG_WRITTEN)
+_api = _Series(API_REQUESTS)
+_connections = _GaugeSeries(OPEN_CONNECTIONS)
+_tls = _Series(TLS_FAILURES)
+_SERIES = (
+    _messages,
+    _steps,
+    _receiver,
+    _refusals,
+    *_cache.values(),
+    _log_queue,
+    _log_write,
+    _log_written,
+    _api,
+    _connections,
+    _tls,
+)
+_NO_LABELS: tuple[str, ...] = ()
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def _forget_pending() -> None:
+    """In a forked child: the parent's unsynced events are the parent's to hand over."""
+    for series in _SERIES:
+        series.pending.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pending)
+
+
+def sync() -> None:
+    """Hand what was recorded since the last call to prometheus_client: before a scrape,
+    and every second where other processes scrape (:func:`run_sync`)."""
+    for series in _SERIES:
+        series.sync()
+
+
+async def run_sync(interval: float = 1.0) -> None:
+    """Sync every ``interval`` seconds, on the event loop that records (with workers, so
+    that the one answering ``/metrics`` sees the others' events)."""
+    import asyncio
+
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            sync()
+    finally:
+        sync()
 
 
 # --- recording -----------------------------------------------------------------------------
 
 
 def message_finished(flow: str, status: str) -> None:
-    _messages[flow, status].inc()
+    _messages.add((flow, status))
 
 
 async def run_step(step: Any, flow: str, *args: Any) -> Any:
     """``step.run(*args)``, timed."""
-    started = time.perf_counter()
+    started = perf_counter()
     try:
         return await step.run(*args)
     finally:
-        _steps[flow, step.label].observe(time.perf_counter() - started)
+        _steps.observe((flow, step.label), perf_counter() - started)
 
 
 def timed_receiver_call(call: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -189,19 +285,22 @@ def timed_receiver_call(call: Callable[P, Awaitable[T]]) -> Callable[P, Awaitabl
 
     @functools.wraps(call)
     async def timed(*args: P.args, **kwargs: P.kwargs) -> T:
-        started = time.perf_counter()
+        started = perf_counter()
         outcome = "error"
         try:
             response = await call(*args, **kwargs)
-            outcome = f"{getattr(response, 'status', 0) // 100}xx"
+            outcome = _STATUS_CLASSES.get(getattr(response, "status", 0) // 100, "error")
             return response
         except Exception as exc:
             outcome = "timeout" if "Timeout" in type(exc).__name__ else "error"
             raise
         finally:
-            _receiver[(outcome,)].observe(time.perf_counter() - started)
+            _receiver.observe((outcome,), perf_counter() - started)
 
     return timed
+
+
+_STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
 
 
 def refusal_reason(status: int, reason: str) -> str:
@@ -243,7 +342,7 @@ def counted_refusals(face: str) -> Callable[[Callable[P, Awaitable[T]]], Callabl
             reason = getattr(decision, "reason", None)
             if reason is not None:
                 status = getattr(decision, "status", 0)
-                _refusals[face, refusal_reason(status, reason)].inc()
+                _refusals.add((face, refusal_reason(status, reason)))
             return decision
 
         return counted
@@ -252,7 +351,7 @@ def counted_refusals(face: str) -> Callable[[Callable[P, Awaitable[T]]], Callabl
 
 
 def directory_cache(hit: bool) -> None:
-    (CACHE_HITS if hit else CACHE_MISSES).inc()
+    _cache[hit].add(_NO_LABELS)
 
 
 def queued_log_entry(put: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
@@ -261,7 +360,7 @@ def queued_log_entry(put: Callable[..., Awaitable[None]]) -> Callable[..., Await
     @functools.wraps(put)
     async def queued(self: Any, entry: Any) -> None:
         await put(self, entry)
-        LOG_QUEUE.set(len(self._pending))
+        _log_queue.pending[_NO_LABELS] = len(self._pending)
 
     return queued
 
@@ -272,30 +371,29 @@ def timed_log_write(write: Callable[..., Awaitable[None]]) -> Callable[..., Awai
 
     @functools.wraps(write)
     async def timed(self: Any, batch: list[Any]) -> None:
-        waiting = len(getattr(self, "_pending", ()))
-        LOG_QUEUE.set(len(batch) + waiting)
-        started = time.perf_counter()
+        _log_queue.set(_NO_LABELS, len(batch) + len(getattr(self, "_pending", ())))
+        started = perf_counter()
         try:
             await write(self, batch)
         finally:
-            LOG_WRITE_SECONDS.observe(time.perf_counter() - started)
-            LOG_QUEUE.set(len(getattr(self, "_pending", ())))
-        LOG_WRITTEN.inc(len(batch))
+            _log_write.observe(_NO_LABELS, perf_counter() - started)
+            _log_queue.set(_NO_LABELS, len(getattr(self, "_pending", ())))
+        _log_written.add(_NO_LABELS, len(batch))
 
     return timed
 
 
 def api_request(entity_set: str, method: str, status: int) -> None:
-    _api[entity_set, method, str(status)].inc()
+    _api.add((entity_set, method, str(status)))
 
 
 def connections_open(listener: str, count: int) -> None:
-    _connections[(listener,)].set(count)
+    _connections.set((listener,), count)
 
 
 def tls_failure(listener: str, exc: BaseException | None) -> None:
     """A handshake that failed: ``exc`` as asyncio raised it, None when it ran out of time."""
-    _tls[listener, tls_failure_reason(exc)].inc()
+    _tls.add((listener, tls_failure_reason(exc)))
 
 
 def tls_failure_reason(exc: BaseException | None) -> str:
@@ -347,6 +445,7 @@ def multiprocess_dir() -> str | None:
 
 def exposition(extra: Iterable[Any] = ()) -> bytes:
     """The text the scraper gets: every process's values, and ``extra`` metric families."""
+    sync()
     directory = multiprocess_dir()
     if directory is not None:
         registry = CollectorRegistry()
@@ -378,8 +477,9 @@ def prepare_workers(directory: str | Path) -> None:
                 metric._metrics.clear()
         else:
             metric._metric_init()
-    for cache in _CACHES:
-        cache.clear()
+    for series in _SERIES:
+        series.pending.clear()
+        series.children.clear()
 
 
 def worker_exited(pid: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,7 @@ for n in (1, 2):
         for _ in range(n * 10):
             metrics.message_finished("flow", "COMPLETED")
         metrics.connections_open("http://x", n * 100)
+        metrics.sync()  # what each worker's run_sync does every second
         os.write(ready_w, b"1")
         os.read(go_r, 1)
         os._exit(0)
@@ -100,7 +102,11 @@ def test_two_servers_sharing_the_directory(tmp_path: Path, store_url: str) -> No
             with Api(first) as api:
                 for _ in range(3):
                     assert api.get("Partners").status_code == 200
-            # the second server answers for the first one's requests too
+            # the second server answers for the first one's requests too, within a second
+            deadline = time.monotonic() + 5
+            while scrape(second).value(name, **labels) < before + 3:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
             assert scrape(second).value(name, **labels) == before + 3
             assert scrape(first).value(name, **labels) == before + 3
             listeners = {

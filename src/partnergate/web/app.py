@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
-from .. import logs
+from .. import logs, metrics
 from ..config import Settings
 from ..model.rules import Limits
 from ..runtime.directory import PartnerDirectory
@@ -345,6 +345,7 @@ def create_app(settings: Settings) -> Gateway | AccessLog:
         tasks = [
             asyncio.create_task(services.runtime.deployment.watch()),
             asyncio.create_task(_housekeeping(services)),
+            asyncio.create_task(metrics.run_sync()),
         ]
         if services.store.engine.dialect.name == "postgresql":
             listener = ChangeListener(settings.db, services.invalidate, services.forget_everything)
