@@ -377,5 +377,5 @@ def create_app(settings: Settings) -> Gateway | AccessLog:
     ]
     gateway = Gateway(Starlette(routes=routes, lifespan=lifespan))
     if settings.access_log:
-        return AccessLog(gateway, logs.access_logger(settings.log_format))
+        return AccessLog(gateway, logs.AccessWriter(settings.log_format))
     return gateway

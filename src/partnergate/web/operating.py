@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import metrics
+from ..logs import AccessWriter
 from ..odata.paths import entity_set_name
 from ..security.gate import Refused
 from ..security.principals import PARTNER_DIRECTORY_CONFIGURATOR
@@ -129,17 +130,22 @@ _KNOWN_SETS = _known_sets()
 
 class AccessLog:
     """One line per request (``access_log = true``): client, method, path, status and
-    milliseconds, through the buffered ``partnergate.access`` logger. Off by default: every
-    message is in the message processing log, and refusals are logged with their reason."""
+    milliseconds, written in batches (:class:`partnergate.logs.AccessWriter`). Off by
+    default: every message is in the message processing log, and refusals are logged
+    with their reason."""
 
-    def __init__(self, app: ASGIApp, logger: logging.Logger) -> None:
+    def __init__(self, app: ASGIApp, writer: AccessWriter) -> None:
         self.app = app
-        self.logger = logger
+        self.writer = writer
         self.state = getattr(app, "state", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                if scope["type"] == "lifespan":
+                    self.writer.flush()
             return
         started = time.perf_counter()
         status = 0
@@ -154,19 +160,10 @@ class AccessLog:
             await self.app(scope, receive, sending)
         finally:
             client = scope.get("client")
-            self.logger.info(
-                '%s "%s %s" %d %.1f ms',
-                client[0] if client else "-",
+            self.writer.write(
+                client[0] if client else None,
                 scope["method"],
                 scope["path"],
                 status,
                 (time.perf_counter() - started) * 1000,
-                extra={
-                    "fields": {
-                        "client": client[0] if client else None,
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                    }
-                },
             )
