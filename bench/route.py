@@ -364,10 +364,16 @@ def configure(server: Service, receiver: Service, words: Mapping[str, str], cert
                 )
 
 
-def start_partnergate(stack: ExitStack, receiver: Service, work: Path) -> Scenario:
-    """Set the seed up as ``partnergate demo`` does: PKI, CLI accounts, API entries."""
+def start_partnergate(
+    stack: ExitStack, receiver: Service, work: Path, settings: Sequence[str] = ()
+) -> Scenario:
+    """Set the seed up as ``partnergate demo`` does: PKI, CLI accounts, API entries.
+    ``settings``: NAME=VALUE pairs over the benchmark's (e.g. ``log_level=info``)."""
     port, https = free_port(), f"{LOOPBACK}:{free_port()}"
     env, cert, key = seed_environment(work, f"{LOOPBACK}:{port}", https)
+    for pair in settings:
+        name, _, value = pair.partition("=")
+        env[f"PARTNERGATE_{name.strip().upper()}"] = value
     words = add_accounts(env)
     argv = [sys.executable, "-m", "partnergate", "serve"]
     server = start_service(stack, "partnergate", argv, port=port, log_dir=work, env=env)
@@ -745,7 +751,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> tuple[str, bo
         None if args.no_nginx or not shutil.which("nginx") else start_nginx(stack, receiver, work)
     )
     print("setting up the seed scenario ...", flush=True)
-    scenario = start_partnergate(stack, receiver, work)
+    scenario = start_partnergate(stack, receiver, work, args.setting)
     rows = targets(scenario, receiver, passthrough, reqwest_passthrough, nginx, args.client)
     problems = {i: why for i, t in enumerate(rows) if (why := check(t)) is not None}
     bounds = Bounds(args.connections, args.seconds, args.warmup, args.requests)
@@ -788,6 +794,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="load generator of the rows without a client certificate (default: wrk if found)",
     )
     parser.add_argument("--no-nginx", action="store_true", help="leave the nginx row out")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a partnergate setting over the benchmark's (default log_level=warning), e.g. "
+        "--setting log_level=info --setting access_log=true; repeatable",
+    )
     servers = parser.add_subparsers(dest="serve", metavar="{receiver,passthrough}")
     receiver = servers.add_parser("receiver", help="serve the minimal receiver (internal)")
     receiver.add_argument("--http", required=True, metavar="HOST:PORT")

@@ -95,6 +95,19 @@ class Settings:
     """Seconds over which failed logins are counted."""
     password_checks_per_address: int = 16
     """Password checks one address may have waiting; more are refused (429) at once."""
+    log_format: str = "text"
+    """``text`` or ``json`` (one object per line: time, level, logger, message, and the
+    message ID, flow and partner where known)."""
+    access_log: bool = False
+    """A line per request in the log. Off by default: every message is in the message
+    processing log, and every refusal is logged with its reason."""
+    metrics_auth: str = "role"
+    """``role``: ``/metrics`` needs a user or client with ``metrics_role`` or the Partner
+    Directory administrator role; ``none``: anyone who reaches the port may read it."""
+    metrics_role: str = "partnergate.Monitoring"
+    drain_seconds: int = 0
+    """Seconds the server keeps serving after SIGTERM with ``/ready`` answering 503, so a
+    load balancer stops sending before the listeners close."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -124,8 +137,9 @@ _INT_FIELDS = {
     "login_failure_window",
     "password_checks_per_address",
 }
+_ZERO_OK = {"drain_seconds"}
 _FLOAT_FIELDS = {"query_time_limit"}
-_BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}
+_BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs", "access_log"}
 _LIST_FIELDS = {"trusted_proxies", "cert_headers"}
 _NAMES = {f.name for f in fields(Settings)} - {"extra"}
 
@@ -133,6 +147,14 @@ _NAMES = {f.name for f in fields(Settings)} - {"extra"}
 def _coerce(name: str, value: Any) -> Any:
     if name == "max_connections" and value == "auto":
         return None
+    if name in _ZERO_OK:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting '{name}' must be a whole number, got {value!r}") from None
+        if number < 0:
+            raise ConfigError(f"setting '{name}' must not be negative, got {number}")
+        return number
     if name in _INT_FIELDS:
         try:
             number = int(value)
@@ -167,6 +189,10 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"setting 'client_cert' must be 'optional' or 'required', got {value!r}")
     if name == "metadata_style" and value not in ("flat", "sap"):
         raise ConfigError(f"setting 'metadata_style' must be 'flat' or 'sap', got {value!r}")
+    if name == "log_format" and value not in ("text", "json"):
+        raise ConfigError(f"setting 'log_format' must be 'text' or 'json', got {value!r}")
+    if name == "metrics_auth" and value not in ("role", "none"):
+        raise ConfigError(f"setting 'metrics_auth' must be 'role' or 'none', got {value!r}")
     if name == "http" and value in ("", "off", "none"):
         return None
     return value

@@ -46,10 +46,12 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from . import logs, metrics
 from .config import ConfigError, Settings
 from .security.certificates import CertificateError, der_bytes, load_certificates
 from .web.app import create_app
 from .web.client_cert import CertificateTrust
+from .web.operating import start_draining
 
 __all__ = [
     "Gate",
@@ -550,6 +552,7 @@ class Gate:
     def admit(self, connection: _Accept, transport: asyncio.BaseTransport) -> bool:
         if len(self.open) < self.limit:
             self.open.add(connection)
+            metrics.connections_open(self.name, len(self.open))
             return True
         transport.abort()
         self._refused += 1
@@ -567,6 +570,7 @@ class Gate:
 
     def release(self, connection: _Accept) -> None:
         self.open.discard(connection)
+        metrics.connections_open(self.name, len(self.open))
 
     def close(self) -> None:
         """At shutdown: end the connections still in their handshake."""
@@ -660,7 +664,8 @@ class _Accept(asyncio.Protocol):
                 ssl_handshake_timeout=gate.handshake_timeout + 5,  # ours comes first
                 ssl_shutdown_timeout=min(gate.handshake_timeout, TLS_SHUTDOWN_TIMEOUT),
             )
-        except Exception:  # refused by OpenSSL, reset or late: asyncio has closed it, silently
+        except Exception as exc:  # refused by OpenSSL, reset or late: asyncio has closed it
+            metrics.tls_failure(gate.name, exc)
             self._drop(transport)
             return
         if tls is None or self.lost:
@@ -679,6 +684,7 @@ class _Accept(asyncio.Protocol):
             _peer(transport.get_extra_info("peername")),
             self.gate.handshake_timeout,
         )
+        metrics.tls_failure(self.gate.name, None)
         self._drop(transport)
 
     def _stop_deadline(self) -> None:
@@ -746,7 +752,8 @@ def uvicorn_config(app: ASGIApp, settings: Settings, listener: Listener) -> List
         log_level=settings.log_level,
         proxy_headers=False,
         server_header=False,
-        access_log=True,
+        access_log=False,  # ours, when settings.access_log: web.operating.AccessLog
+        **({"log_config": None} if settings.log_format == "json" else {}),
         http=HttpToolsTLSProtocol,
         # no WebSocket endpoints: an upgrade would hand the connection to a protocol
         # that keeps none of the deadlines and never gives its place back
@@ -799,6 +806,22 @@ class Server(uvicorn.Server):
             if item.tls is not None
         ]
         self._sighup = False
+        self.drain_seconds = settings.drain_seconds
+        self._drain: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM or SIGINT: ``/ready`` answers 503 from now on; with ``drain_seconds``
+        a first SIGTERM keeps serving that long before the listeners close."""
+        start_draining()
+        if self.drain_seconds and sig == signal.SIGTERM and not self.should_exit:
+            if self._drain is None:
+                log.info("SIGTERM: draining for %d s before stopping", self.drain_seconds)
+                stop = functools.partial(uvicorn.Server.handle_exit, self, sig, frame)
+                self._drain = threading.Timer(self.drain_seconds, stop)
+                self._drain.daemon = True
+                self._drain.start()
+            return
+        super().handle_exit(sig, frame)
 
     def on_reload(self, what: str, reload: Callable[[], None]) -> None:
         """Also run ``reload`` on SIGHUP; a ConfigError it raises is logged."""
@@ -853,6 +876,7 @@ class Server(uvicorn.Server):
             server = await loop.create_server(gate.factory(http), sock=sock, backlog=config.backlog)
             self.servers.append(server)
             gate.name = item.describe(sock).split(" ", 1)[0]
+            metrics.connections_open(gate.name, len(gate.open))
             log.info("listening on %s", item.describe(sock))
         log.info(
             "at most %d open connections per listener; idle %d s, headers %d s, body %d s",
@@ -885,9 +909,7 @@ def _reload_flows(app: ASGIApp) -> None:
 
 def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM; SIGHUP reloads certificates."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings)
     # what the app hands to client_certificate(); reloaded on SIGHUP with the listeners
     trust = getattr(app.state, "certificate_trust", None)

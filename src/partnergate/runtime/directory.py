@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, overload
 
+from .. import metrics
 from ..model.errors import DirectoryError
 from ..model.rules import normalize_user, unhex_key
 from .pduri import unpack
@@ -363,6 +364,7 @@ class PartnerDirectory:
 
     async def _cached(self, key: tuple[str, ...], load: Callable[[], Awaitable[T]]) -> T:
         hit = self._cache.get(key)
+        metrics.directory_cache(hit is not _ABSENT)
         if hit is not _ABSENT:
             return hit  # type: ignore[no-any-return]
         generation = self._generation

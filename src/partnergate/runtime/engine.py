@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from .. import logs, metrics
 from .directory import PartnerDirectory
 from .errors import StepError
 from .exchange import MESSAGE_ID, Exchange, Reply
@@ -63,13 +64,14 @@ class Engine:
             user=exchange.user,
             sender_partner=exchange.sender_partner,
         )
+        logs.bind_message(exchange.message_id, flow.name, exchange.sender_partner)
         await self._log("started", entry)
         failed_step: str | None = None
         error: str | None = None
         reply: Reply | None = None
         for step in flow.steps:
             try:
-                reply = await step.run(exchange, self.services)
+                reply = await metrics.run_step(step, flow.name, exchange, self.services)
             except StepError as exc:
                 failed_step, error = step.label, exc.detail
                 reply = _failure(exchange, exc.status, f"{step.label} failed: {exc.text}")
@@ -81,6 +83,9 @@ class Engine:
                 break
         if reply is None:
             reply = exchange.reply()
+        metrics.message_finished(flow.name, FAILED if failed_step else COMPLETED)
+        if failed_step:
+            log.info("message failed: %s: %s", failed_step, error)
         await self._log(
             "finished",
             MessageLogEntry(

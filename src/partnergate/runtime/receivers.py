@@ -45,6 +45,8 @@ from pyreqwest.exceptions import (
 from pyreqwest.http import HeaderMap, Url
 from pyreqwest.response import Response
 
+from .. import metrics
+
 USER_AGENT = "partnergate"
 IDLE_SECONDS = 15.0
 """How long an idle connection is kept, as with aiohttp before: reqwest's own 90 s outlast
@@ -164,6 +166,7 @@ class ReceiverPool:
             if origin.retired and origin.in_flight == 0:
                 await origin.session.close()
 
+    @metrics.timed_receiver_call
     async def _request(
         self,
         client: Client,

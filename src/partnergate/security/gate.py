@@ -30,6 +30,7 @@ from urllib.parse import unquote
 
 from cryptography import x509
 
+from .. import metrics
 from .accounts import AccountBook, StoredAccount
 from .credentials import Basic, Bearer, Malformed, plausible, read_authorization, read_cookie
 from .csrf import check_csrf, csrf_token
@@ -166,6 +167,7 @@ class Gate:
 
     # -- the faces -----------------------------------------------------------------------
 
+    @metrics.counted_refusals("api")
     async def api(self, facts: Facts, accepted: frozenset[str]) -> Allowed | Refused:
         """The OData API: Basic, bearer or the session cookie, and one of ``accepted``."""
         credentials = self._authorization(facts)
@@ -187,6 +189,7 @@ class Gate:
             allowed = Allowed(checked.principal, session_id=session_id, expires=checked.expires)
         return _authorise(allowed, accepted)
 
+    @metrics.counted_refusals("ui")
     async def ui(self, facts: Facts, role: str | None) -> Allowed | Refused:
         """A page of the UI: the session cookie only, and ``role`` unless None."""
         found = await self._session(facts)
@@ -194,6 +197,7 @@ class Gate:
             return found
         return found if role is None else _authorise(found, frozenset({role}))
 
+    @metrics.counted_refusals("sender")
     async def sender(self, facts: Facts, role: str | None) -> Allowed | Refused:
         """A flow (``role``) or ``/whoami`` (None): Authorization header, else certificate."""
         who = await self._sender(facts)
@@ -202,6 +206,7 @@ class Gate:
         allowed = Allowed(Principal(who.user, who.roles, who.method), who.partner, identity=who)
         return allowed if role is None else _authorise(allowed, frozenset({role}))
 
+    @metrics.counted_refusals("oauth")
     async def oauth_client(
         self, facts: Facts, client_id: str | None, secret: str | None
     ) -> Allowed | Refused:
@@ -234,6 +239,7 @@ class Gate:
             extra={"sv": _short(current.fingerprint)},
         )
 
+    @metrics.counted_refusals("sign_in")
     async def sign_in(self, facts: Facts, name: str, password: str) -> Allowed | Refused:
         """The UI's sign-in form: a new session for the user, or why not."""
         if not plausible(name, password):

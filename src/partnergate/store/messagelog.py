@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .. import metrics
 from ..runtime.messagelog import Attachment, MessageLogEntry
 from .database import begin, sqlite_file, write_lock
 from .directory import now
@@ -271,6 +272,7 @@ class StoreMessageLog:
     async def finished(self, entry: MessageLogEntry) -> None:
         await self._put(entry)
 
+    @metrics.queued_log_entry
     async def _put(self, entry: MessageLogEntry) -> None:
         self._pending[entry.message_guid] = entry
         if len(self._pending) >= self.max_pending:
@@ -292,6 +294,7 @@ class StoreMessageLog:
                 self._pending = {**batch, **self._pending}
                 raise
 
+    @metrics.timed_log_write
     async def _write(self, batch: list[MessageLogEntry]) -> None:
         if self._sqlite_path is None:
             kept = _attachments_of(batch)

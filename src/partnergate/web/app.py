@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
+from .. import logs, metrics
 from ..config import Settings
 from ..model.rules import Limits
 from ..runtime.directory import PartnerDirectory
@@ -40,6 +41,7 @@ from .auth import facts, refusal_headers, set_session_cookie
 from .bodies import BodyTooLarge, read_body
 from .client_cert import CertificateTrust, ClientCertResult, client_certificate
 from .flows import Deployment, Runtime
+from .operating import AccessLog, counted_api, metrics_endpoint, ready
 from .services import Services
 from .ui import root, ui_routes
 
@@ -332,7 +334,7 @@ class Gateway:
         await response(scope, receive, send)
 
 
-def create_app(settings: Settings) -> Gateway:
+def create_app(settings: Settings) -> Gateway | AccessLog:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await build_services(settings)
@@ -343,6 +345,7 @@ def create_app(settings: Settings) -> Gateway:
         tasks = [
             asyncio.create_task(services.runtime.deployment.watch()),
             asyncio.create_task(_housekeeping(services)),
+            asyncio.create_task(metrics.run_sync()),
         ]
         if services.store.engine.dialect.name == "postgresql":
             listener = ChangeListener(settings.db, services.invalidate, services.forget_everything)
@@ -363,11 +366,16 @@ def create_app(settings: Settings) -> Gateway:
 
     routes = [
         Route("/oauth/token", token, methods=["POST"]),
-        Route(API_ROOT, api, methods=API_METHODS),
-        Route(API_ROOT + "/{path:path}", api, methods=API_METHODS),
+        Route(API_ROOT, counted_api(api), methods=API_METHODS),
+        Route(API_ROOT + "/{path:path}", counted_api(api), methods=API_METHODS),
         Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/whoami", whoami, methods=["GET"]),
         Mount("/ui", routes=ui_routes()),
         Route("/", root),
     ]
-    return Gateway(Starlette(routes=routes, lifespan=lifespan))
+    gateway = Gateway(Starlette(routes=routes, lifespan=lifespan))
+    if settings.access_log:
+        return AccessLog(gateway, logs.AccessWriter(settings.log_format))
+    return gateway

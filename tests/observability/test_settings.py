@@ -1,0 +1,97 @@
+"""The operating settings: bad values are refused by name, before the server starts."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import ssl
+
+import pytest
+
+from partnergate import logs, metrics
+from partnergate.config import ConfigError, load_settings
+
+
+def settings(**values: object):  # type: ignore[no-untyped-def]
+    return load_settings(None, values, environ={})
+
+
+def test_defaults_are_the_safe_ones() -> None:
+    s = settings()
+    assert (s.log_format, s.access_log, s.metrics_auth, s.drain_seconds) == (
+        "text",
+        False,
+        "role",
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("log_format", "xml"),
+        ("metrics_auth", "anyone"),
+        ("drain_seconds", "-1"),
+        ("drain_seconds", "soon"),
+        ("access_log", "maybe"),
+    ],
+)
+def test_bad_values_name_the_setting(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        settings(**{name: value})
+
+
+def test_good_values() -> None:
+    s = settings(log_format="json", metrics_auth="none", drain_seconds="5", access_log="on")
+    assert (s.log_format, s.metrics_auth, s.drain_seconds, s.access_log) == (
+        "json",
+        "none",
+        5,
+        True,
+    )
+
+
+def test_refusal_reasons_fold_into_few_words() -> None:
+    fold = metrics.refusal_reason
+    assert fold(401, "wrong secret for user 'alice'") == "wrong_secret"
+    assert fold(401, "unknown user 'bob'") == "unknown_account"
+    assert fold(401, "no credentials: neither an Authorization header nor a client cert") == (
+        "no_credentials"
+    )
+    assert fold(401, "bearer token refused: expired") == "bearer_token"
+    assert fold(403, "user 'x' lacks role ESBMessaging.send (has: none)") == "role"
+    assert fold(429, "too many failed logins of 'x'") == "throttled"
+
+
+def test_tls_failure_reasons() -> None:
+    error = ssl.SSLError(1, "[SSL: HTTP_REQUEST] http request")
+    error.reason = "HTTP_REQUEST"
+    assert metrics.tls_failure_reason(error) == "http_request"
+    assert metrics.tls_failure_reason(None) == "timeout"
+    assert metrics.tls_failure_reason(TimeoutError()) == "timeout"
+    assert metrics.tls_failure_reason(ConnectionResetError()) == "connection_closed"
+
+
+def test_json_lines_carry_the_message_context_and_tracebacks() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger("partnergate.test-json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        logs.bind_message("id-1", "flow A", "Sender_X")
+        logger.info("message failed: %s", "step 2 'call': no route\nsecond line")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("fault")
+    finally:
+        logger.removeHandler(handler)
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["message"] == "message failed: step 2 'call': no route\nsecond line"
+    assert (first["message_id"], first["flow"], first["partner"]) == ("id-1", "flow A", "Sender_X")
+    assert first["level"] == "INFO" and first["logger"] == "partnergate.test-json"
+    assert "ValueError: boom" in second["exception"]
