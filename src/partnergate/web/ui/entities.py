@@ -53,7 +53,8 @@ def shown_values(page: Page, fields: tuple[Field, ...]) -> FormValues:
         if f.widget == "binary":
             shown.update({k: page.text(k) for k in ("ContentType", "Encoding", "Text")})
             kept = page.form.get("_kept_bytes")
-            if isinstance(kept, bytes) and len(kept) <= KEPT_LIMIT:
+            limit = min(KEPT_LIMIT, page.services.settings.max_binary_bytes)
+            if isinstance(kept, bytes) and len(kept) <= limit:
                 shown["Kept"] = base64.b64encode(kept).decode("ascii")
                 shown["KeptName"] = page.text("_kept_name") or "upload"
                 shown["KeptSize"] = str(len(kept))

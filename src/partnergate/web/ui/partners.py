@@ -106,20 +106,19 @@ async def _count_partners(directory: Directory, search: str) -> int | None:
         return None
 
 
-async def _search(directory: Directory, search: str) -> tuple[dict[str, str], bool]:
-    """Pid → where a search matched it (empty for the Pid itself), and whether it was capped."""
+async def _elsewhere(directory: Directory, search: str) -> tuple[dict[str, str], bool]:
+    """Partners whose Pid does not contain ``search`` but another of their values does:
+    Pid → where it matched; and whether a place held more than :data:`SEARCH_CAP`."""
     found: dict[str, str] = {}
     capped = False
-    by_pid = ListRequest(filter=pid_contains(search), top=SEARCH_CAP)
-    rows = (await directory.list("Partners", by_pid)).rows
-    capped |= len(rows) >= SEARCH_CAP
-    found.update({str(r["Pid"]): "" for r in rows})
+    lowered = search.lower()
     for entity_set, prop, name in SEARCHED:
         where = contains(PropertyRef(prop, ValueType.STRING), search)
         rows = (await directory.list(entity_set, ListRequest(filter=where, top=SEARCH_CAP))).rows
         capped |= len(rows) >= SEARCH_CAP
         for r in rows:
-            found.setdefault(str(r["Pid"]), f"{name} {r[prop]}")
+            if lowered not in str(r["Pid"]).lower():
+                found.setdefault(str(r["Pid"]), f"{name} {r[prop]}")
     return found, capped
 
 
@@ -163,19 +162,25 @@ async def index(page: Page) -> Response:
     descending = page.query.get("sort") == "-pid"
     number, size = page.number, PAGE_SIZE
     store = page.services.store
-    capped, matched = False, {}
+    capped = False
+    matched: dict[str, str] = {}
     if search:
         async with store.read() as directory:
-            matched, capped = await _search(directory, search)
-        ordered = sorted(matched, reverse=descending)
+            matched, capped = await _elsewhere(directory, search)
+    if matched:  # merged with the Pids that match, at most SEARCH_CAP of them
+        async with store.read() as directory:
+            request = ListRequest(filter=pid_contains(search), top=SEARCH_CAP)
+            rows = (await directory.list("Partners", request)).rows
+        capped |= len(rows) >= SEARCH_CAP
+        ordered = sorted({*matched, *(str(r["Pid"]) for r in rows)}, reverse=descending)
         total: int | None = len(ordered)
         pids = ordered[(number - 1) * size : number * size]
         has_next = number * size < len(ordered)
-    else:
-        result = await partner_page(store, "", descending, number)
+    else:  # Pids alone: paged in SQL, however many
+        result = await partner_page(store, search, descending, number)
         pids, has_next = result.pids, result.has_next
         async with store.read() as directory:
-            total = await _count_partners(directory, "")
+            total = await _count_partners(directory, search)
     async with store.read() as directory:
         summaries = await _summaries(directory, pids)
     for summary in summaries:
