@@ -26,6 +26,7 @@ from ...security.certificates import (
 from ...store.directory import ListRequest
 from ..downloads import download_headers
 from .directory import PAGE_SIZE, contains, partners_of_users
+from .entities import relabel
 from .kinds import Field
 from .pages import Page, guarded
 
@@ -164,8 +165,9 @@ async def new(page: Page) -> Response:
         )
     except DirectoryError as exc:
         field = exc.field if exc.field in ("User", "Certificate") else None
-        errors = {field: exc.message} if field else {}
-        return _form(page, values, exc.status, errors, "" if field else exc.message)
+        message = relabel(exc.message, (USER_FIELD, CERTIFICATE_FIELD))
+        errors = {field: message} if field else {}
+        return _form(page, values, exc.status, errors, "" if field else message)
     replaced = created["CreatedTime"] != created["LastModifiedTime"]
     note = " (it was mapped before; the mapping now names this user)" if replaced else ""
     return page.redirect(
