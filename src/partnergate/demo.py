@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -163,6 +164,20 @@ def _start(demo: Demo) -> subprocess.Popen[bytes]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    try:
+        _wait_until_up(demo, process)
+    except BaseException:  # a failed start, or SIGTERM meanwhile: no server is left behind
+        process.kill()
+        process.wait()
+        raise
+    _step(f"server: http://{demo.http} and mTLS https://{demo.https}, flows from {_examples()}")
+    _step(
+        f"admin UI: http://{demo.http}/ui/ (sign in as {ADMIN}; --keep-running prints the password)"
+    )
+    return process
+
+
+def _wait_until_up(demo: Demo, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:
@@ -175,11 +190,8 @@ def _start(demo: Demo) -> subprocess.Popen[bytes]:
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            process.kill()
             raise click.ClickException("the server did not start within a minute")
         time.sleep(0.1)
-    _step(f"server: http://{demo.http} and mTLS https://{demo.https}, flows from {_examples()}")
-    return process
 
 
 def _configure(demo: Demo) -> None:
@@ -357,6 +369,7 @@ def _try_it(demo: Demo) -> None:
     click.echo(
         f"Work directory: {demo.workdir} (PKCS#12 password for the client certificates: {s['p12']})"
     )
+    click.echo(f"Admin UI: http://{demo.http}/ui/ — user {ADMIN}, password {s['admin']}")
     click.echo(
         f"  curl -u {ADMIN}:{s['admin']} 'http://{demo.http}/api/v1/StringParameters?$format=json'"
     )
@@ -374,10 +387,16 @@ def _try_it(demo: Demo) -> None:
     )
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so that the ``finally`` below stops the server too."""
+    raise KeyboardInterrupt
+
+
 def run_demo(host: str, keep_running: bool = False) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="partnergate-demo-"))
     demo = _prepare(workdir, host)
     _accounts(demo)
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     process = _start(demo)
     try:
         _configure(demo)
@@ -395,6 +414,7 @@ def run_demo(host: str, keep_running: bool = False) -> None:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+        signal.signal(signal.SIGTERM, previous)
     if not passed:
         raise click.ClickException(
             f"the scenario did not behave; server log: {workdir / 'server.log'}"

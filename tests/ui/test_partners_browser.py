@@ -168,6 +168,7 @@ def test_delete_a_partner_through_its_confirmation(page: Page, api: Api, pid: st
     expect(page.locator(".doomed")).to_contain_text("1 user credential")
     expect(page.locator(".doomed")).to_contain_text(f"u_{pid.lower()}")
     shot(page, "delete-partner")
+    page.get_by_label("Type DELETE to confirm").fill("DELETE")
     page.get_by_role("button", name=f"Delete {pid} and its 5 entities").click()
 
     expect(page).to_have_url(re.compile(r"/ui/partners$"))

@@ -44,7 +44,66 @@
     });
   }
 
+  document.documentElement.classList.add("js");
+
+  /* The main menu folds into a button on narrow screens; Escape closes it again. */
+  function menu() {
+    var toggle = document.querySelector(".menu-toggle");
+    var nav = document.querySelector(".topnav");
+    if (!toggle || !nav) { return; }
+    toggle.hidden = false;
+    function set(open) {
+      nav.classList.toggle("open", open);
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    }
+    toggle.addEventListener("click", function () {
+      var open = toggle.getAttribute("aria-expanded") !== "true";
+      set(open);
+      if (open) {
+        var first = nav.querySelector(".menu a, .menu button");
+        if (first) { first.focus(); }
+      }
+    });
+    nav.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && nav.classList.contains("open")) {
+        set(false);
+        toggle.focus();
+      }
+    });
+  }
+
+  /* A row just added is scrolled into view with the message about it. */
+  function showAdded() {
+    var row = document.querySelector(".just-added");
+    if (!row) { return; }
+    var note = document.querySelector(".section .flash") || row;
+    note.scrollIntoView({ block: "start" });
+  }
+
+  /* Typing past a field's limit is said at once, not cut off silently. */
+  function limits() {
+    document.querySelectorAll("[data-maxlength]").forEach(function (input) {
+      var max = parseInt(input.getAttribute("data-maxlength"), 10);
+      var note = document.createElement("p");
+      note.className = "field-error";
+      note.id = "limit-" + input.id;
+      note.setAttribute("aria-live", "polite");
+      note.hidden = true;
+      input.insertAdjacentElement("afterend", note);
+      function check() {
+        var over = input.value.length - max;
+        note.hidden = over <= 0;
+        note.textContent = over > 0 ? input.value.length + " characters: at most " + max + " are allowed" : "";
+      }
+      input.addEventListener("input", check);
+      check();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    menu();
+    limits();
+    showAdded();
     document.querySelectorAll("table[data-sortable]").forEach(enhance);
     var summary = document.querySelector(".error-summary[tabindex]");
     if (summary) { summary.focus(); }

@@ -44,6 +44,7 @@ def ui_routes() -> list[BaseRoute]:
         Route("/certificates/{id}", certificates.show),
         Route("/certificates/{id}/delete", certificates.delete, methods=both),
         Route("/certificates/{id}/download", certificates.download),
+        Route("/certificates/{id}/authorise", certificates.authorise, methods=["POST"]),
         Route("/rules", rules.index),
         Route("/new-rule", rules.new, methods=both),
         Route("/rules/{id}", rules.edit, methods=both),

@@ -17,10 +17,16 @@ from starlette.responses import Response
 
 from ...model.errors import DirectoryError, InvalidValue
 from ...odata.filter import OrderBy, PropertyRef, ValueType
-from ...security.certificates import CertificateError, CertificateInfo, load_certificate
+from ...security.certificates import (
+    CertificateError,
+    CertificateInfo,
+    load_certificate,
+    load_certificates,
+)
 from ...store.directory import ListRequest
 from ..downloads import download_headers
 from .directory import PAGE_SIZE, contains, partners_of_users
+from .entities import relabel
 from .kinds import Field
 from .pages import Page, guarded
 
@@ -102,14 +108,48 @@ async def index(page: Page) -> Response:
 
 
 async def certificate_text(page: Page) -> str:
-    """The certificate as the store takes it: uploaded bytes as base64 (DER or PEM alike)."""
+    """The certificate as the store takes it: uploaded bytes as base64 (DER or PEM alike).
+
+    A chain file (``-chain.pem`` of ``partnergate pki``: the client's certificate, then its
+    issuers) gives its first certificate, as a TLS client presents it first.
+    """
     upload = page.form.get("File")
     if isinstance(upload, UploadFile) and upload.filename:
-        return base64.b64encode(await upload.read()).decode("ascii")
+        return leaf_of(await upload.read())
     text = page.text("Text").strip()
     if not text:
         raise InvalidValue("Choose a certificate file or paste it as PEM", field="Certificate")
-    return text
+    return leaf_of(text.encode("ascii", "replace"))
+
+
+def leaf_of(data: bytes) -> str:
+    """``data`` as base64; of a chain whose certificates each issued the one before, the leaf."""
+    try:
+        chain = load_certificates(data)
+    except CertificateError:
+        return base64.b64encode(data).decode("ascii")  # the store says what is wrong
+    issued = all(a.issuer == b.subject for a, b in zip(chain, chain[1:], strict=False))
+    if len(chain) > 1 and issued:
+        data = chain[0].public_bytes(Encoding.PEM)
+    return base64.b64encode(data).decode("ascii")
+
+
+@guarded
+async def authorise(page: Page) -> Response:
+    """Make the mapped user an authorised user of a partner, from the certificate's page."""
+    mapping = await _mapping(page)
+    user = str(mapping.row["User"])
+    pid = page.text("Pid").strip()
+    try:
+        if not pid:
+            raise InvalidValue("Enter the partner ID", field="Pid")
+        await page.services.store.create("AuthorizedUsers", {"User": user, "Pid": pid}, page.user)
+    except DirectoryError as exc:
+        return await _show(page, mapping, exc.status, {"Pid": pid}, exc.message)
+    return page.redirect(
+        page.urls.certificate(mapping.row["Id"]),
+        f"User '{user}' is now an authorized user of partner '{pid}'.",
+    )
 
 
 @guarded
@@ -125,8 +165,9 @@ async def new(page: Page) -> Response:
         )
     except DirectoryError as exc:
         field = exc.field if exc.field in ("User", "Certificate") else None
-        errors = {field: exc.message} if field else {}
-        return _form(page, values, exc.status, errors, "" if field else exc.message)
+        message = relabel(exc.message, (USER_FIELD, CERTIFICATE_FIELD))
+        errors = {field: message} if field else {}
+        return _form(page, values, exc.status, errors, "" if field else message)
     replaced = created["CreatedTime"] != created["LastModifiedTime"]
     note = " (it was mapped before; the mapping now names this user)" if replaced else ""
     return page.redirect(
@@ -163,12 +204,29 @@ async def _mapping(page: Page) -> Mapping:
 
 @guarded
 async def show(page: Page) -> Response:
-    mapping = await _mapping(page)
+    return await _show(page, await _mapping(page))
+
+
+async def _show(
+    page: Page,
+    mapping: Mapping,
+    status_code: int = 200,
+    values: dict[str, str] | None = None,
+    error: str = "",
+) -> Response:
     pem = ""
     if mapping.info is not None:
         cert = load_certificate(str(mapping.row["Certificate"]))
         pem = cert.public_bytes(Encoding.PEM).decode("ascii")
-    return page.render("certificates/show.html", section="certificates", m=mapping, pem=pem)
+    return page.render(
+        "certificates/show.html",
+        status_code,
+        section="certificates",
+        m=mapping,
+        pem=pem,
+        values=values or {},
+        authorise_error=error,
+    )
 
 
 @guarded

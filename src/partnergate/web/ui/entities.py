@@ -7,13 +7,20 @@ to the field it names (:attr:`DirectoryError.field`).
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import json
+import re
 from typing import Any
 
+from markupsafe import Markup
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from ...model.errors import DirectoryError, InvalidValue, NotFound
-from ...model.rules import ENCODINGS, TEXT_CONTENT_TYPES
+from ...model.errors import AlreadyExists, DirectoryError, InvalidValue, NotFound
+from ...model.rules import ENCODINGS, TEXT_CONTENT_TYPES, check_identifier
+from ...security import xmldoor
 from ...security.certificates import CertificateError, CertificateInfo, load_certificate
 from ..downloads import download_headers
 from .directory import load_partner
@@ -31,15 +38,93 @@ def kind_of(page: Page) -> Kind:
     return kind
 
 
+KEPT_LIMIT = 4 * 1024 * 1024
+"""Largest uploaded file a refused form carries back, so it need not be chosen again."""
+
+
 def shown_values(page: Page, fields: tuple[Field, ...]) -> FormValues:
-    """What the person typed, to show again if the form is refused; never a password."""
+    """What the person typed, to show again if the form is refused; never a password.
+
+    An uploaded file comes back as a hidden field, since a browser cannot refill a file
+    input: the next submission uses it unless another file or text is given.
+    """
     shown: FormValues = {}
     for f in fields:
         if f.widget == "binary":
             shown.update({k: page.text(k) for k in ("ContentType", "Encoding", "Text")})
+            kept = page.form.get("_kept_bytes")
+            limit = min(KEPT_LIMIT, page.services.settings.max_binary_bytes)
+            if isinstance(kept, bytes) and len(kept) <= limit:
+                shown["Kept"] = base64.b64encode(kept).decode("ascii")
+                shown["KeptName"] = page.text("_kept_name") or "upload"
+                shown["KeptSize"] = str(len(kept))
         elif f.widget != "password":
             shown[f.name] = page.text(f.name)
     return shown
+
+
+_PROPERTY = re.compile(r"^Property '(\w+)'")
+
+
+def check_fields(page: Page, fields: tuple[Field, ...]) -> dict[str, str]:
+    """Every field's own mistake at once (empty, too long, characters), in its label's words.
+
+    The store checks one value after another and stops at the first; a form shows all.
+    """
+    errors: dict[str, str] = {}
+    for f in fields:
+        if f.widget in ("binary", "password"):
+            continue
+        value = page.text(f.name)
+        if f.name == "Pid":
+            value = value.strip()
+        if f.required and not value:
+            errors[f.name] = f"Enter the {f.label.lower() if f.label != 'ID' else 'ID'}"
+        elif f.max_length is not None and len(value) > f.max_length:
+            errors[f.name] = (
+                f"{f.label} is {len(value)} characters long; at most {f.max_length} are allowed"
+            )
+        elif f.mono and f.widget in ("text", "partner") and value:
+            try:
+                check_identifier(f.name, value)
+            except InvalidValue as exc:
+                errors[f.name] = relabel(exc.message, fields)
+    return errors
+
+
+def relabel(message: str, fields: tuple[Field, ...]) -> str:
+    """A rule's message with the property named as the form's label names it."""
+    labels = {f.name: f.label for f in fields}
+    found = _PROPERTY.match(message)
+    if found and found.group(1) in labels:
+        return labels[found.group(1)] + message[found.end() :]
+    return message
+
+
+async def existing(page: Page, kind: Kind, pid: str, values: dict[str, object]) -> Markup | None:
+    """Where the entity that has the key already is, as a sentence with a link to it."""
+    store, urls = page.services.store, page.urls
+    try:
+        if kind.slug == "alternative-partners":
+            key = kind.key_from(pid, {p: str(values.get(prop, "")) for p, prop in kind.key_params})
+            assert key is not None
+            row = await store.get(kind.entity_set, key)
+        elif kind.slug == "authorized-users":
+            row = await store.get(kind.entity_set, {"User": str(values.get("User", "")).lower()})
+        else:
+            row = await store.get(kind.entity_set, {"Pid": pid, "Id": str(values.get("Id", ""))})
+    except DirectoryError:
+        return None
+    owner = str(row["Pid"])
+    what = f"{kind.title} {kind.label_of(row)}"
+    if owner == pid:
+        return Markup('{} already exists on this partner: <a href="{}">open it</a>.').format(
+            what, urls.entity(pid, kind, "edit", row)
+        )
+    return Markup(
+        '{} already belongs to partner <a class="mono" href="{}">{}</a>; '
+        "an entry can belong to one partner only."
+    ).format(what, urls.partner(owner, kind.slug), owner)
 
 
 async def read_values(
@@ -68,6 +153,14 @@ async def _binary_values(page: Page, current: dict[str, object] | None) -> dict[
     if isinstance(upload, UploadFile) and upload.filename:
         filename = upload.filename
         content = await upload.read()
+        _keep(page, content, filename)
+    elif not text and page.text("Kept"):
+        try:
+            content = base64.b64decode(page.text("Kept"), validate=True)
+        except binascii.Error:
+            raise InvalidValue("Choose the file again", field="Value") from None
+        filename = page.text("KeptName")
+        _keep(page, content, filename)
     elif text:
         if encoding and encoding.upper() not in ENCODINGS:
             raise InvalidValue(f"Unknown encoding '{encoding}'", field="ContentType")
@@ -91,10 +184,62 @@ async def _binary_values(page: Page, current: dict[str, object] | None) -> dict[
         chosen = f"{chosen};encoding={encoding}"
     values: dict[str, object] = {"ContentType": chosen}
     if content is not None:
+        if not page.text("Unchecked"):
+            problem = await asyncio.to_thread(content_problem, content, chosen.partition(";")[0])
+            if problem:
+                raise InvalidValue(problem, field="Value")
         values["Value"] = content
     elif current is None:
         raise InvalidValue("Choose a file to upload or paste the content", field="Value")
     return values
+
+
+async def gather(
+    page: Page, fields: tuple[Field, ...], current: dict[str, object] | None = None
+) -> dict[str, object]:
+    """The form's values, or :class:`FormErrors` naming every field that is wrong."""
+    errors = check_fields(page, fields)
+    try:
+        values = await read_values(page, fields, current)
+    except InvalidValue as exc:
+        if not errors or exc.field is None:
+            raise
+        errors.setdefault(exc.field, relabel(exc.message, fields))
+    if errors:
+        raise FormErrors(errors)
+    return values
+
+
+def _keep(page: Page, content: bytes, filename: str) -> None:
+    """Hold an upload in the form, so that a refused form can send it back to the page."""
+    page.form._dict["_kept_bytes"] = content  # type: ignore[attr-defined]
+    page.form._dict["_kept_name"] = filename  # type: ignore[attr-defined]
+
+
+NOT_CHECKED = "Save it anyway"
+"""The label of the box that stores content which does not parse as its content type."""
+
+
+def content_problem(content: bytes, base: str) -> str:
+    """Why content does not read as its declared type, or "" (XML kinds and JSON only)."""
+    if base in ("xml", "xsl", "xsd"):
+        try:
+            xmldoor.check(content, what="The content")
+        except xmldoor.XmlRefused as exc:
+            return (
+                f"{exc.reason}. It was not saved: check the file and the content type "
+                f"'{base}', or tick '{NOT_CHECKED}'."
+            )
+    elif base == "json":
+        try:
+            json.loads(content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+            return (
+                f"The content is not valid JSON{where}. It was not saved: check the file and "
+                f"the content type 'json', or tick '{NOT_CHECKED}'."
+            )
+    return ""
 
 
 def refused(exc: DirectoryError, fields: tuple[Field, ...]) -> tuple[dict[str, str], str]:
@@ -102,9 +247,10 @@ def refused(exc: DirectoryError, fields: tuple[Field, ...]) -> tuple[dict[str, s
     names = {f.name for f in fields}
     if any(f.widget == "binary" for f in fields):
         names.add("ContentType")
+    message = relabel(exc.message, fields)
     if exc.field in names:
-        return {str(exc.field): exc.message}, ""
-    return {}, exc.message
+        return {str(exc.field): message}, ""
+    return {}, message
 
 
 def binary_view(row: dict[str, object]) -> dict[str, Any]:
@@ -136,7 +282,7 @@ def form_page(
     row: dict[str, object] | None = None,
     values: FormValues | None = None,
     errors: dict[str, str] | None = None,
-    error: str = "",
+    error: str | Markup = "",
 ) -> Response:
     fields = kind.create if action == "new" else kind.change
     return page.render(
@@ -153,6 +299,7 @@ def form_page(
         error=error,
         view=binary_view(row) if row is not None and kind is BINARY else None,
         encodings=ENCODINGS,
+        not_checked=NOT_CHECKED,
     )
 
 
@@ -174,13 +321,18 @@ async def new(page: Page) -> Response:
         if await load_partner(page.services.store, pid) is None:
             raise NotFound(f"Partner '{pid}' does not exist")
         return form_page(page, kind, pid, "new")
+    entity: dict[str, object] = {}
     try:
-        entity = await read_values(page, kind.create)
+        entity = await gather(page, kind.create)
         created = await page.services.store.create(
             kind.entity_set, {**entity, "Pid": pid}, page.user
         )
     except DirectoryError as exc:
         errors, error = refused(exc, kind.create)
+        if isinstance(exc, FormErrors):
+            errors = {**exc.errors, **errors}
+        if isinstance(exc, AlreadyExists) and (where := await existing(page, kind, pid, entity)):
+            errors, error = {}, where
         return form_page(
             page,
             kind,
@@ -192,8 +344,16 @@ async def new(page: Page) -> Response:
             error=error,
         )
     return page.redirect(
-        page.urls.partner(pid, kind.slug), f"{kind.title} '{kind.label_of(created)}' added."
+        page.urls.added(pid, kind, created), f"{kind.title} '{kind.label_of(created)}' added."
     )
+
+
+class FormErrors(InvalidValue):
+    """Several fields of one form are wrong; each message goes next to its field."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(next(iter(errors.values())), field=next(iter(errors)))
+        self.errors = errors
 
 
 @guarded
@@ -206,7 +366,7 @@ async def edit(page: Page) -> Response:
         return form_page(page, kind, pid, "edit", row=row, values=values)
     store = page.services.store
     try:
-        changes = await read_values(page, kind.change, current=row)
+        changes = await gather(page, kind.change, current=row)
         if kind.upsert:
             key = {prop: row[prop] for _, prop in kind.key_params}
             await store.create(kind.entity_set, {**key, "Pid": pid, **changes}, page.user)
@@ -214,6 +374,8 @@ async def edit(page: Page) -> Response:
             await store.update(kind.entity_set, kind.key_of(row), changes, page.user)
     except DirectoryError as exc:
         errors, error = refused(exc, kind.change)
+        if isinstance(exc, FormErrors):
+            errors = {**exc.errors, **errors}
         return form_page(
             page,
             kind,
@@ -234,7 +396,7 @@ async def edit(page: Page) -> Response:
             page.urls.partner(moved_to, kind.slug),
             f"{kind.title} '{label}' moved here from partner '{pid}'.{note}",
         )
-    return page.redirect(page.urls.partner(pid, kind.slug), f"{kind.title} '{label}' saved.")
+    return page.redirect(page.urls.added(pid, kind, row), f"{kind.title} '{label}' saved.")
 
 
 @guarded

@@ -21,7 +21,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ...model.errors import NotFound
+from ...model.errors import DirectoryError, NotFound
 from ...security.gate import Refused
 from ...security.principals import PARTNER_DIRECTORY_CONFIGURATOR
 from ..auth import facts, over_https
@@ -102,6 +102,10 @@ class Urls:
 
     def partner(self, pid: str, section: str | None = None) -> str:
         return f"{self.base}/partners/{segment(pid)}" + (f"#{section}" if section else "")
+
+    def added(self, pid: str, kind: Kind, row: dict[str, object]) -> str:
+        """The partner's page at ``kind``'s section, with ``row`` marked as just added."""
+        return f"{self.partner(pid)}?added={kind.slug}&{kind.query_of(row)}#{kind.slug}"
 
     def delete_partner(self, pid: str) -> str:
         return f"{self.partner(pid)}/delete"
@@ -254,6 +258,16 @@ class Page:
         return self.render("error.html", 404, title="Not found", message=message)
 
 
+_TITLES = {
+    400: "Not accepted",
+    403: "Not allowed",
+    405: "Not possible",
+    409: "Conflict",
+    413: "Too large",
+    503: "Busy, try again",
+}
+"""Headings of the error page by the status of a refusal the page did not expect."""
+
 Handler = Callable[[Page], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -287,6 +301,13 @@ def guarded(handler: Handler | None = None, *, role: bool = True) -> Callable[..
                 return await handler(page)
             except NotFound as exc:
                 return page.not_found(exc.message)
+            except DirectoryError as exc:  # e.g. a list past query_time_limit (503)
+                return page.render(
+                    "error.html",
+                    exc.status,
+                    title=_TITLES.get(exc.status, "Refused"),
+                    message=exc.message,
+                )
             finally:
                 await page.form.close()
 

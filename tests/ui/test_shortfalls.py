@@ -1,0 +1,303 @@
+"""What a new administrator ran into in Chromium, each now done as they expected."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from partnergate.security import pki
+
+from ..conftest import Api, start_server, stop_server
+from .conftest import open_tab, shot, sign_in_tab
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def section(page: Page, slug: str):  # noqa: ANN201 - a Playwright Locator
+    return page.locator(f"section[aria-labelledby={slug}]")
+
+
+def test_a_pasted_pid_past_the_limit_is_said_not_cut(page: Page, api: Api) -> None:
+    long_pid = "P" + "x" * 99
+    page.goto("/ui/new-partner")
+    field = page.get_by_label("Partner ID")
+    field.fill(long_pid)
+    expect(field).to_have_value(long_pid)  # nothing cut off while typing or pasting
+    expect(page.locator("#limit-field-Pid")).to_have_text("100 characters: at most 60 are allowed")
+    page.get_by_label("ID", exact=True).fill("ADDRESS")
+    page.get_by_role("button", name="Create partner").click()
+    expect(page.locator("#error-Pid")).to_contain_text(
+        "Partner ID is 100 characters long; at most 60 are allowed"
+    )
+    expect(page.get_by_label("Partner ID")).to_have_value(long_pid)
+    assert (
+        api.get(
+            "StringParameters", params={"$filter": "Id eq 'ADDRESS' and startswith(Pid,'Pxxxx')"}
+        ).json()["d"]["results"]
+        == []
+    )
+
+
+def test_every_mistake_of_a_form_shows_at_once_by_its_label(page: Page) -> None:
+    page.goto("/ui/new-partner?kind=credentials")
+    page.get_by_label("Partner ID").fill("Sender CERT")
+    page.get_by_label("ID", exact=True).fill("bad id")
+    page.get_by_label("Password").fill("pw")
+    page.get_by_role("button", name="Create partner").click()
+    summary = page.get_by_role("alert")
+    expect(summary).to_contain_text("Nothing was saved")
+    expect(summary.get_by_role("listitem")).to_have_count(3)
+    expect(page.locator("#error-Pid")).to_contain_text("Partner ID contains characters")
+    expect(page.locator("#error-Id")).to_contain_text("ID contains characters")
+    expect(page.locator("#error-User")).to_contain_text("Enter the user")
+    assert "Property '" not in page.content()
+    shot(page, "all-errors")
+
+
+def test_a_duplicate_names_and_links_the_partner_that_has_it(
+    page: Page, api: Api, pid: str
+) -> None:
+    owner = pid + "_OWNER"
+    gln = "40" + uuid.uuid4().hex[:11]
+    api.post(
+        "AlternativePartners", json={"Pid": owner, "Agency": "GS1", "Scheme": "GLN", "Id": gln}
+    ).raise_for_status()
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).raise_for_status()
+    page.goto(f"/ui/partners/{pid}/alternative-partners/new")
+    page.get_by_label("Agency").fill("GS1")
+    page.get_by_label("Scheme").fill("GLN")
+    page.get_by_label("ID", exact=True).fill(gln)
+    page.get_by_role("button", name="Add").click()
+    summary = page.get_by_role("alert")
+    expect(summary).to_contain_text(f"GS1 / GLN / {gln} already belongs to partner {owner}")
+    assert "Hexagency" not in page.content()
+    summary.get_by_role("link", name=owner).click()
+    expect(page).to_have_url(re.compile(rf"/ui/partners/{owner}#alternative-partners$"))
+
+
+def test_a_refused_upload_keeps_its_file_and_junk_is_not_taken_for_xml(
+    page: Page, api: Api, pid: str, tmp_path: Path
+) -> None:
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).raise_for_status()
+    junk = tmp_path / "mapping.xml"
+    junk.write_bytes(base64.b64encode(os.urandom(3000)))
+    page.goto(f"/ui/partners/{pid}/binary-parameters/new")
+    page.get_by_label("ID", exact=True).fill("MAP PING")
+    page.get_by_label("Upload a file").set_input_files(str(junk))
+    page.get_by_role("button", name="Add").click()
+    expect(page.locator("#error-Id")).to_contain_text("ID contains characters")
+    expect(page.locator("#error-Value")).to_contain_text("not well-formed XML")
+    expect(page.locator(".kept")).to_contain_text("mapping.xml")
+    shot(page, "kept-upload")
+
+    page.get_by_label("ID", exact=True).fill("MAPPING")
+    page.get_by_role("button", name="Add").click()  # the kept file, still not XML
+    expect(page.locator("#error-Value")).to_contain_text("not well-formed XML")
+    assert api.get(f"BinaryParameters(Pid='{pid}',Id='MAPPING')").status_code == 404
+    page.get_by_label("Save it anyway").check()
+    page.get_by_role("button", name="Add").click()
+    expect(page.get_by_role("status")).to_contain_text("Binary parameter 'MAPPING' added")
+    stored = api.get(f"BinaryParameters(Pid='{pid}',Id='MAPPING')").json()["d"]
+    assert base64.b64decode(stored["Value"]) == junk.read_bytes()
+
+
+def test_the_added_row_is_marked_and_its_message_in_view(page: Page, api: Api, pid: str) -> None:
+    for n in range(25):
+        api.post(
+            "StringParameters", json={"Pid": pid, "Id": f"S{n:02d}", "Value": "v"}
+        ).raise_for_status()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"/ui/partners/{pid}/authorized-users/new")
+    page.get_by_label("User", exact=True).fill(f"added_{pid}")
+    page.get_by_role("button", name="Add").click()
+    status = section(page, "authorized-users").get_by_role("status")
+    expect(status).to_contain_text(f"Authorized user 'added_{pid.lower()}' added")
+    expect(status).to_be_in_viewport()
+    row = page.locator("tr.just-added")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(f"added_{pid.lower()}")
+    expect(row).to_be_in_viewport()
+    assert page.locator(".flash").count() == 1
+    shot(page, "just-added")
+
+
+def test_the_partner_list_tells_counts_address_change_and_total(
+    page: Page, api: Api, pid: str
+) -> None:
+    gln = "41" + uuid.uuid4().hex[:11]
+    for entity_set, body in (
+        ("StringParameters", {"Id": "ADDRESS", "Value": f"https://{pid.lower()}.example/in"}),
+        ("StringParameters", {"Id": "NAME", "Value": "value-" + pid}),
+        ("AlternativePartners", {"Agency": "GS1", "Scheme": "GLN", "Id": gln}),
+        ("AuthorizedUsers", {"User": f"listed_{pid}"}),
+    ):
+        api.post(entity_set, json={"Pid": pid, **body}).raise_for_status()
+    page.goto("/ui/partners")
+    expect(page.locator("#partner-total")).to_have_text(re.compile(r"^\d+ partners?$"))
+    for query, matched in (
+        (pid, ""),
+        (gln, f"alternative ID {gln}"),
+        ("value-" + pid, "parameter value value-" + pid),
+        (f"listed_{pid}".lower(), f"authorized user listed_{pid.lower()}"),
+    ):
+        page.get_by_label("Find partners").fill(query)
+        page.get_by_role("button", name="Search").click()
+        expect(page.locator("#partner-total")).to_have_text(f"1 partner found for “{query}”")
+        row = page.locator("tbody tr")
+        expect(row).to_have_count(1)
+        expect(row.get_by_role("link", name=pid, exact=True)).to_be_visible()
+        if matched:
+            expect(row).to_contain_text("matched " + matched)
+        expect(row).to_contain_text(f"https://{pid.lower()}.example/in")
+        expect(row).to_contain_text("2 string parameters")
+        expect(row).to_contain_text("1 alternative partner")
+        expect(row).to_contain_text("1 authorized user")
+        expect(row.locator("time")).to_have_count(1)
+        expect(row).to_contain_text(api.user)
+    shot(page, "partner-list-search")
+
+
+def test_monospace_fields_show_underscores(page: Page) -> None:
+    page.goto("/ui/new-partner")
+    page.get_by_label("Partner ID").fill("Sender_CERT")
+    room = page.get_by_label("Partner ID").evaluate(
+        """e => { const s = getComputedStyle(e);
+                  return (e.clientHeight - parseFloat(s.paddingTop) - parseFloat(s.paddingBottom))
+                         / parseFloat(s.fontSize); }"""
+    )
+    assert room >= 1.3, f"the text box is {room:.2f} em tall: underscores are clipped"
+
+
+def test_deleting_a_partner_asks_to_type_delete(page: Page, api: Api, pid: str) -> None:
+    long_id = "L" * 255
+    api.post(
+        "AlternativePartners", json={"Pid": pid, "Agency": "A", "Scheme": "S", "Id": long_id}
+    ).raise_for_status()
+    page.goto(f"/ui/partners/{pid}/delete")
+    card = page.locator(".danger-card")
+    expect(card).to_contain_text("Its only entity goes with it")
+    assert "These 1" not in page.content()
+    card_box, chip_box = card.bounding_box(), card.locator(".chip").bounding_box()
+    assert card_box and chip_box
+    assert chip_box["x"] + chip_box["width"] <= card_box["x"] + card_box["width"]
+    page.get_by_label("Type DELETE to confirm").fill("delete")
+    page.get_by_role("button", name=re.compile(f"^Delete {pid}")).click()
+    expect(page.locator("#error-confirm")).to_contain_text("Type DELETE in capitals")
+    assert api.get(f"Partners('{pid}')").status_code == 200
+    page.get_by_label("Type DELETE to confirm").fill("DELETE")
+    page.get_by_label("Type DELETE to confirm").press("Enter")
+    expect(page.get_by_role("status")).to_contain_text(f"Partner '{pid}' and all its parts deleted")
+    assert api.get(f"Partners('{pid}')").status_code == 404
+
+
+def test_a_certificate_of_a_user_of_no_partner_can_be_authorised(
+    page: Page, api: Api, pid: str, tmp_path: Path
+) -> None:
+    """The chain file that ``partnergate pki`` writes maps its leaf; then the user is
+    authorised for a partner from the certificate's page."""
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).raise_for_status()
+    ca = pki.init_ca(tmp_path / "pki")
+    name = "chain_" + uuid.uuid4().hex[:8]
+    bundle = pki.issue_client(ca, tmp_path / "pki", name, password="pw")
+    chain = tmp_path / "pki" / f"{name}-chain.pem"
+    assert chain.read_bytes().count(b"BEGIN CERTIFICATE") >= 2
+    user = "nobody_" + uuid.uuid4().hex[:8]
+    page.goto(f"/ui/new-certificate?user={user}")
+    page.get_by_label("Upload a file").set_input_files(str(chain))
+    page.get_by_role("button", name="Map certificate").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Certificate mapped to user '{user}'")
+    page.get_by_role("link", name="authorise").first.click()
+
+    expect(page.locator("dl.facts").first).to_contain_text(
+        f"none: {user} is not an authorized user"
+    )
+    form = page.locator("section[aria-labelledby=authorise]")
+    form.get_by_label("Partner ID").fill(pid)
+    form.get_by_role("button", name="Authorise").click()
+    expect(page.get_by_role("status")).to_contain_text(
+        f"User '{user}' is now an authorized user of partner '{pid}'"
+    )
+    expect(page.locator("dl.facts").first.get_by_role("link", name=pid)).to_be_visible()
+    assert api.get(f"AuthorizedUsers('{user}')").json()["d"]["Pid"] == pid
+    rows = api.get("CertificateUserMappings", params={"$filter": f"User eq '{user}'"}).json()
+    stored = base64.b64decode(rows["d"]["results"][0]["Certificate"])
+    assert stored.count(b"BEGIN CERTIFICATE") == 1
+    assert stored.strip() == bundle.cert_path.read_bytes().strip()
+
+
+def test_a_list_past_its_time_limit_is_a_503_page(browser: Browser, tmp_path: Path) -> None:
+    """A search that runs past query_time_limit is an error page with its 503, not a 500.
+
+    SQLite of its own, whatever the test store: its deadline is checked every few
+    milliseconds of work, which 60,000 rows to search are sure to take.
+    """
+    db = tmp_path / "slow.db"
+    limited = start_server(
+        tmp_path, f"sqlite:///{db}", {"PARTNERGATE_QUERY_TIME_LIMIT": "0.000001"}
+    )
+    try:
+        with Api(limited) as api:
+            api.post("StringParameters", json={"Pid": "T", "Id": "A", "Value": "v" * 200})
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT * FROM string_parameters").fetchone()
+            rows = [(row[0], f"A{n}", *row[2:]) for n in range(60_000)]
+            marks = ",".join("?" * len(row))
+            conn.executemany(f"INSERT INTO string_parameters VALUES ({marks})", rows)
+        with open_tab(browser, limited) as tab:
+            sign_in_tab(tab, *limited.admin)
+            response = tab.goto("/ui/partners?q=zzz")
+            assert response is not None and response.status == 503
+            expect(tab.get_by_role("heading", level=1)).to_have_text("Busy, try again")
+            expect(tab.locator("main")).to_contain_text("query_time_limit")
+            expect(tab.get_by_role("link", name="Back to the partners")).to_be_visible()
+    finally:
+        stop_server(limited)
+
+
+def test_the_demo_names_its_ui_and_sigterm_stops_its_server() -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "partnergate", "demo", "--keep-running"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert demo.stdout is not None
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "press Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        found = re.search(r"Admin UI: (http://\S+/ui/) — user (\S+), password (\S+)", text)
+        assert found, text
+        url, user, password = found.groups()
+        assert "==> admin UI: " + url in text
+        signin = httpx.get(url, follow_redirects=True, timeout=10)
+        assert signin.status_code == 200 and "Sign in" in signin.text
+        assert user == "admin" and password
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url, timeout=3)
