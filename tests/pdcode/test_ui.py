@@ -99,3 +99,41 @@ def test_export_then_import_through_the_ui(
         got = content(api)
     wanted["UserCredentialParameters"] = []
     assert got == wanted
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def test_hostile_uploads_are_refused_and_change_nothing(servers: Callable[..., Server]) -> None:
+    target = servers()
+    hostile = {
+        "not a zip": b"\x00\xffPK not really",
+        "a path out of the folder": _zip(
+            {"partner-directory/../../evil/String.properties": b"a=b"}
+        ),
+        "bytes that are not text": _zip(
+            {"partner-directory/P1/String.properties": b"ADDRESS=\xff\xfe"}
+        ),
+        "a YAML tag that builds objects": _zip(
+            {
+                "partner-directory/P1/AuthorizedUsers.yaml": b"- !!python/object/apply:os.system ['true']"
+            }
+        ),
+        "YAML that is not a list": _zip({"partner-directory/P1/AuthorizedUsers.yaml": b"{{{{"}),
+    }
+    with sign_in(target, *target.admin) as ui:
+        token = csrf_of(ui.get("/ui/import").text)
+        for what, data in hostile.items():
+            answer = ui.post(
+                "/ui/import",
+                data={"csrf": token, "mode": "replace"},
+                files={"file": ("pd.zip", data, "application/zip")},
+            )
+            assert answer.status_code == 400, (what, answer.status_code, answer.text[:300])
+    with Api(target) as api:
+        assert api.get("Partners").json()["d"]["results"] == []
