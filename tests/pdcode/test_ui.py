@@ -121,7 +121,8 @@ def test_hostile_uploads_are_refused_and_change_nothing(servers: Callable[..., S
         ),
         "a YAML tag that builds objects": _zip(
             {
-                "partner-directory/P1/AuthorizedUsers.yaml": b"- !!python/object/apply:os.system ['true']"
+                "partner-directory/P1/AuthorizedUsers.yaml": b"- !!python/object/apply:os.system"
+                b" ['true']"
             }
         ),
         "YAML that is not a list": _zip({"partner-directory/P1/AuthorizedUsers.yaml": b"{{{{"}),
