@@ -95,6 +95,10 @@ class Settings:
     """Seconds over which failed logins are counted."""
     password_checks_per_address: int = 16
     """Password checks one address may have waiting; more are refused (429) at once."""
+    history_days: int = 365
+    """How long change history entries are kept."""
+    history_max_entries: int | None = None
+    """At most this many change history entries are kept (the newest); None: no limit."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -123,6 +127,8 @@ _INT_FIELDS = {
     "login_failures_per_user",
     "login_failure_window",
     "password_checks_per_address",
+    "history_days",
+    "history_max_entries",
 }
 _FLOAT_FIELDS = {"query_time_limit"}
 _BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}
