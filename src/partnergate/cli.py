@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import secrets
 import sys
@@ -287,6 +288,50 @@ def _account_group(
 
 main.add_command(_account_group("users", Users, "user", "password"))
 main.add_command(_account_group("clients", Clients, "OAuth client", "secret"))
+
+
+@main.group()
+def partners() -> None:
+    """Rename or copy partners (each one transaction, recorded in the change history)."""
+
+
+def _partner_work(obj: Context, work: Callable[[Any, str], Awaitable[T]]) -> T:
+    settings = obj.settings()
+    actor = f"cli:{getpass.getuser()}"
+
+    async def step(engine: Any) -> T:
+        box = SecretBox.from_key_file(Path(settings.credential_key_file))
+        store = DirectoryStore(engine, box)
+        async with store.begin(actor) as directory:
+            return await work(directory, actor)
+
+    return run(settings, step)
+
+
+@partners.command("rename")
+@click.argument("old")
+@click.argument("new")
+@click.pass_obj
+def partners_rename(obj: Context, old: str, new: str) -> None:
+    """Move every entity of partner OLD to the new partner ID NEW, in one transaction."""
+    from .store.copies import rename_partner
+
+    moved = _partner_work(obj, lambda d, actor: rename_partner(d, old, new, actor))
+    click.echo(f"partner '{old}' renamed to '{new}': {moved.total} entities moved")
+
+
+@partners.command("copy")
+@click.argument("source")
+@click.argument("target")
+@click.pass_obj
+def partners_copy(obj: Context, source: str, target: str) -> None:
+    """Copy the parameters and user credentials of SOURCE to partner TARGET."""
+    from .store.copies import copy_partner
+
+    moved = _partner_work(obj, lambda d, actor: copy_partner(d, source, target, actor))
+    click.echo(f"{moved.total} entities of '{source}' copied to '{target}'")
+    for name, count in moved.skipped.items():
+        click.echo(f"not copied: {count} {name} (they name one partner only)")
 
 
 @main.group()

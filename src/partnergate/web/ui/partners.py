@@ -140,5 +140,5 @@ async def delete(page: Page) -> Response:
             total=total,
             shown=CHIPS_SHOWN,
         )
-    await store.delete_partner(pid, ())
+    await store.delete_partner(pid, (), page.user)
     return page.redirect(page.urls.partners(), f"Partner '{pid}' and all its parts deleted.")
