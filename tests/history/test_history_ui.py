@@ -3,6 +3,7 @@ under test: one entry per changed entity, a refused form leaves none, secrets ne
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -184,3 +185,27 @@ def test_cli_rename_and_copy(server: Server, api: Api, pid: str) -> None:
     missing = server.cli("partners", "rename", pid, pid + "_x")
     assert missing.returncode != 0 and "does not exist" in missing.stderr
     assert entries(api, pid + "_x") == []
+
+
+def test_what_history_does_not_keep_is_not_restored(ui: httpx.Client, api: Api, pid: str):
+    """A large binary value and a deleted credential's password: refused, nothing changes."""
+    large = base64.b64encode(b"x" * (70 * 1024)).decode()
+    api.post(
+        "BinaryParameters", json={"Pid": pid, "Id": "BIG", "ContentType": "text", "Value": large}
+    )
+    api.put(
+        f"BinaryParameters(Pid='{pid}',Id='BIG')", json={"ContentType": "text", "Value": "eQ=="}
+    )
+    body = {"Pid": pid, "Id": "C", "User": "x", "Password": SECRET}
+    api.post("UserCredentialParameters", json=body)
+    api.delete(f"UserCredentialParameters(Pid='{pid}',Id='C')")
+    found = entries(api, pid)
+    csrf = csrf_of(ui.get(f"/ui/partners/{pid}/history").text)
+    for entry in (found[1], found[3]):
+        done = ui.post(f"/ui/partners/{pid}/history/{entry['Id']}/restore", data={"csrf": csrf})
+        assert done.status_code == 303
+        page = ui.get(done.headers["location"])
+        assert "Nothing was restored" in page.text
+    assert len(entries(api, pid)) == 4
+    current = api.get(f"BinaryParameters(Pid='{pid}',Id='BIG')").json()["d"]["Value"]
+    assert current == "eQ=="
