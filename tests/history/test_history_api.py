@@ -231,3 +231,19 @@ def test_pyodata_reads_the_history(server: Server, api: Api, pid: str) -> None:
 def _no_secret_in_log(server: Server):
     yield
     assert CREDENTIAL_PASSWORD not in server.log()
+
+
+def test_mapping_rules_have_a_history_too(api: Api) -> None:
+    """Sets that belong to no partner are recorded alike, found by EntitySet and Label."""
+    rid = "R_" + uuid.uuid4().hex[:8]
+    body = {"Id": rid, "Kind": "Thumbprint", "User": "u1", "Thumbprint": "ab" * 32}
+    assert api.post("CertificateMappingRules", json=body).status_code == 201
+    assert api.put(f"CertificateMappingRules('{rid}')", json={"User": "u2"}).status_code == 204
+    assert api.delete(f"CertificateMappingRules('{rid}')").status_code == 204
+    found = api.get(
+        "AuditEntries",
+        params={"$filter": f"EntitySet eq 'CertificateMappingRules' and Label eq '{rid}'"},
+    ).json()["d"]["results"]
+    assert [e["Operation"] for e in found] == ["Create", "Update", "Delete"]
+    assert all(e["Pid"] is None for e in found)
+    assert json.loads(found[1]["After"])["User"] == "u2"

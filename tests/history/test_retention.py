@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,6 +15,7 @@ from partnergate.store.directory import now
 from partnergate.store.tables import audit_entries
 
 from ..conftest import PG_URL, STORE, Api, _pg_admin, start_server, stop_server
+from ..ui.conftest import run_async
 
 
 @pytest.fixture
@@ -24,22 +24,11 @@ def fresh_store(tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'retention.db'}"
         return
     name = f"partnergate_retention_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    run_async(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
     finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _count(url: str) -> int:
-    engine = database.create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return int(
-                (await conn.execute(select(func.count()).select_from(audit_entries))).scalar_one()
-            )
-    finally:
-        await engine.dispose()
+        run_async(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _age_and_prune(url: str, days: int) -> tuple[int, int]:
@@ -82,5 +71,5 @@ def test_history_keeps_what_the_settings_say(tmp_path: Path, fresh_store: str) -
         assert [e["Label"] for e in kept] == ["P3", "P4", "P5"]
     finally:
         stop_server(server)
-    removed, left = asyncio.run(_age_and_prune(fresh_store, 30))
+    removed, left = run_async(lambda: _age_and_prune(fresh_store, 30))
     assert (removed, left) == (2, 1)
