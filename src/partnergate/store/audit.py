@@ -164,7 +164,9 @@ class Recorder:
     async def write(self, conn: AsyncConnection, stamp: datetime) -> None:
         """Inside the writing transaction, just before it commits."""
         rows = self.rows(stamp)
-        if rows:
+        if len(rows) == 1:
+            await conn.execute(insert(audit_entries), rows[0])
+        elif rows:
             await conn.execute(insert(audit_entries), rows)
 
 
