@@ -209,3 +209,29 @@ def test_what_history_does_not_keep_is_not_restored(ui: httpx.Client, api: Api, 
     assert len(entries(api, pid)) == 4
     current = api.get(f"BinaryParameters(Pid='{pid}',Id='BIG')").json()["d"]["Value"]
     assert current == "eQ=="
+
+
+def test_a_deleted_partner_comes_back_with_one_undo(ui: httpx.Client, api: Api, pid: str):
+    user = f"u_{pid.lower()}"
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"})
+    api.post(
+        "BinaryParameters", json={"Pid": pid, "Id": "B", "ContentType": "xml", "Value": "PGEvPg=="}
+    )
+    api.post("AuthorizedUsers", json={"Pid": pid, "User": user})
+    assert api.delete(f"Partners('{pid}')").status_code == 204
+    missing = ui.get(f"/ui/partners/{pid}")
+    assert missing.status_code == 404 and f"/ui/partners/{pid}/history" in missing.text
+    gone = [e for e in entries(api, pid) if e["Operation"] == "Delete"]
+    assert len(gone) == 3 and len({e["ChangeId"] for e in gone}) == 1
+    page = ui.get(f"/ui/partners/{pid}/history")
+    assert "Undo this whole change (3 entities)" in page.text
+    done = ui.post(
+        f"/ui/partners/{pid}/history/changes/{gone[0]['ChangeId']}/undo",
+        data={"csrf": csrf_of(page.text)},
+    )
+    assert done.status_code == 303
+    assert api.get(f"StringParameters(Pid='{pid}',Id='A')").json()["d"]["Value"] == "1"
+    assert api.get(f"BinaryParameters(Pid='{pid}',Id='B')").json()["d"]["Value"] == "PGEvPg=="
+    assert api.get(f"AuthorizedUsers('{user}')").json()["d"]["Pid"] == pid
+    back = entries(api, pid)[-3:]
+    assert {e["Operation"] for e in back} == {"Restore"} and len({e["ChangeId"] for e in back}) == 1

@@ -17,8 +17,9 @@ from sqlalchemy import select
 from ..model import rules
 from ..model.entities import ENTITY_TYPES
 from ..model.errors import Conflict, NotFound
+from ..odata.filter import Compare, CompareOp, Literal, PropertyRef, ValueType
 from . import audit
-from .directory import Directory, _key_where
+from .directory import Directory, ListRequest, _key_where
 from .tables import ENTITY_TABLES
 
 UPSERTED = frozenset({"UserCredentialParameters", "CertificateUserMappings"})
@@ -60,6 +61,23 @@ async def restore(directory: Directory, entry_id: str, actor: str) -> str:
         return f"'{label}' changed back"
     await directory.create(entity_set, values, actor)
     return f"'{label}' restored" if current is not None else f"'{label}' created again"
+
+
+async def restore_change(directory: Directory, change_id: str, actor: str) -> int:
+    """Undo every entry of one change (a change set, a partner deletion, a copy), in one
+    transaction: all of them or, if one cannot be undone, none. Returns how many."""
+    entries = await directory.list("AuditEntries", ListRequest(filter=_is("ChangeId", change_id)))
+    if not entries.rows:
+        raise NotFound(f"There is no change '{change_id}' in the history")
+    for entry in reversed(entries.rows):
+        await restore(directory, str(entry["Id"]), actor)
+    return len(entries.rows)
+
+
+def _is(prop: str, value: str) -> Compare:
+    return Compare(
+        CompareOp.EQ, PropertyRef(prop, ValueType.STRING), Literal(value, ValueType.STRING)
+    )
 
 
 def _values(entity_set: str, state: audit.Snapshot) -> dict[str, object]:

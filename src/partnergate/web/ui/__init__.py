@@ -42,6 +42,7 @@ def ui_routes() -> list[BaseRoute]:
         Route(entity + "/copy", history.copy_one, methods=both),
         Route("/partners/{pid}/history", history.index),
         Route("/partners/{pid}/history/{id}/restore", history.restore, methods=both),
+        Route("/partners/{pid}/history/changes/{change}/undo", history.undo_change, methods=both),
         Route("/partners/{pid}/rename", history.rename, methods=both),
         Route("/partners/{pid}/copy", history.copy, methods=both),
         Route("/certificates", certificates.index),

@@ -20,6 +20,7 @@ from ...store import audit
 from ...store.copies import COPIED_WITH_PARTNER, copy_entry, copy_partner, rename_partner
 from ...store.directory import ListRequest
 from ...store.restore import restore as restore_entry
+from ...store.restore import restore_change
 from .directory import SECTIONS, load_partner
 from .entities import current_entity, kind_of
 from .highlight import decode
@@ -209,6 +210,22 @@ async def restore(page: Page) -> Response:
     except DirectoryError as exc:
         return page.redirect(back, f"Nothing was restored: {exc.message}", "error")
     return page.redirect(back, f"Restored: {done}.")
+
+
+@guarded
+async def undo_change(page: Page) -> Response:
+    """POST only: undo every entry of one change, in one transaction."""
+    change_id = str(page.request.path_params["change"])
+    pid = page.path_param("pid")
+    back = page.urls.partner(pid) + "/history"
+    if page.request.method != "POST":
+        return page.redirect(back)
+    try:
+        async with page.services.store.begin(page.user) as directory:
+            count = await restore_change(directory, change_id, page.user)
+    except DirectoryError as exc:
+        return page.redirect(back, f"Nothing was restored: {exc.message}", "error")
+    return page.redirect(back, f"Restored: the change of {count} entities is undone.")
 
 
 def _form(
