@@ -216,6 +216,11 @@ def db_upgrade(obj: Context) -> None:
     click.echo("database is up to date")
 
 
+def _actor() -> str:
+    """Who the change history names for a change made with this command."""
+    return f"cli:{getpass.getuser()}"
+
+
 def _account_group(
     name: str, table: type[Users] | type[Clients], label: str, secret_word: str
 ) -> click.Group:
@@ -240,7 +245,8 @@ def _account_group(
             generated = True
         else:
             secret = read_secret(from_stdin, secret_word)
-        run(obj.settings(), lambda engine: table(engine).add(account, secret, list(roles)))
+        actor = _actor()
+        run(obj.settings(), lambda engine: table(engine).add(account, secret, list(roles), actor))
         click.echo(f"{label} '{account}' added with roles: {' '.join(roles) or '(none)'}")
         if generated:
             click.echo(f"client secret (shown once): {secret}")
@@ -256,7 +262,7 @@ def _account_group(
     @click.argument("account")
     @click.pass_obj
     def remove(obj: Context, account: str) -> None:
-        run(obj.settings(), lambda engine: table(engine).remove(account))
+        run(obj.settings(), lambda engine: table(engine).remove(account, _actor()))
         click.echo(f"{label} '{account}' removed")
 
     @group.command(f"set-{secret_word}")
@@ -270,7 +276,7 @@ def _account_group(
     @click.pass_obj
     def set_secret(obj: Context, account: str, from_stdin: bool) -> None:
         secret = read_secret(from_stdin, secret_word)
-        run(obj.settings(), lambda engine: table(engine).set_secret(account, secret))
+        run(obj.settings(), lambda engine: table(engine).set_secret(account, secret, _actor()))
         click.echo(f"{secret_word} of {label} '{account}' changed")
 
     @group.command("set-roles")
@@ -280,7 +286,7 @@ def _account_group(
     )
     @click.pass_obj
     def set_roles(obj: Context, account: str, roles: tuple[str, ...]) -> None:
-        run(obj.settings(), lambda engine: table(engine).set_roles(account, list(roles)))
+        run(obj.settings(), lambda engine: table(engine).set_roles(account, list(roles), _actor()))
         click.echo(f"roles of {label} '{account}': {' '.join(roles) or '(none)'}")
 
     return group
@@ -297,7 +303,7 @@ def partners() -> None:
 
 def _partner_work(obj: Context, work: Callable[[Any, str], Awaitable[T]]) -> T:
     settings = obj.settings()
-    actor = f"cli:{getpass.getuser()}"
+    actor = _actor()
 
     async def step(engine: Any) -> T:
         box = SecretBox.from_key_file(Path(settings.credential_key_file))

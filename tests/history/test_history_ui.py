@@ -235,3 +235,25 @@ def test_a_deleted_partner_comes_back_with_one_undo(ui: httpx.Client, api: Api, 
     assert api.get(f"AuthorizedUsers('{user}')").json()["d"]["Pid"] == pid
     back = entries(api, pid)[-3:]
     assert {e["Operation"] for e in back} == {"Restore"} and len({e["ChangeId"] for e in back}) == 1
+
+
+def test_account_changes_by_cli_are_recorded(server: Server, api: Api, pid: str) -> None:
+    name = "acct_" + pid.lower()
+    password = "Pw-" + pid
+    server.add_user(name, password, "ESBMessaging.send")
+    done = server.cli("users", "set-roles", name, "--role", "Other")
+    assert done.returncode == 0, done.stderr
+    done = server.cli("users", "set-password", name, "--password-stdin", stdin=password + "x\n")
+    assert done.returncode == 0, done.stderr
+    assert server.cli("users", "remove", name).returncode == 0
+    assert server.cli("users", "remove", name).returncode != 0
+    answer = api.get(
+        "AuditEntries", params={"$filter": f"EntitySet eq 'LocalUsers' and Label eq '{name}'"}
+    )
+    found = answer.json()["d"]["results"]
+    assert [e["Operation"] for e in found] == ["Create", "Update", "Update", "Delete"]
+    assert json.loads(found[1]["Before"]) == {"Roles": "ESBMessaging.send"}
+    assert json.loads(found[1]["After"]) == {"Roles": "Other"}
+    assert json.loads(found[2]["After"]) == {"Secret": "(hidden, changed)"}
+    assert all(e["User"].startswith("cli:") for e in found)
+    assert password not in answer.text

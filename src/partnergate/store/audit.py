@@ -170,6 +170,25 @@ class Recorder:
             await conn.execute(insert(audit_entries), rows)
 
 
+async def record_one(
+    conn: AsyncConnection,
+    entity_set: str,
+    key: Mapping[str, object],
+    label: str,
+    before: Snapshot | None,
+    after: Snapshot | None,
+    user: str | None,
+    stamp: datetime,
+) -> None:
+    """One entry for a write outside the Partner Directory (a local user, an OAuth client),
+    inside that write's transaction."""
+    recorder = Recorder()
+    recorder.record(entity_set, key, before, after, user)
+    (row,) = recorder.rows(stamp)
+    row["label"] = label[:600]
+    await conn.execute(insert(audit_entries), row)
+
+
 def _json(state: Snapshot | None) -> str | None:
     if state is None:
         return None
