@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import secrets
 import sys
@@ -222,6 +223,11 @@ def db_upgrade(obj: Context) -> None:
     click.echo("database is up to date")
 
 
+def _actor() -> str:
+    """Who the change history names for a change made with this command."""
+    return f"cli:{getpass.getuser()}"
+
+
 def _account_group(
     name: str, table: type[Users] | type[Clients], label: str, secret_word: str
 ) -> click.Group:
@@ -246,7 +252,8 @@ def _account_group(
             generated = True
         else:
             secret = read_secret(from_stdin, secret_word)
-        run(obj.settings(), lambda engine: table(engine).add(account, secret, list(roles)))
+        actor = _actor()
+        run(obj.settings(), lambda engine: table(engine).add(account, secret, list(roles), actor))
         click.echo(f"{label} '{account}' added with roles: {' '.join(roles) or '(none)'}")
         if generated:
             click.echo(f"client secret (shown once): {secret}")
@@ -262,7 +269,7 @@ def _account_group(
     @click.argument("account")
     @click.pass_obj
     def remove(obj: Context, account: str) -> None:
-        run(obj.settings(), lambda engine: table(engine).remove(account))
+        run(obj.settings(), lambda engine: table(engine).remove(account, _actor()))
         click.echo(f"{label} '{account}' removed")
 
     @group.command(f"set-{secret_word}")
@@ -276,7 +283,7 @@ def _account_group(
     @click.pass_obj
     def set_secret(obj: Context, account: str, from_stdin: bool) -> None:
         secret = read_secret(from_stdin, secret_word)
-        run(obj.settings(), lambda engine: table(engine).set_secret(account, secret))
+        run(obj.settings(), lambda engine: table(engine).set_secret(account, secret, _actor()))
         click.echo(f"{secret_word} of {label} '{account}' changed")
 
     @group.command("set-roles")
@@ -286,7 +293,7 @@ def _account_group(
     )
     @click.pass_obj
     def set_roles(obj: Context, account: str, roles: tuple[str, ...]) -> None:
-        run(obj.settings(), lambda engine: table(engine).set_roles(account, list(roles)))
+        run(obj.settings(), lambda engine: table(engine).set_roles(account, list(roles), _actor()))
         click.echo(f"roles of {label} '{account}': {' '.join(roles) or '(none)'}")
 
     return group
@@ -294,6 +301,50 @@ def _account_group(
 
 main.add_command(_account_group("users", Users, "user", "password"))
 main.add_command(_account_group("clients", Clients, "OAuth client", "secret"))
+
+
+@main.group()
+def partners() -> None:
+    """Rename or copy partners (each one transaction, recorded in the change history)."""
+
+
+def _partner_work(obj: Context, work: Callable[[Any, str], Awaitable[T]]) -> T:
+    settings = obj.settings()
+    actor = _actor()
+
+    async def step(engine: Any) -> T:
+        box = SecretBox.from_key_file(Path(settings.credential_key_file))
+        store = DirectoryStore(engine, box)
+        async with store.begin(actor) as directory:
+            return await work(directory, actor)
+
+    return run(settings, step)
+
+
+@partners.command("rename")
+@click.argument("old")
+@click.argument("new")
+@click.pass_obj
+def partners_rename(obj: Context, old: str, new: str) -> None:
+    """Move every entity of partner OLD to the new partner ID NEW, in one transaction."""
+    from .store.copies import rename_partner
+
+    moved = _partner_work(obj, lambda d, actor: rename_partner(d, old, new, actor))
+    click.echo(f"partner '{old}' renamed to '{new}': {moved.total} entities moved")
+
+
+@partners.command("copy")
+@click.argument("source")
+@click.argument("target")
+@click.pass_obj
+def partners_copy(obj: Context, source: str, target: str) -> None:
+    """Copy the parameters and user credentials of SOURCE to partner TARGET."""
+    from .store.copies import copy_partner
+
+    moved = _partner_work(obj, lambda d, actor: copy_partner(d, source, target, actor))
+    click.echo(f"{moved.total} entities of '{source}' copied to '{target}'")
+    for name, count in moved.skipped.items():
+        click.echo(f"not copied: {count} {name} (they name one partner only)")
 
 
 @main.group()

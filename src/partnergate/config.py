@@ -108,6 +108,10 @@ class Settings:
     drain_seconds: int = 0
     """Seconds the server keeps serving after SIGTERM with ``/ready`` answering 503, so a
     load balancer stops sending before the listeners close."""
+    history_days: int = 365
+    """How long change history entries are kept."""
+    history_max_entries: int | None = None
+    """At most this many change history entries are kept (the newest); None: no limit."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -136,6 +140,8 @@ _INT_FIELDS = {
     "login_failures_per_user",
     "login_failure_window",
     "password_checks_per_address",
+    "history_days",
+    "history_max_entries",
 }
 _ZERO_OK = {"drain_seconds"}
 _FLOAT_FIELDS = {"query_time_limit"}

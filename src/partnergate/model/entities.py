@@ -214,6 +214,29 @@ CERTIFICATE_MAPPING_RULE = EntityType(
 )
 """partnergate's own: map certificates to a user by what survives a renewal (not in SAP)."""
 
+AUDIT_ENTRY = EntityType(
+    "AuditEntry",
+    "AuditEntries",
+    ("Id",),
+    (
+        _s("Id", 40, nullable=False),
+        _s("ChangeId", 32, nullable=False),
+        _dt("Time"),
+        _s("User", 150),
+        _s("Operation", 20, nullable=False),
+        _s("EntitySet", 60, nullable=False),
+        _s("Pid", 60),
+        _s("PreviousPid", 60),
+        _s("EntityKey", nullable=False),
+        _s("Label", 600),
+        _s("Before", multiline=True),
+        _s("After", multiline=True),
+    ),
+)
+"""partnergate's own, read-only: one entry per entity a committed write changed; the
+entries of one transaction share a ``ChangeId``. ``Before``/``After`` are JSON, secrets
+masked (see docs/history.md)."""
+
 PARTNER_DIRECTORY_TYPES: tuple[EntityType, ...] = (
     STRING_PARAMETER,
     BINARY_PARAMETER,
@@ -231,6 +254,7 @@ ENTITY_TYPES: dict[str, EntityType] = {
         CERTIFICATE_MAPPING_RULE,
         MESSAGE_PROCESSING_LOG,
         MESSAGE_PROCESSING_LOG_ATTACHMENT,
+        AUDIT_ENTRY,
     )
 }
 """Entity set name → entity type, for every set the service exposes."""

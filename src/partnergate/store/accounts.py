@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..model.errors import AlreadyExists, InvalidValue, NotFound
 from ..security.accounts import StoredAccount
 from ..security.passwords import hash_password
+from . import audit
 from .changes import Change, publish
 from .database import begin, sqlite_file
 from .directory import now
@@ -150,14 +151,25 @@ class _AccountTable:
         self.engine = engine
         self.cache = cache
 
-    async def _changed(self, conn: AsyncConnection, name: str) -> None:
-        """Inside the writing transaction: other nodes hear of it when it commits.
+    async def _changed(
+        self,
+        conn: AsyncConnection,
+        name: str,
+        before: audit.Snapshot | None = None,
+        after: audit.Snapshot | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """Inside the writing transaction: other nodes hear of it when it commits, and the
+        change history records it (secrets only as "changed").
 
         A user whose password or roles change, or who is removed, is signed out
         everywhere: the sessions go in the same transaction.
         """
         if self.entity_set == USERS:
             await conn.execute(delete(sessions).where(sessions.c.user == name))
+        if before is not None or after is not None:
+            key = {self.key: name}
+            await audit.record_one(conn, self.entity_set, key, name, before, after, actor, now())
         await publish(conn, [Change(self.entity_set, {"name": name}, None)])
 
     def _forget(self) -> None:
@@ -165,7 +177,9 @@ class _AccountTable:
         if self.cache is not None:
             self.cache.clear()
 
-    async def add(self, name: str, secret: str, roles: list[str]) -> Account:
+    async def add(
+        self, name: str, secret: str, roles: list[str], actor: str | None = None
+    ) -> Account:
         _check_name(self.kind, name)
         if not secret:
             raise InvalidValue(f"the {self.kind}'s secret must not be empty", field="secret")
@@ -180,7 +194,8 @@ class _AccountTable:
         try:
             async with begin(self.engine) as conn:
                 await conn.execute(insert(self.table).values(**row))
-                await self._changed(conn, name)
+                state = {"Roles": row["roles"], "Secret": audit.PASSWORD_KEPT}
+                await self._changed(conn, name, None, state, actor)
         except IntegrityError:
             raise AlreadyExists(f"{self.kind} '{name}' already exists") from None
         self._forget()
@@ -198,15 +213,17 @@ class _AccountTable:
             ).first()
         return None if row is None else Account(name, _roles(row.roles))
 
-    async def remove(self, name: str) -> None:
+    async def remove(self, name: str, actor: str | None = None) -> None:
         async with begin(self.engine) as conn:
+            roles = await self._roles_in(conn, name)
             result = await conn.execute(delete(self.table).where(self.table.c[self.key] == name))
-            await self._changed(conn, name)
+            gone = None if roles is None else {"Roles": roles, "Secret": audit.PASSWORD_KEPT}
+            await self._changed(conn, name, gone, None, actor)
         self._forget()
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 
-    async def set_secret(self, name: str, secret: str) -> None:
+    async def set_secret(self, name: str, secret: str, actor: str | None = None) -> None:
         if not secret:
             raise InvalidValue(f"the {self.kind}'s secret must not be empty", field="secret")
         async with begin(self.engine) as conn:
@@ -215,22 +232,38 @@ class _AccountTable:
                 .where(self.table.c[self.key] == name)
                 .values({self.secret: hash_password(secret), "changed_time": now()})
             )
-            await self._changed(conn, name)
+            if result.rowcount:
+                before = {"Secret": audit.PASSWORD_KEPT}
+                after = {"Secret": audit.PASSWORD_CHANGED}
+                await self._changed(conn, name, before, after, actor)
+            else:
+                await self._changed(conn, name)
         self._forget()
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 
-    async def set_roles(self, name: str, roles: list[str]) -> None:
+    async def set_roles(self, name: str, roles: list[str], actor: str | None = None) -> None:
         async with begin(self.engine) as conn:
+            old = await self._roles_in(conn, name)
             result = await conn.execute(
                 update(self.table)
                 .where(self.table.c[self.key] == name)
                 .values(roles=" ".join(roles), changed_time=now())
             )
-            await self._changed(conn, name)
+            if old is not None:
+                after = {"Roles": " ".join(roles)}
+                await self._changed(conn, name, {"Roles": old}, after, actor)
+            else:
+                await self._changed(conn, name)
         self._forget()
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
+
+    async def _roles_in(self, conn: AsyncConnection, name: str) -> str | None:
+        """An account's roles as the transaction sees them; None if there is no account."""
+        query = select(self.table.c.roles).where(self.table.c[self.key] == name)
+        row = (await conn.execute(query)).first()
+        return None if row is None else str(row.roles)
 
     async def fingerprint(self, name: str) -> str | None:
         """Changes whenever the secret or roles change: keys a cache of verified logins."""

@@ -37,7 +37,7 @@ from ..model.entities import (
 from ..model.errors import AlreadyExists, Conflict, InvalidValue, NotFound, NotSupported
 from ..security import certificates
 from ..security.secretbox import SecretBox
-from . import database
+from . import audit, database
 from .changes import Change, publish
 from .filtering import compile_filter, compile_orderby
 from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
@@ -93,6 +93,9 @@ class Directory:
     secretbox: SecretBox
     limits: rules.Limits
     changes: list[Change] = field(default_factory=list)
+    actor: str | None = None
+    """Who the transaction's history names (the signed-in principal), if the caller says."""
+    audit: audit.Recorder = field(default_factory=audit.Recorder)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -224,18 +227,42 @@ class Directory:
             if entity_type is ALTERNATIVE_PARTNER:
                 await self._check_alternative_unique(entity)
             await self._insert(table, entity_type, key, row)
-            return {name: row.get(column_name(name)) for name in entity_type.property_names}
+            created = {name: row.get(column_name(name)) for name in entity_type.property_names}
+            self._audit(entity_set, key, None, audit.snapshot(entity_set, created), actor)
+            return created
         if entity_type is USER_CREDENTIAL_PARAMETER:
             row["password_enc"] = self.secretbox.encrypt(str(entity["Password"]))
         where = _key_where(table, entity_type, key)
-        existing = (await self.conn.execute(select(literal(1)).where(where))).first()
+        existing = (await self.conn.execute(select(table).where(where))).first()
+        before = None
         if existing is None:
             await self._insert(table, entity_type, key, row)
         else:
             if entity_type is CERTIFICATE_USER_MAPPING:
                 del row["created_by"], row["created_time"]
             await self.conn.execute(update(table).where(where).values(**row))
-        return await self.get(entity_set, key)
+            before = audit.snapshot(entity_set, self._row_to_entity(entity_type, existing))
+        stored = await self.get(entity_set, key)
+        after = audit.snapshot(entity_set, stored, password=self._password_change(entity, existing))
+        self._audit(entity_set, key, before, after, actor)
+        return stored
+
+    def _audit(
+        self,
+        entity_set: str,
+        key: dict[str, object],
+        before: audit.Snapshot | None,
+        after: audit.Snapshot | None,
+        actor: str | None,
+    ) -> None:
+        self.audit.record(entity_set, key, before, after, self.actor or actor)
+
+    def _password_change(self, entity: dict[str, object], existing: Any) -> str | None:
+        """What the history says of a user credential's password set again by a POST."""
+        if existing is None or "password_enc" not in existing._mapping:
+            return None
+        old = self.secretbox.decrypt(existing._mapping["password_enc"])
+        return audit.PASSWORD_CHANGED if old != entity["Password"] else None
 
     async def _insert(
         self, table: Table, entity_type: EntityType, key: dict[str, object], row: dict[str, object]
@@ -283,6 +310,8 @@ class Directory:
         await self.conn.execute(
             update(table).where(_key_where(table, entity_type, key)).values(**row)
         )
+        after = audit.snapshot(entity_set, {**current, **changes})
+        self._audit(entity_set, key, audit.snapshot(entity_set, current), after, actor)
         self._record(entity_set, key, current.get("Pid"))
         if changes.get("Pid") not in (None, current.get("Pid")):
             self._record(entity_set, key, changes["Pid"])
@@ -296,6 +325,7 @@ class Directory:
         current = await self.get(entity_set, key)
         table = ENTITY_TABLES[entity_set]
         await self.conn.execute(delete(table).where(_key_where(table, entity_type, key)))
+        self._audit(entity_set, key, audit.snapshot(entity_set, current), None, None)
         self._record(entity_set, key, current.get("Pid"))
 
     async def delete_partner(self, pid: str, exclude: Sequence[str]) -> None:
@@ -312,6 +342,11 @@ class Directory:
             raise NotFound(f"Partner '{pid}' does not exist")
         for name, table in PARTNER_TABLES.items():
             if name not in exclude:
+                entity_type = ENTITY_TYPES[name]
+                for row in await self.conn.execute(select(table).where(table.c.pid == pid)):
+                    gone = self._row_to_entity(entity_type, row)
+                    key = {k: gone[k] for k in entity_type.keys}
+                    self._audit(name, key, audit.snapshot(name, gone), None, None)
                 await self.conn.execute(delete(table).where(table.c.pid == pid))
         self._record("Partners", {"Pid": pid}, pid)
 
@@ -368,10 +403,16 @@ class DirectoryStore:
         """Run before every read: writers that buffer (the message log) catch up first."""
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[Directory]:
+    async def begin(
+        self, actor: str | None = None, operation: str | None = None
+    ) -> AsyncIterator[Directory]:
+        """One write transaction; ``actor`` and ``operation`` are what its history says."""
         async with database.begin(self.engine) as conn:
-            directory = Directory(conn, self.secretbox, self.limits)
+            directory = Directory(
+                conn, self.secretbox, self.limits, actor=actor, audit=audit.Recorder(operation)
+            )
             yield directory
+            await directory.audit.write(conn, now())
             await publish(conn, directory.changes)
         if directory.changes:
             # Committed: the caller's answer is a success whatever a listener does.
@@ -414,10 +455,14 @@ class DirectoryStore:
         async with self.begin() as d:
             await d.update(entity_set, key, values, actor)
 
-    async def delete(self, entity_set: str, key: dict[str, object]) -> None:
-        async with self.begin() as d:
+    async def delete(
+        self, entity_set: str, key: dict[str, object], actor: str | None = None
+    ) -> None:
+        async with self.begin(actor) as d:
             await d.delete(entity_set, key)
 
-    async def delete_partner(self, pid: str, exclude: Sequence[str]) -> None:
-        async with self.begin() as d:
+    async def delete_partner(
+        self, pid: str, exclude: Sequence[str], actor: str | None = None
+    ) -> None:
+        async with self.begin(actor) as d:
             await d.delete_partner(pid, exclude)

@@ -191,6 +191,24 @@ certificate_mapping_rules = Table(
     *_audit(),
 )
 
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("change_id", String(32), nullable=False, index=True),
+    Column("time", DateTime(), nullable=False, index=True),
+    Column("user", String(150)),
+    Column("operation", String(20), nullable=False),
+    Column("entity_set", String(60), nullable=False),
+    Column("pid", String(60), index=True),
+    Column("previous_pid", String(60), index=True),
+    Column("entity_key", Text, nullable=False),
+    Column("label", String(600)),
+    Column("before", Text),
+    Column("after", Text),
+)
+"""The change history: one row per entity a committed write changed (:mod:`.audit`)."""
+
 ENTITY_TABLES: dict[str, Table] = {
     "StringParameters": string_parameters,
     "BinaryParameters": binary_parameters,
@@ -201,6 +219,7 @@ ENTITY_TABLES: dict[str, Table] = {
     "MessageProcessingLogs": message_processing_logs,
     "MessageProcessingLogAttachments": message_processing_log_attachments,
     "CertificateMappingRules": certificate_mapping_rules,
+    "AuditEntries": audit_entries,
 }
 
 PARTNER_TABLES: dict[str, Table] = {

@@ -29,10 +29,10 @@ from ..security.secretbox import SecretBox
 from ..security.senders import Senders
 from ..security.throttle import Limits as LoginLimits
 from ..security.throttle import LoginThrottle
-from ..store import database
+from ..store import audit, database
 from ..store.accounts import AccountCache, Clients, Users, server_key
 from ..store.changes import ChangeListener
-from ..store.directory import DirectoryStore
+from ..store.directory import DirectoryStore, now
 from ..store.messagelog import StoreMessageLog
 from ..store.reader import StoreReader
 from ..store.sessions import Sessions
@@ -296,6 +296,18 @@ async def _housekeeping(services: Services) -> None:
                 log.info("message processing log: %d old entries removed", removed)
         except Exception:
             log.exception("message processing log retention failed")
+        try:
+            settings = services.settings
+            pruned = await audit.prune(
+                services.store.engine,
+                now(),
+                settings.history_days,
+                settings.history_max_entries,
+            )
+            if pruned:
+                log.info("change history: %d old entries removed", pruned)
+        except Exception:
+            log.exception("change history retention failed")
         try:
             ended = await services.sessions.purge(services.settings.session_idle)
             if ended:

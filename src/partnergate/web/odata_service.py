@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from ..model.entities import (
+    AUDIT_ENTRY,
     CERTIFICATE_MAPPING_RULE,
     CERTIFICATE_USER_MAPPING,
     ENTITY_TYPES,
@@ -137,9 +138,11 @@ SERVED: dict[str, EntityType] = {
         CERTIFICATE_MAPPING_RULE,
         MESSAGE_PROCESSING_LOG,
         MESSAGE_PROCESSING_LOG_ATTACHMENT,
+        AUDIT_ENTRY,
     )
 }
-READ_ONLY = frozenset({"MessageProcessingLogs", "MessageProcessingLogAttachments"})
+MONITORED = frozenset({"MessageProcessingLogs", "MessageProcessingLogAttachments"})
+READ_ONLY = MONITORED | {"AuditEntries"}
 
 MONITORING_ROLES = frozenset(
     {
@@ -155,7 +158,7 @@ MONITORING_ROLES = frozenset(
 def accepted_roles(path: str, method: str) -> frozenset[str]:
     """The roles any one of which lets a caller make this request."""
     head = entity_set_name(path)
-    if head in READ_ONLY and method in ("GET", "HEAD"):
+    if head in MONITORED and method in ("GET", "HEAD"):
         return MONITORING_ROLES
     return frozenset({PARTNER_DIRECTORY_CONFIGURATOR})
 
@@ -182,7 +185,7 @@ class ODataService:
             method = _method(request)
             if directory is not None or method not in WRITE_METHODS or resource.kind == "batch":
                 return await self._answer(request, resource, method, directory)
-            async with self.store.begin() as unit:
+            async with self.store.begin(request.actor) as unit:
                 return await self._answer(request, resource, method, unit)
         except _Refused as refused:
             return refused.answer
@@ -280,7 +283,7 @@ class ODataService:
     # -- reading -----------------------------------------------------------------------
 
     def _page_size(self, entity_type: EntityType) -> int:
-        if entity_type.entity_set == "BinaryParameters":
+        if entity_type.entity_set in ("BinaryParameters", "AuditEntries"):
             return self.settings.binary_page_size
         return self.settings.page_size
 
@@ -605,7 +608,7 @@ class ODataService:
             return serialize_item(_batch_response(_refusal(outer, error)))
         current = outer
         try:
-            async with self.store.begin() as unit:
+            async with self.store.begin(outer.actor) as unit:
                 answers: list[BatchResponse] = []
                 for req, resource in operations:
                     current = req

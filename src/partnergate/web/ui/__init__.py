@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import certificates, entities, flows, monitor, partners, rules, signin, transfer
+from . import certificates, entities, flows, history, monitor, partners, rules, signin, transfer
 from .pages import STATIC, Urls, redirect
 
 
@@ -39,6 +39,12 @@ def ui_routes() -> list[BaseRoute]:
         Route(entity + "/new", entities.new, methods=both),
         Route(entity + "/edit", entities.edit, methods=both),
         Route(entity + "/delete", entities.delete, methods=both),
+        Route(entity + "/copy", history.copy_one, methods=both),
+        Route("/partners/{pid}/history", history.index),
+        Route("/partners/{pid}/history/{id}/restore", history.restore, methods=both),
+        Route("/partners/{pid}/history/changes/{change}/undo", history.undo_change, methods=both),
+        Route("/partners/{pid}/rename", history.rename, methods=both),
+        Route("/partners/{pid}/copy", history.copy, methods=both),
         Route("/certificates", certificates.index),
         Route("/new-certificate", certificates.new, methods=both),
         Route("/certificates/{id}", certificates.show),

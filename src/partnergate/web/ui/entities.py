@@ -411,7 +411,7 @@ async def delete(page: Page) -> Response:
         return page.render(
             "entities/delete.html", section="partners", kind=kind, pid=pid, row=row, last=last
         )
-    await store.delete(kind.entity_set, kind.key_of(row))
+    await store.delete(kind.entity_set, kind.key_of(row), page.user)
     if await load_partner(store, pid) is None:
         return page.redirect(
             page.urls.partners(),

@@ -321,5 +321,5 @@ async def delete(page: Page) -> Response:
             shown=CHIPS_SHOWN,
             confirm_error="Type DELETE in capitals; nothing was deleted." if asked else "",
         )
-    await store.delete_partner(pid, ())
+    await store.delete_partner(pid, (), page.user)
     return page.redirect(page.urls.partners(), f"Partner '{pid}' and all its parts deleted.")
