@@ -67,9 +67,11 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(server: Server) -> Iterator[Browser]:
-    """Chromium for the session; after the server, so the store outlives the browser's loop."""
+    """Chromium for a module; after the server, so the store outlives the browser's loop.
+    Playwright's sync API keeps an event loop running in the main thread while it is open,
+    so it closes before modules that call ``asyncio.run`` themselves."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     with sync_playwright() as playwright:
