@@ -11,6 +11,12 @@ this node sees every message it has taken; another node of a fleet sees it withi
 ``interval``. Entries are served read-only as SAP's ``MessageProcessingLogs`` through the
 generic entity-set reads of :mod:`partnergate.store.directory`, with the attachments a flow
 kept (``MessageProcessingLogAttachments``); retention removes both.
+
+Each entry's steps, custom header properties and adapter attributes go with it, in the
+same transaction, into tables of their own (read here: :func:`read_steps`,
+:func:`read_properties`, :func:`list_logs` for searches by custom header property). A
+trace's bodies are bounded twice: ``trace_hours`` after they were taken they are
+dropped (the step lines stay), and beyond ``trace_max_bytes`` the oldest go first.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -35,14 +41,27 @@ from sqlalchemy import (
     literal_column,
     select,
     true,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..runtime.messagelog import Attachment, MessageLogEntry
-from .database import begin, sqlite_file, write_lock
-from .directory import now
+from ..model.entities import MESSAGE_PROCESSING_LOG
+from ..odata.filter import Expr, OrderBy
+from ..runtime.messagelog import (
+    Attachment,
+    LogLevels,
+    MessageLogEntry,
+    RunStep,
+)
+from .database import begin, bounded_read, sqlite_file, write_lock
+from .directory import Page, now
+from .filtering import compile_filter, compile_orderby
+from .tables import columns_of
+from .tables import flow_log_levels as levels_table
 from .tables import message_processing_log_attachments as attachments
+from .tables import message_processing_log_properties as properties
+from .tables import message_processing_log_run_steps as run_steps
 from .tables import message_processing_logs as mpl
 
 log = logging.getLogger("partnergate.store")
@@ -57,22 +76,28 @@ ROWS_PER_TRANSACTION = 250
 """On SQLite the API's writes wait for each transaction: keep each to a few milliseconds."""
 
 
+CUSTOM = "CUSTOM"
+ADAPTER = "ADAPTER"
+TRACE_HOURS = 24
+TRACE_MAX_BYTES = 100 * 1024 * 1024
+
+
 def error_information(entry: MessageLogEntry) -> str | None:
+    """``<step label>: <why>``; the label already starts with ``step <n>``."""
     if entry.error is None and entry.failed_step is None:
         return None
-    parts = [p for p in (entry.failed_step and f"step {entry.failed_step}", entry.error) if p]
-    return ": ".join(parts)
+    return ": ".join(p for p in (entry.failed_step, entry.error) if p)
 
 
 def _row(entry: MessageLogEntry) -> dict[str, object]:
     return {
         "message_guid": entry.message_guid,
-        "correlation_id": entry.message_guid,
+        "correlation_id": entry.correlation_id or entry.message_guid,
         "integration_flow_name": entry.flow,
         "endpoint": entry.endpoint,
         "status": entry.status,
         "custom_status": entry.status,
-        "log_level": "INFO",
+        "log_level": entry.log_level,
         "log_start": entry.start,
         "log_end": entry.end,
         "user": entry.user,
@@ -100,6 +125,77 @@ def _attachments_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object
     return [_attachment_row(e.message_guid, a) for e in entries for a in e.attachments]
 
 
+def _trace(step: RunStep) -> bytes | None:
+    if step.before is None and step.after is None:
+        return None
+    document = {
+        "before": step.before.as_dict() if step.before else None,
+        "after": step.after.as_dict() if step.after else None,
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _step_row(message_guid: str, step: RunStep) -> dict[str, object]:
+    trace = _trace(step)
+    return {
+        "message_guid": message_guid,
+        "step_index": step.index,
+        "step_id": step.step_id[:400],
+        "kind": step.kind[:40],
+        "step_start": step.start,
+        "step_stop": step.end,
+        "status": step.status,
+        "summary": step.summary,
+        "error": step.error,
+        "trace": trace,
+        "trace_size": len(trace) if trace else 0,
+    }
+
+
+def _steps_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object]]:
+    return [_step_row(e.message_guid, s) for e in entries for s in e.steps]
+
+
+def _properties_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for e in entries:
+        seq = 0
+        for name, value in e.custom_properties:
+            seq += 1
+            rows.append(
+                {
+                    "message_guid": e.message_guid,
+                    "seq": seq,
+                    "kind": CUSTOM,
+                    "adapter_id": None,
+                    "name": name[:200],
+                    "value": value[:1000],
+                }
+            )
+        for adapter, name, value in e.adapter_attributes:
+            seq += 1
+            rows.append(
+                {
+                    "message_guid": e.message_guid,
+                    "seq": seq,
+                    "kind": ADAPTER,
+                    "adapter_id": adapter[:100],
+                    "name": name[:200],
+                    "value": value[:1000],
+                }
+            )
+    return rows
+
+
+def _children(entries: Sequence[MessageLogEntry]) -> list[tuple[Table, list[dict[str, object]]]]:
+    """What goes with the entries into tables of their own."""
+    return [
+        (attachments, _attachments_of(entries)),
+        (run_steps, _steps_of(entries)),
+        (properties, _properties_of(entries)),
+    ]
+
+
 def _replacing(statement: Any) -> Any:
     """``statement`` with ON CONFLICT (message_guid) DO UPDATE: a later report of a
     message replaces an earlier one."""
@@ -111,10 +207,11 @@ def _replacing(statement: Any) -> Any:
     return statement.on_conflict_do_update(index_elements=[mpl.c.message_guid], set_=changed)
 
 
-def _keep(dialect: str) -> Any:
-    """INSERT of attachments; one already written (a batch tried again) stays as it is."""
+def _keep(dialect: str, table: Table = attachments) -> Any:
+    """INSERT into ``table``; a row already written (a batch tried again) stays as it is."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(attachments).on_conflict_do_nothing(index_elements=[attachments.c.id])
+    keys = [c for c in table.primary_key.columns]
+    return insert(table).on_conflict_do_nothing(index_elements=keys)
 
 
 def _upsert(dialect: str) -> Any:
@@ -169,18 +266,30 @@ class _SqliteWriter:
         dialect = sqlite.dialect()
         self._entry_columns = _Columns(mpl, tuple(mpl.c.keys()))
         self._entries = _from_json(self._entry_columns.names)
-        compiled = _keep("sqlite").compile(dialect=dialect, column_keys=list(attachments.c.keys()))
-        self._attachments = str(compiled)
-        self._attachment_columns = _Columns(attachments, tuple(compiled.positiontup or ()))
+        self._children: dict[str, tuple[str, _Columns]] = {}
+        for table in (attachments, run_steps, properties):
+            compiled = _keep("sqlite", table).compile(
+                dialect=dialect, column_keys=list(table.c.keys())
+            )
+            columns = _Columns(table, tuple(compiled.positiontup or ()))
+            self._children[table.name] = (str(compiled), columns)
 
-    async def write(self, entries: list[dict[str, object]], kept: list[dict[str, object]]) -> None:
+    async def write(
+        self,
+        entries: list[dict[str, object]],
+        children: list[tuple[Table, list[dict[str, object]]]],
+    ) -> None:
         """One transaction; the caller holds the store's write lock."""
         batch = json.dumps(self._entry_columns.values(entries), separators=(",", ":"))
-        attached = [tuple(v) for v in self._attachment_columns.values(kept)]
+        attached = []
+        for table, rows in children:
+            if rows:
+                statement, columns = self._children[table.name]
+                attached.append((statement, [tuple(v) for v in columns.values(rows)]))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._write, batch, attached)
 
-    def _write(self, batch: str, attached: list[tuple[object, ...]]) -> None:
+    def _write(self, batch: str, attached: list[tuple[str, list[tuple[object, ...]]]]) -> None:
         if self._connection is None:
             self._connection = sqlite3.connect(
                 self._path, isolation_level=None, check_same_thread=False
@@ -190,8 +299,8 @@ class _SqliteWriter:
         try:
             cursor.execute("BEGIN IMMEDIATE")
             cursor.execute(self._entries, (batch,))
-            if attached:
-                cursor.executemany(self._attachments, attached)
+            for statement, rows in attached:
+                cursor.executemany(statement, rows)
             cursor.execute("COMMIT")
         except BaseException:
             if self._connection.in_transaction:
@@ -254,14 +363,23 @@ class StoreMessageLog:
         engine: AsyncEngine,
         interval: float = FLUSH_INTERVAL,
         max_pending: int = MAX_PENDING,
+        *,
+        levels: LogLevels | None = None,
+        trace_hours: float = TRACE_HOURS,
+        trace_max_bytes: int = TRACE_MAX_BYTES,
     ) -> None:
         self.engine = engine
+        self.levels = levels if levels is not None else LogLevels()
+        self.trace_hours = trace_hours
+        self.trace_max_bytes = trace_max_bytes
         self.interval = interval
         self.max_pending = max_pending
         self._pending: dict[str, MessageLogEntry] = {}
         self._lock = asyncio.Lock()
         self._upsert = _upsert(engine.dialect.name)
-        self._keep = _keep(engine.dialect.name)
+        self._keep = {
+            t.name: _keep(engine.dialect.name, t) for t in (attachments, run_steps, properties)
+        }
         self._sqlite_path = sqlite_file(engine)
         self._sqlite: _SqliteWriter | None = None
 
@@ -294,18 +412,19 @@ class StoreMessageLog:
 
     async def _write(self, batch: list[MessageLogEntry]) -> None:
         if self._sqlite_path is None:
-            kept = _attachments_of(batch)
+            children = _children(batch)
             async with begin(self.engine) as conn:
                 await conn.execute(self._upsert, [_row(e) for e in batch])
-                if kept:
-                    await conn.execute(self._keep, kept)
+                for table, rows in children:
+                    if rows:
+                        await conn.execute(self._keep[table.name], rows)
             return
         if self._sqlite is None:
             self._sqlite = _SqliteWriter(self._sqlite_path)
         for start in range(0, len(batch), ROWS_PER_TRANSACTION):
             part = batch[start : start + ROWS_PER_TRANSACTION]
             async with write_lock(self.engine):
-                await self._sqlite.write([_row(e) for e in part], _attachments_of(part))
+                await self._sqlite.write([_row(e) for e in part], _children(part))
 
     def close(self) -> None:
         """Close the SQLite writer's connection (after the last flush)."""
@@ -315,9 +434,17 @@ class StoreMessageLog:
 
     async def run(self) -> None:
         """Flush every ``interval`` seconds until cancelled; then flush what is left."""
+        ticks = 0
         try:
             while True:
                 await asyncio.sleep(self.interval)
+                ticks += 1
+                if ticks * self.interval >= LEVELS_INTERVAL:
+                    ticks = 0
+                    try:
+                        await self.load_levels()
+                    except Exception:
+                        log.exception("flow log levels could not be read")
                 try:
                     await self.flush()
                 except Exception:
@@ -345,14 +472,204 @@ class StoreMessageLog:
         return await read_error_text(self.engine, message_guid)
 
     async def purge(self, keep_days: int) -> int:
-        """Delete entries that started more than ``keep_days`` ago; return how many."""
+        """Delete entries that started more than ``keep_days`` ago; return how many.
+        Traces beyond their age or the size bound lose their bodies."""
         await self.flush()
         old = mpl.c.log_start < now() - timedelta(days=keep_days)
         async with begin(self.engine) as conn:
-            await conn.execute(
-                delete(attachments).where(
-                    attachments.c.message_guid.in_(select(mpl.c.message_guid).where(old))
+            for child in (attachments, run_steps, properties):
+                await conn.execute(
+                    delete(child).where(
+                        child.c.message_guid.in_(select(mpl.c.message_guid).where(old))
+                    )
                 )
-            )
             result = await conn.execute(delete(mpl).where(old))
+        await self.purge_traces()
         return int(result.rowcount or 0)
+
+    async def purge_traces(self) -> int:
+        """Drop trace bodies older than ``trace_hours``, then the oldest beyond
+        ``trace_max_bytes``; the step lines stay. Returns how many steps lost theirs."""
+        await self.flush()
+        cleared = {"trace": None, "trace_size": 0}
+        cut = now() - timedelta(hours=self.trace_hours)
+        async with begin(self.engine) as conn:
+            aged = await conn.execute(
+                update(run_steps)
+                .where(run_steps.c.trace_size > 0, run_steps.c.step_start < cut)
+                .values(**cleared)
+            )
+            total = int(aged.rowcount or 0)
+            sizes = await conn.execute(
+                select(run_steps.c.message_guid, run_steps.c.step_index, run_steps.c.trace_size)
+                .where(run_steps.c.trace_size > 0)
+                .order_by(run_steps.c.step_start.desc(), run_steps.c.step_index.desc())
+            )
+            kept, drop = 0, []
+            for guid, index, size in sizes:
+                kept += size
+                if kept > self.trace_max_bytes:
+                    drop.append((guid, index))
+            for guid, index in drop:
+                await conn.execute(
+                    update(run_steps)
+                    .where(run_steps.c.message_guid == guid, run_steps.c.step_index == index)
+                    .values(**cleared)
+                )
+        return total + len(drop)
+
+    # -- log levels ----------------------------------------------------------------------
+
+    async def load_levels(self) -> None:
+        """Take the levels every node shares from the store (another node may have set one)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(levels_table))).all()
+        self.levels.replace_all({r.flow: (r.level, r.until) for r in rows})
+
+    async def set_level(self, flow: str, level: str, actor: str) -> datetime | None:
+        """Set ``flow``'s log level on every node; returns when a ``TRACE`` ends."""
+        at = now()
+        until = self.levels.set(flow, level, at)
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        values = {"flow": flow, "level": level, "until": until, "changed_by": actor}
+        statement = insert(levels_table).values(changed_time=at, **values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[levels_table.c.flow],
+            set_={"level": level, "until": until, "changed_by": actor, "changed_time": at},
+        )
+        async with begin(self.engine) as conn:
+            await conn.execute(statement)
+        return until
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def steps(self, message_guid: str) -> list[dict[str, Any]]:
+        await self.flush()
+        return await read_steps(self.engine, message_guid)
+
+    async def properties(self, message_guid: str, kind: str) -> list[dict[str, Any]]:
+        await self.flush()
+        return await read_properties(self.engine, message_guid, kind)
+
+
+LEVELS_INTERVAL = 2.0
+"""Seconds between two reads of the shared log levels: how soon other nodes follow."""
+
+
+async def read_steps(engine: AsyncEngine, message_guid: str) -> list[dict[str, Any]]:
+    """A message's steps in order, each with its trace (decoded) when one was kept."""
+    query = (
+        select(run_steps)
+        .where(run_steps.c.message_guid == message_guid)
+        .order_by(run_steps.c.step_index)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    out = []
+    for row in rows:
+        item = dict(row)
+        trace = item.pop("trace")
+        item["trace"] = json.loads(bytes(trace)) if trace else None
+        out.append(item)
+    return out
+
+
+async def read_properties(
+    engine: AsyncEngine, message_guid: str, kind: str
+) -> list[dict[str, Any]]:
+    query = (
+        select(properties)
+        .where(properties.c.message_guid == message_guid, properties.c.kind == kind)
+        .order_by(properties.c.seq)
+    )
+    async with engine.connect() as conn:
+        return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+
+
+async def read_properties_of(
+    engine: AsyncEngine, guids: Sequence[str], kind: str
+) -> dict[str, list[dict[str, Any]]]:
+    """The properties of several messages at once (``$expand`` on a page of them)."""
+    found: dict[str, list[dict[str, Any]]] = {g: [] for g in guids}
+    if not guids:
+        return found
+    query = (
+        select(properties)
+        .where(properties.c.message_guid.in_(list(guids)), properties.c.kind == kind)
+        .order_by(properties.c.message_guid, properties.c.seq)
+    )
+    async with engine.connect() as conn:
+        for row in (await conn.execute(query)).mappings().all():
+            found[row["message_guid"]].append(dict(row))
+    return found
+
+
+@dataclass(frozen=True)
+class PropertyMatch:
+    """Messages with a custom header property ``name`` whose value is ``value`` (any value
+    when None; ``contains``: the value holds it)."""
+
+    name: str
+    value: str | None = None
+    contains: bool = False
+
+
+def _with_property(match: PropertyMatch) -> Any:
+    condition = [properties.c.kind == CUSTOM, properties.c.name == match.name]
+    if match.value is not None:
+        if match.contains:
+            pattern = match.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            condition.append(properties.c.value.like(f"%{pattern}%", escape="\\"))
+        else:
+            condition.append(properties.c.value == match.value)
+    return mpl.c.message_guid.in_(select(properties.c.message_guid).where(*condition))
+
+
+async def list_logs(
+    engine: AsyncEngine,
+    *,
+    filter: Expr | None = None,
+    orderby: Sequence[OrderBy] = (),
+    top: int | None = None,
+    skip: int = 0,
+    count: bool = False,
+    having: Sequence[PropertyMatch] = (),
+) -> Page:
+    """Message processing log entries as entity values, narrowed by ``$filter`` and by
+    custom header properties (SAP's ``filterCustomHeaderProperties``)."""
+    cols = dict(columns_of(mpl, MESSAGE_PROCESSING_LOG.property_names))
+    where = [compile_filter(filter, cols)] if filter is not None else []
+    where += [_with_property(m) for m in having]
+    query = select(mpl).where(*where)
+    order = compile_orderby(orderby, cols) if orderby else []
+    query = query.order_by(*order, mpl.c.message_guid)
+    if top is not None:
+        query = query.limit(top)
+    if skip:
+        query = query.offset(skip)
+    async with engine.connect() as conn, bounded_read(conn):
+        result = await conn.execute(query)
+        rows = [_entity(r._mapping) for r in result]
+        total = None
+        if count:
+            counter = select(func.count()).select_from(mpl).where(*where)
+            total = int((await conn.execute(counter)).scalar_one())
+    return Page(rows, total)
+
+
+async def get_log(engine: AsyncEngine, message_guid: str) -> dict[str, object] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(mpl).where(mpl.c.message_guid == message_guid))).first()
+    return None if row is None else _entity(row._mapping)
+
+
+def _entity(mapping: Any) -> dict[str, object]:
+    """A row as entity values, plus what only our monitor shows (``_``-prefixed)."""
+    out: dict[str, object] = {}
+    for name, column in columns_of(mpl, MESSAGE_PROCESSING_LOG.property_names).items():
+        out[name] = mapping[column.name]
+    out["_failed_step"] = mapping["failed_step"]
+    out["_error"] = mapping["error_information"]
+    out["_http_status"] = mapping["http_status"]
+    out["_endpoint"] = mapping["endpoint"]
+    return out

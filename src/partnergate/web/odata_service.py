@@ -55,6 +55,7 @@ from ..odata.values import entity_uri, uri_text
 from ..security.principals import PARTNER_DIRECTORY_CONFIGURATOR
 from ..store.directory import HONOURS_USER_OPTION, Directory, DirectoryStore, ListRequest
 from ..store.messagelog import read_attachment, read_error_text
+from . import mpl_api
 from .downloads import download_headers
 
 JSON = "application/json"
@@ -137,9 +138,11 @@ SERVED: dict[str, EntityType] = {
         CERTIFICATE_MAPPING_RULE,
         MESSAGE_PROCESSING_LOG,
         MESSAGE_PROCESSING_LOG_ATTACHMENT,
+        *mpl_api.SETS,
     )
 }
 READ_ONLY = frozenset({"MessageProcessingLogs", "MessageProcessingLogAttachments"})
+READ_ONLY |= mpl_api.READ_ONLY
 
 MONITORING_ROLES = frozenset(
     {
@@ -161,8 +164,11 @@ def accepted_roles(path: str, method: str) -> frozenset[str]:
 
 
 class ODataService:
-    def __init__(self, store: DirectoryStore, settings: Settings) -> None:
+    def __init__(
+        self, store: DirectoryStore, settings: Settings, message_log: Any = None
+    ) -> None:
         self.store = store
+        self.message_log = message_log
         self.settings = replace(settings, base_url=uri_text(settings.base_url))
         self.served = SERVED
 
@@ -225,6 +231,8 @@ class ODataService:
         assert entity_type is not None
         if entity_type.entity_set in READ_ONLY and method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{entity_type.entity_set} is read-only")
+        if mpl_api.handles(resource):
+            return await mpl_api.answer(self, request, resource, method, as_json)
         if resource.kind == "error_information":
             return await self._error_information(resource.key or {}, directory)
         if resource.kind == "attachments":

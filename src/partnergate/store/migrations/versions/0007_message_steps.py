@@ -1,0 +1,87 @@
+"""Message processing log steps, custom header properties, adapter attributes, log levels
+
+Revision ID: 0007
+Revises: 0005
+Create Date: 2026-12-04
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "message_processing_log_run_steps",
+        sa.Column("message_guid", sa.String(length=64), nullable=False),
+        sa.Column("step_index", sa.Integer(), nullable=False),
+        sa.Column("step_id", sa.String(length=400), nullable=False),
+        sa.Column("kind", sa.String(length=40), nullable=False),
+        sa.Column("step_start", sa.DateTime(), nullable=False),
+        sa.Column("step_stop", sa.DateTime(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("summary", sa.Text(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("trace", sa.LargeBinary(), nullable=True),
+        sa.Column("trace_size", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "message_guid", "step_index", name=op.f("pk_message_processing_log_run_steps")
+        ),
+    )
+    op.create_index(
+        op.f("ix_message_processing_log_run_steps_step_start"),
+        "message_processing_log_run_steps",
+        ["step_start"],
+    )
+    op.create_table(
+        "message_processing_log_properties",
+        sa.Column("message_guid", sa.String(length=64), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("adapter_id", sa.String(length=100), nullable=True),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("value", sa.String(length=1000), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "message_guid", "seq", name=op.f("pk_message_processing_log_properties")
+        ),
+    )
+    op.create_index(
+        "ix_message_processing_log_properties_search",
+        "message_processing_log_properties",
+        ["kind", "name", "value"],
+    )
+    op.create_table(
+        "flow_log_levels",
+        sa.Column("flow", sa.String(length=200), nullable=False),
+        sa.Column("level", sa.String(length=10), nullable=False),
+        sa.Column("until", sa.DateTime(), nullable=True),
+        sa.Column("changed_by", sa.String(length=150), nullable=True),
+        sa.Column("changed_time", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("flow", name=op.f("pk_flow_log_levels")),
+    )
+    op.create_index(
+        op.f("ix_message_processing_logs_correlation_id"),
+        "message_processing_logs",
+        ["correlation_id"],
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(
+        op.f("ix_message_processing_logs_correlation_id"), table_name="message_processing_logs"
+    )
+    op.drop_table("flow_log_levels")
+    op.drop_index(
+        "ix_message_processing_log_properties_search",
+        table_name="message_processing_log_properties",
+    )
+    op.drop_table("message_processing_log_properties")
+    op.drop_index(
+        op.f("ix_message_processing_log_run_steps_step_start"),
+        table_name="message_processing_log_run_steps",
+    )
+    op.drop_table("message_processing_log_run_steps")
