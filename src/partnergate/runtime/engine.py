@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from .directory import PartnerDirectory
@@ -31,6 +32,7 @@ from .messagelog import (
     MessageLogSink,
     RunStep,
     Snapshot,
+    mask_snapshot,
     snapshot,
     utcnow,
 )
@@ -125,6 +127,8 @@ class Engine:
                 break
         if reply is None:
             reply = exchange.reply()
+        if level == TRACE and exchange.secrets:
+            steps = [_masked(s, tuple(exchange.secrets)) for s in steps]
         receiver = exchange.receiver_partner or _named_receiver(flow.steps, exchange)
         await self._log(
             "finished",
@@ -178,6 +182,15 @@ class Engine:
 def _at(start: datetime, seconds: float) -> datetime:
     """``start`` plus ``seconds``, to the microsecond (steps are often shorter than 1 ms)."""
     return start + timedelta(microseconds=int(seconds * 1_000_000))
+
+
+def _masked(step: RunStep, secrets: tuple[str, ...]) -> RunStep:
+    """A traced step with the credential values the flow learnt later masked too."""
+    return replace(
+        step,
+        before=step.before and mask_snapshot(step.before, secrets),
+        after=step.after and mask_snapshot(step.after, secrets),
+    )
 
 
 def _named_receiver(steps: list[Step], exchange: Exchange) -> str | None:

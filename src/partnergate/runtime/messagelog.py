@@ -148,6 +148,12 @@ def snapshot(
     return Snapshot(mask_headers(headers, secrets), kept[:max_bytes], len(kept) > max_bytes)
 
 
+def mask_snapshot(taken: Snapshot, secrets: tuple[str, ...]) -> Snapshot:
+    return Snapshot(
+        mask_headers(taken.headers, secrets), mask_bytes(taken.body, secrets), taken.truncated
+    )
+
+
 @dataclass(frozen=True)
 class RunStep:
     """One step of one message: SAP's ``MessageProcessingLogRunStep``."""

@@ -28,6 +28,7 @@ from ..model.entities import (
 )
 from ..odata import atom, json_format, mpl
 from ..odata.errors import BadRequest, MethodNotAllowed, NotFoundError
+from ..odata.filter import PropertyRef
 from ..odata.paths import Resource
 from ..odata.query import QueryOptions, parse_query
 from ..runtime.messagelog import LOG_LEVELS
@@ -390,7 +391,9 @@ def _narrow(rows: list[dict[str, object]], options: QueryOptions) -> list[dict[s
     if options.filter is not None:
         raise BadRequest("$filter on CustomHeaderProperties: use filterCustomHeaderProperties")
     for order in reversed(options.orderby or ()):
-        name = order.property.name  # type: ignore[attr-defined]
+        if not isinstance(order.expr, PropertyRef):
+            raise BadRequest("$orderby on CustomHeaderProperties takes property names")
+        name = order.expr.name
         rows = sorted(rows, key=lambda r: str(r.get(name) or ""), reverse=order.descending)
     start = options.skip or 0
     end = None if options.top is None else start + options.top

@@ -164,9 +164,7 @@ def accepted_roles(path: str, method: str) -> frozenset[str]:
 
 
 class ODataService:
-    def __init__(
-        self, store: DirectoryStore, settings: Settings, message_log: Any = None
-    ) -> None:
+    def __init__(self, store: DirectoryStore, settings: Settings, message_log: Any = None) -> None:
         self.store = store
         self.message_log = message_log
         self.settings = replace(settings, base_url=uri_text(settings.base_url))
