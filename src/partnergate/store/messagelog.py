@@ -44,7 +44,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..model.entities import MESSAGE_PROCESSING_LOG
 from ..odata.filter import Expr, OrderBy
@@ -526,8 +526,11 @@ class StoreMessageLog:
             rows = (await conn.execute(select(levels_table))).all()
         self.levels.replace_all({r.flow: (r.level, r.until) for r in rows})
 
-    async def set_level(self, flow: str, level: str, actor: str) -> datetime | None:
-        """Set ``flow``'s log level on every node; returns when a ``TRACE`` ends."""
+    async def set_level(
+        self, flow: str, level: str, actor: str, conn: AsyncConnection | None = None
+    ) -> datetime | None:
+        """Set ``flow``'s log level on every node; returns when a ``TRACE`` ends. With
+        ``conn``, the write is part of that transaction (the API's)."""
         at = now()
         until = self.levels.set(flow, level, at)
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
@@ -537,8 +540,11 @@ class StoreMessageLog:
             index_elements=[levels_table.c.flow],
             set_={"level": level, "until": until, "changed_by": actor, "changed_time": at},
         )
-        async with begin(self.engine) as conn:
+        if conn is not None:
             await conn.execute(statement)
+            return until
+        async with begin(self.engine) as own:
+            await own.execute(statement)
         return until
 
     # -- reading -------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from ..odata.paths import Resource
 from ..odata.query import QueryOptions, parse_query
 from ..runtime.messagelog import LOG_LEVELS
 from ..store import messagelog as store
+from ..store.directory import Directory
 from ..store.messagelog import ADAPTER, CUSTOM, PropertyMatch
 
 if TYPE_CHECKING:
@@ -59,12 +60,19 @@ def handles(resource: Resource) -> bool:
 
 
 async def answer(
-    service: ODataService, request: ODataRequest, resource: Resource, method: str, as_json: bool
+    service: ODataService,
+    request: ODataRequest,
+    resource: Resource,
+    method: str,
+    as_json: bool,
+    directory: Directory | None = None,
 ) -> ODataResponse:
+    """The answer for a resource :func:`handles`; a write runs in ``directory``'s
+    transaction (the request's own, or its change set's)."""
     entity_type = resource.entity_type
     assert entity_type is not None
     if entity_type is FLOW_LOG_LEVEL:
-        return await _log_levels(service, request, resource, method, as_json)
+        return await _log_levels(service, request, resource, method, as_json, directory)
     if method not in ("GET", "HEAD"):
         raise MethodNotAllowed(f"{entity_type.entity_set} is read-only")
     await service.store.catch_up()
@@ -409,6 +417,7 @@ async def _log_levels(
     resource: Resource,
     method: str,
     as_json: bool,
+    directory: Directory | None,
 ) -> ODataResponse:
     from .odata_service import ODataResponse
 
@@ -442,7 +451,8 @@ async def _log_levels(
         raise BadRequest(f"LogLevel must be one of {', '.join(LOG_LEVELS)}")
     if values.get("Flow") not in (None, flow):
         raise BadRequest("Flow in the body differs from the key")
-    await message_log.set_level(flow, level, request.actor)
+    assert directory is not None, "a write runs in a transaction"
+    await message_log.set_level(flow, level, request.actor, directory.conn)
     return ODataResponse(204, b"", dict(DSV))
 
 

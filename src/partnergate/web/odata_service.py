@@ -230,7 +230,7 @@ class ODataService:
         if entity_type.entity_set in READ_ONLY and method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{entity_type.entity_set} is read-only")
         if mpl_api.handles(resource):
-            return await mpl_api.answer(self, request, resource, method, as_json)
+            return await mpl_api.answer(self, request, resource, method, as_json, directory)
         if resource.kind == "error_information":
             return await self._error_information(resource.key or {}, directory)
         if resource.kind == "attachments":
