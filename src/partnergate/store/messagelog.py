@@ -125,14 +125,14 @@ def _attachments_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object
     return [_attachment_row(e.message_guid, a) for e in entries for a in e.attachments]
 
 
-def _trace(step: RunStep) -> bytes | None:
+def _trace(step: RunStep) -> str | None:
     if step.before is None and step.after is None:
         return None
     document = {
         "before": step.before.as_dict() if step.before else None,
         "after": step.after.as_dict() if step.after else None,
     }
-    return json.dumps(document, separators=(",", ":")).encode()
+    return json.dumps(document, separators=(",", ":"))
 
 
 def _step_row(message_guid: str, step: RunStep) -> dict[str, object]:
@@ -266,13 +266,13 @@ class _SqliteWriter:
         dialect = sqlite.dialect()
         self._entry_columns = _Columns(mpl, tuple(mpl.c.keys()))
         self._entries = _from_json(self._entry_columns.names)
+        compiled = _keep("sqlite").compile(dialect=dialect, column_keys=list(attachments.c.keys()))
+        self._attachments = str(compiled)
+        self._attachment_columns = _Columns(attachments, tuple(compiled.positiontup or ()))
         self._children: dict[str, tuple[str, _Columns]] = {}
-        for table in (attachments, run_steps, properties):
-            compiled = _keep("sqlite", table).compile(
-                dialect=dialect, column_keys=list(table.c.keys())
-            )
-            columns = _Columns(table, tuple(compiled.positiontup or ()))
-            self._children[table.name] = (str(compiled), columns)
+        for table in (run_steps, properties):
+            columns = _Columns(table, tuple(table.c.keys()))
+            self._children[table.name] = (_from_json(columns.names, table), columns)
 
     async def write(
         self,
@@ -281,15 +281,22 @@ class _SqliteWriter:
     ) -> None:
         """One transaction; the caller holds the store's write lock."""
         batch = json.dumps(self._entry_columns.values(entries), separators=(",", ":"))
-        attached = []
+        attached: list[tuple[object, ...]] = []
+        batches: list[tuple[str, str]] = []
         for table, rows in children:
-            if rows:
-                statement, columns = self._children[table.name]
-                attached.append((statement, [tuple(v) for v in columns.values(rows)]))
+            if not rows:
+                continue
+            if table is attachments:
+                attached = [tuple(v) for v in self._attachment_columns.values(rows)]
+                continue
+            statement, columns = self._children[table.name]
+            batches.append((statement, json.dumps(columns.values(rows), separators=(",", ":"))))
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._write, batch, attached)
+        await loop.run_in_executor(self._thread, self._write, batch, batches, attached)
 
-    def _write(self, batch: str, attached: list[tuple[str, list[tuple[object, ...]]]]) -> None:
+    def _write(
+        self, batch: str, batches: list[tuple[str, str]], attached: list[tuple[object, ...]]
+    ) -> None:
         if self._connection is None:
             self._connection = sqlite3.connect(
                 self._path, isolation_level=None, check_same_thread=False
@@ -299,8 +306,10 @@ class _SqliteWriter:
         try:
             cursor.execute("BEGIN IMMEDIATE")
             cursor.execute(self._entries, (batch,))
-            for statement, rows in attached:
-                cursor.executemany(statement, rows)
+            for statement, rows in batches:
+                cursor.execute(statement, (rows,))
+            if attached:
+                cursor.executemany(self._attachments, attached)
             cursor.execute("COMMIT")
         except BaseException:
             if self._connection.in_transaction:
@@ -316,9 +325,10 @@ class _SqliteWriter:
             self._connection = None
 
 
-def _from_json(columns: Sequence[str]) -> str:
+def _from_json(columns: Sequence[str], table: Table = mpl) -> str:
     """The upsert of :func:`_upsert` over the rows of one JSON array of arrays (the only
-    parameter), each array's items in the order of ``columns``."""
+    parameter), each array's items in the order of ``columns``; for another ``table``,
+    its INSERT that leaves rows already written as they are."""
     dialect = sqlite.dialect()
     rows = func.json_each(bindparam("batch", type_=Text)).table_valued("value")
     items = [
@@ -327,8 +337,12 @@ def _from_json(columns: Sequence[str]) -> str:
     ]
     # WHERE true: SQLite's grammar needs it between INSERT … SELECT and ON CONFLICT
     source = select(*items).select_from(rows).where(true())
-    upsert = _replacing(sqlite.insert(mpl).from_select(list(columns), source))
-    return str(upsert.compile(dialect=dialect))
+    insert = sqlite.insert(table).from_select(list(columns), source)
+    if table is mpl:
+        statement = _replacing(insert)
+    else:
+        statement = insert.on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
+    return str(statement.compile(dialect=dialect))
 
 
 _TO_TEXT: Any = DateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
@@ -575,7 +589,7 @@ async def read_steps(engine: AsyncEngine, message_guid: str) -> list[dict[str, A
     for row in rows:
         item = dict(row)
         trace = item.pop("trace")
-        item["trace"] = json.loads(bytes(trace)) if trace else None
+        item["trace"] = json.loads(trace) if trace else None
         out.append(item)
     return out
 

@@ -190,7 +190,7 @@ message_processing_log_run_steps = Table(
     Column("status", String(20), nullable=False),
     Column("summary", Text),
     Column("error", Text),
-    Column("trace", LargeBinary),
+    Column("trace", Text),
     Column("trace_size", Integer, nullable=False, default=0),
 )
 """One row per step of a message (SAP's run steps); ``trace`` only at log level TRACE."""

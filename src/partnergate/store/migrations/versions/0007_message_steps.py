@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("summary", sa.Text(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("trace", sa.LargeBinary(), nullable=True),
+        sa.Column("trace", sa.Text(), nullable=True),
         sa.Column("trace_size", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint(
             "message_guid", "step_index", name=op.f("pk_message_processing_log_run_steps")
