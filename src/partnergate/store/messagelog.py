@@ -12,11 +12,13 @@ this node sees every message it has taken; another node of a fleet sees it withi
 generic entity-set reads of :mod:`partnergate.store.directory`, with the attachments a flow
 kept (``MessageProcessingLogAttachments``); retention removes both.
 
-Each entry's steps, custom header properties and adapter attributes go with it, in the
-same transaction, into tables of their own (read here: :func:`read_steps`,
-:func:`read_properties`, :func:`list_logs` for searches by custom header property). A
-trace's bodies are bounded twice: ``trace_hours`` after they were taken they are
-dropped (the step lines stay), and beyond ``trace_max_bytes`` the oldest go first.
+Each entry's steps and adapter attributes travel in its own row as JSON text (read whole,
+never searched, so a message at ``INFO`` costs no extra row); custom header properties,
+which the monitor and ``filterCustomHeaderProperties`` search, and traces (``TRACE``
+only) go into tables of their own in the same transaction (read here:
+:func:`read_steps`, :func:`read_properties`, :func:`list_logs`). A trace is bounded
+twice: ``trace_hours`` after it was taken it is dropped (the step lines stay), and beyond
+``trace_max_bytes`` the oldest go first.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from .tables import columns_of
 from .tables import flow_log_levels as levels_table
 from .tables import message_processing_log_attachments as attachments
 from .tables import message_processing_log_properties as properties
-from .tables import message_processing_log_run_steps as run_steps
+from .tables import message_processing_log_traces as run_steps
 from .tables import message_processing_logs as mpl
 
 log = logging.getLogger("partnergate.store")
@@ -106,7 +108,46 @@ def _row(entry: MessageLogEntry) -> dict[str, object]:
         "http_status": entry.http_status,
         "failed_step": entry.failed_step,
         "error_information": error_information(entry),
+        "steps": _steps_text(entry.steps) if entry.steps else None,
+        "adapter_attributes": (
+            json.dumps(entry.adapter_attributes, separators=(",", ":"))
+            if entry.adapter_attributes
+            else None
+        ),
     }
+
+
+def _steps_text(steps: Sequence[RunStep]) -> str:
+    """A message's step lines as one JSON text (times as ISO text, to the microsecond)."""
+    return json.dumps(
+        [
+            [
+                s.index,
+                s.step_id[:400],
+                s.kind,
+                s.start.isoformat(),
+                s.end.isoformat(),
+                s.status,
+                s.summary,
+                s.error,
+            ]
+            for s in steps
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+_STEP_FIELDS = (
+    "step_index",
+    "step_id",
+    "kind",
+    "step_start",
+    "step_stop",
+    "status",
+    "summary",
+    "error",
+)
 
 
 def _attachment_row(message_guid: str, attachment: Attachment) -> dict[str, object]:
@@ -135,25 +176,22 @@ def _trace(step: RunStep) -> str | None:
     return json.dumps(document, separators=(",", ":"))
 
 
-def _step_row(message_guid: str, step: RunStep) -> dict[str, object]:
+def _trace_row(message_guid: str, step: RunStep) -> dict[str, object] | None:
     trace = _trace(step)
+    if trace is None:
+        return None
     return {
         "message_guid": message_guid,
         "step_index": step.index,
-        "step_id": step.step_id[:400],
-        "kind": step.kind[:40],
         "step_start": step.start,
-        "step_stop": step.end,
-        "status": step.status,
-        "summary": step.summary,
-        "error": step.error,
         "trace": trace,
-        "trace_size": len(trace) if trace else 0,
+        "trace_size": len(trace),
     }
 
 
-def _steps_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object]]:
-    return [_step_row(e.message_guid, s) for e in entries for s in e.steps]
+def _traces_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object]]:
+    rows = (_trace_row(e.message_guid, s) for e in entries for s in e.steps)
+    return [r for r in rows if r is not None]
 
 
 def _properties_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object]]:
@@ -172,18 +210,6 @@ def _properties_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object]
                     "value": value[:1000],
                 }
             )
-        for adapter, name, value in e.adapter_attributes:
-            seq += 1
-            rows.append(
-                {
-                    "message_guid": e.message_guid,
-                    "seq": seq,
-                    "kind": ADAPTER,
-                    "adapter_id": adapter[:100],
-                    "name": name[:200],
-                    "value": value[:1000],
-                }
-            )
     return rows
 
 
@@ -191,7 +217,7 @@ def _children(entries: Sequence[MessageLogEntry]) -> list[tuple[Table, list[dict
     """What goes with the entries into tables of their own."""
     return [
         (attachments, _attachments_of(entries)),
-        (run_steps, _steps_of(entries)),
+        (run_steps, _traces_of(entries)),
         (properties, _properties_of(entries)),
     ]
 
@@ -578,25 +604,45 @@ LEVELS_INTERVAL = 2.0
 
 async def read_steps(engine: AsyncEngine, message_guid: str) -> list[dict[str, Any]]:
     """A message's steps in order, each with its trace (decoded) when one was kept."""
-    query = (
-        select(run_steps)
-        .where(run_steps.c.message_guid == message_guid)
-        .order_by(run_steps.c.step_index)
-    )
     async with engine.connect() as conn:
-        rows = (await conn.execute(query)).mappings().all()
+        text = (
+            await conn.execute(select(mpl.c.steps).where(mpl.c.message_guid == message_guid))
+        ).scalar()
+        traces = {
+            r.step_index: r.trace
+            for r in await conn.execute(
+                select(run_steps.c.step_index, run_steps.c.trace).where(
+                    run_steps.c.message_guid == message_guid, run_steps.c.trace_size > 0
+                )
+            )
+        }
     out = []
-    for row in rows:
-        item = dict(row)
-        trace = item.pop("trace")
+    for values in json.loads(text) if text else []:
+        item = dict(zip(_STEP_FIELDS, values, strict=True))
+        item["step_start"] = datetime.fromisoformat(item["step_start"])
+        item["step_stop"] = datetime.fromisoformat(item["step_stop"])
+        trace = traces.get(item["step_index"])
         item["trace"] = json.loads(trace) if trace else None
         out.append(item)
     return out
 
 
+async def read_adapter_attributes(engine: AsyncEngine, message_guid: str) -> list[dict[str, Any]]:
+    """What the sender adapter saw: ``seq``, ``adapter_id``, ``name``, ``value``."""
+    query = select(mpl.c.adapter_attributes).where(mpl.c.message_guid == message_guid)
+    async with engine.connect() as conn:
+        text = (await conn.execute(query)).scalar()
+    return [
+        {"message_guid": message_guid, "seq": n, "adapter_id": a, "name": k, "value": v}
+        for n, (a, k, v) in enumerate(json.loads(text) if text else [], start=1)
+    ]
+
+
 async def read_properties(
     engine: AsyncEngine, message_guid: str, kind: str
 ) -> list[dict[str, Any]]:
+    if kind == ADAPTER:
+        return await read_adapter_attributes(engine, message_guid)
     query = (
         select(properties)
         .where(properties.c.message_guid == message_guid, properties.c.kind == kind)
@@ -604,24 +650,6 @@ async def read_properties(
     )
     async with engine.connect() as conn:
         return [dict(r) for r in (await conn.execute(query)).mappings().all()]
-
-
-async def read_properties_of(
-    engine: AsyncEngine, guids: Sequence[str], kind: str
-) -> dict[str, list[dict[str, Any]]]:
-    """The properties of several messages at once (``$expand`` on a page of them)."""
-    found: dict[str, list[dict[str, Any]]] = {g: [] for g in guids}
-    if not guids:
-        return found
-    query = (
-        select(properties)
-        .where(properties.c.message_guid.in_(list(guids)), properties.c.kind == kind)
-        .order_by(properties.c.message_guid, properties.c.seq)
-    )
-    async with engine.connect() as conn:
-        for row in (await conn.execute(query)).mappings().all():
-            found[row["message_guid"]].append(dict(row))
-    return found
 
 
 @dataclass(frozen=True)

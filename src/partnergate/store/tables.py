@@ -164,6 +164,8 @@ message_processing_logs = Table(
     Column("http_status", Integer),
     Column("failed_step", String(400)),
     Column("error_information", Text),
+    Column("steps", Text),
+    Column("adapter_attributes", Text),
 )
 
 message_processing_log_attachments = Table(
@@ -178,22 +180,16 @@ message_processing_log_attachments = Table(
     Column("payload", LargeBinary, nullable=False),
 )
 
-message_processing_log_run_steps = Table(
-    "message_processing_log_run_steps",
+message_processing_log_traces = Table(
+    "message_processing_log_traces",
     metadata,
     Column("message_guid", String(64), primary_key=True),
     Column("step_index", Integer, primary_key=True),
-    Column("step_id", String(400), nullable=False),
-    Column("kind", String(40), nullable=False),
     Column("step_start", DateTime(), nullable=False, index=True),
-    Column("step_stop", DateTime(), nullable=False),
-    Column("status", String(20), nullable=False),
-    Column("summary", Text),
-    Column("error", Text),
     Column("trace", Text),
     Column("trace_size", Integer, nullable=False, default=0),
 )
-"""One row per step of a message (SAP's run steps); ``trace`` only at log level TRACE."""
+"""What a step of a message saw before and after it, at log level TRACE (JSON text)."""
 
 message_processing_log_properties = Table(
     "message_processing_log_properties",
@@ -206,7 +202,7 @@ message_processing_log_properties = Table(
     Column("value", String(1000), nullable=False),
     Index("ix_message_processing_log_properties_search", "kind", "name", "value"),
 )
-"""A message's custom header properties (``kind`` CUSTOM) and adapter attributes (ADAPTER)."""
+"""A message's custom header properties (``kind`` CUSTOM), searchable by name and value."""
 
 flow_log_levels = Table(
     "flow_log_levels",

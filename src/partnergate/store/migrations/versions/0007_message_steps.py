@@ -1,4 +1,4 @@
-"""Message processing log steps, custom header properties, adapter attributes, log levels
+"""Message processing log steps and traces, custom header properties, log levels
 
 Revision ID: 0007
 Revises: 0005
@@ -16,25 +16,19 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "message_processing_log_run_steps",
+        "message_processing_log_traces",
         sa.Column("message_guid", sa.String(length=64), nullable=False),
         sa.Column("step_index", sa.Integer(), nullable=False),
-        sa.Column("step_id", sa.String(length=400), nullable=False),
-        sa.Column("kind", sa.String(length=40), nullable=False),
         sa.Column("step_start", sa.DateTime(), nullable=False),
-        sa.Column("step_stop", sa.DateTime(), nullable=False),
-        sa.Column("status", sa.String(length=20), nullable=False),
-        sa.Column("summary", sa.Text(), nullable=True),
-        sa.Column("error", sa.Text(), nullable=True),
         sa.Column("trace", sa.Text(), nullable=True),
         sa.Column("trace_size", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "message_guid", "step_index", name=op.f("pk_message_processing_log_run_steps")
+            "message_guid", "step_index", name=op.f("pk_message_processing_log_traces")
         ),
     )
     op.create_index(
-        op.f("ix_message_processing_log_run_steps_step_start"),
-        "message_processing_log_run_steps",
+        op.f("ix_message_processing_log_traces_step_start"),
+        "message_processing_log_traces",
         ["step_start"],
     )
     op.create_table(
@@ -63,17 +57,19 @@ def upgrade() -> None:
         sa.Column("changed_time", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("flow", name=op.f("pk_flow_log_levels")),
     )
-    op.create_index(
-        op.f("ix_message_processing_logs_correlation_id"),
-        "message_processing_logs",
-        ["correlation_id"],
-    )
+    with op.batch_alter_table("message_processing_logs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("steps", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("adapter_attributes", sa.Text(), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_message_processing_logs_correlation_id"), ["correlation_id"]
+        )
 
 
 def downgrade() -> None:
-    op.drop_index(
-        op.f("ix_message_processing_logs_correlation_id"), table_name="message_processing_logs"
-    )
+    with op.batch_alter_table("message_processing_logs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_message_processing_logs_correlation_id"))
+        batch_op.drop_column("adapter_attributes")
+        batch_op.drop_column("steps")
     op.drop_table("flow_log_levels")
     op.drop_index(
         "ix_message_processing_log_properties_search",
@@ -81,7 +77,7 @@ def downgrade() -> None:
     )
     op.drop_table("message_processing_log_properties")
     op.drop_index(
-        op.f("ix_message_processing_log_run_steps_step_start"),
-        table_name="message_processing_log_run_steps",
+        op.f("ix_message_processing_log_traces_step_start"),
+        table_name="message_processing_log_traces",
     )
-    op.drop_table("message_processing_log_run_steps")
+    op.drop_table("message_processing_log_traces")
