@@ -115,7 +115,7 @@ def test_traces_are_bounded_by_age_and_size(store_url: str) -> None:
 
         def traced(guid: str, at: datetime) -> MessageLogEntry:
             taken = snapshot({"Content-Type": "text/plain"}, body, (), 10_000)
-            step = RunStep(1, "step 1", "set", at, at, "COMPLETED", "", None, taken, taken)
+            step = RunStep(1, "step 1", "set", at, 0, 5, "COMPLETED", "", None, taken, taken)
             return MessageLogEntry(guid, "f", "/http/f", "COMPLETED", at, at, steps=(step,))
 
         prefix = now.strftime("t%H%M%S%f")

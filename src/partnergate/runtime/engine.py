@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta
 
 from .directory import PartnerDirectory
 from .errors import StepError
@@ -111,16 +110,17 @@ class Engine:
                 ended = time.perf_counter()
                 steps.append(
                     RunStep(
-                        index=index,
-                        step_id=step.label,
-                        kind=step.kind,
-                        start=_at(entry.start, began - clock),
-                        end=_at(entry.start, ended - clock),
-                        status=FAILED if step_error is not None else COMPLETED,
-                        summary="; ".join(exchange.notes)[:1000],
-                        error=step_error,
-                        before=before,
-                        after=self._snapshot(exchange) if level == TRACE else None,
+                        index,
+                        step.label,
+                        step.kind,
+                        entry.start,
+                        int((began - clock) * 1_000_000),
+                        int((ended - began) * 1_000_000),
+                        FAILED if step_error is not None else COMPLETED,
+                        "; ".join(exchange.notes)[:1000],
+                        step_error,
+                        before,
+                        self._snapshot(exchange) if level == TRACE else None,
                     )
                 )
             if reply is not None:
@@ -177,11 +177,6 @@ class Engine:
         """Close receiver connections and the XSLT workers."""
         await self.services.receivers.aclose()
         self.services.xslt.close()
-
-
-def _at(start: datetime, seconds: float) -> datetime:
-    """``start`` plus ``seconds``, to the microsecond (steps are often shorter than 1 ms)."""
-    return start + timedelta(microseconds=int(seconds * 1_000_000))
 
 
 def _masked(step: RunStep, secrets: tuple[str, ...]) -> RunStep:

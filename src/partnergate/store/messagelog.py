@@ -118,19 +118,10 @@ def _row(entry: MessageLogEntry) -> dict[str, object]:
 
 
 def _steps_text(steps: Sequence[RunStep]) -> str:
-    """A message's step lines as one JSON text (times as ISO text, to the microsecond)."""
+    """A message's step lines as one JSON text; times in microseconds after its start."""
     return json.dumps(
         [
-            [
-                s.index,
-                s.step_id[:400],
-                s.kind,
-                s.start.isoformat(),
-                s.end.isoformat(),
-                s.status,
-                s.summary,
-                s.error,
-            ]
+            [s.index, s.step_id, s.kind, s.offset_us, s.duration_us, s.status, s.summary, s.error]
             for s in steps
         ],
         separators=(",", ":"),
@@ -142,8 +133,8 @@ _STEP_FIELDS = (
     "step_index",
     "step_id",
     "kind",
-    "step_start",
-    "step_stop",
+    "offset_us",
+    "duration_us",
     "status",
     "summary",
     "error",
@@ -604,10 +595,10 @@ LEVELS_INTERVAL = 2.0
 
 async def read_steps(engine: AsyncEngine, message_guid: str) -> list[dict[str, Any]]:
     """A message's steps in order, each with its trace (decoded) when one was kept."""
+    query = select(mpl.c.steps, mpl.c.log_start).where(mpl.c.message_guid == message_guid)
     async with engine.connect() as conn:
-        text = (
-            await conn.execute(select(mpl.c.steps).where(mpl.c.message_guid == message_guid))
-        ).scalar()
+        found = (await conn.execute(query)).first()
+        text, start = (found[0], found[1]) if found is not None else (None, None)
         traces = {
             r.step_index: r.trace
             for r in await conn.execute(
@@ -619,8 +610,8 @@ async def read_steps(engine: AsyncEngine, message_guid: str) -> list[dict[str, A
     out = []
     for values in json.loads(text) if text else []:
         item = dict(zip(_STEP_FIELDS, values, strict=True))
-        item["step_start"] = datetime.fromisoformat(item["step_start"])
-        item["step_stop"] = datetime.fromisoformat(item["step_stop"])
+        item["step_start"] = start + timedelta(microseconds=item["offset_us"])
+        item["step_stop"] = item["step_start"] + timedelta(microseconds=item["duration_us"])
         trace = traces.get(item["step_index"])
         item["trace"] = json.loads(trace) if trace else None
         out.append(item)
