@@ -153,6 +153,13 @@ def test_filter_custom_header_properties(scenario: Scenario) -> None:
             },
         )
         assert int(by_name["__count"]) >= 2
+        counted = api.get(
+            "MessageProcessingLogs/$count",
+            params={
+                "filterCustomHeaderProperties": f"Name eq 'OrderNumber' and Value eq '{number}'"
+            },
+        )
+        assert counted.status_code == 200 and counted.text == "1"
         r = api.get("MessageProcessingLogs", params={"filterCustomHeaderProperties": "OrderNo"})
         assert r.status_code == 400
         assert "filterCustomHeaderProperties" in r.json()["error"]["message"]["value"]

@@ -55,7 +55,8 @@ def handles(resource: Resource) -> bool:
     if resource.entity_type not in TYPES:
         return False
     if resource.entity_type is MESSAGE_PROCESSING_LOG:
-        return resource.kind in ("collection", "entity") or resource.kind.startswith("navigation:")
+        kinds = ("collection", "entity", "count")
+        return resource.kind in kinds or resource.kind.startswith("navigation:")
     return True
 
 
@@ -80,6 +81,8 @@ async def answer(
     if entity_type is MESSAGE_PROCESSING_LOG:
         if resource.kind == "collection":
             return await reader.logs()
+        if resource.kind == "count":
+            return await reader.count()
         key = str((resource.key or {})["MessageGuid"])
         if resource.kind == "entity":
             return await reader.log(key)
@@ -129,10 +132,7 @@ class _Reader:
     async def logs(self) -> ODataResponse:
         entity_type = MESSAGE_PROCESSING_LOG
         expand = mpl.parse_expand(self.option("$expand"), entity_type)
-        having = [
-            PropertyMatch(f.name, f.value)
-            for f in mpl.parse_header_property_filter(self.option("filterCustomHeaderProperties"))
-        ]
+        having = self.having()
         options = self.options(entity_type, collection=True)
         page_size = self.service.settings.page_size
         start = (options.skip or 0) + (options.skiptoken or 0)
@@ -155,6 +155,23 @@ class _Reader:
             )
         expanded = [await self.expansions(r, expand) for r in rows]
         return self.feed(entity_type, rows, page.count, next_url, expanded)
+
+    def having(self) -> list[PropertyMatch]:
+        given = self.option("filterCustomHeaderProperties")
+        return [PropertyMatch(f.name, f.value) for f in mpl.parse_header_property_filter(given)]
+
+    async def count(self) -> ODataResponse:
+        """``MessageProcessingLogs/$count``, narrowed by ``filterCustomHeaderProperties`` too."""
+        from .odata_service import ODataResponse
+
+        options = self.options(MESSAGE_PROCESSING_LOG, collection=True)
+        page = await store.list_logs(
+            self.engine, filter=options.filter, top=0, count=True, having=self.having()
+        )
+        total = max(0, (page.count or 0) - (options.skip or 0))
+        if options.top is not None:
+            total = min(total, options.top)
+        return ODataResponse(200, str(total).encode(), {"Content-Type": "text/plain", **DSV})
 
     async def log(self, guid: str) -> ODataResponse:
         expand = mpl.parse_expand(self.option("$expand"), MESSAGE_PROCESSING_LOG)
