@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
+from partnergate.runtime.exchange import new_message_id
 from partnergate.runtime.messagelog import COMPLETED, MessageLogEntry, utcnow
 from partnergate.store import database
 from partnergate.store.messagelog import StoreMessageLog
@@ -60,7 +61,7 @@ def test_search_by_custom_header_property_and_quick_range(
     guid = order(scenario, number)
     order(scenario, number + "-2")
     old = MessageLogEntry(
-        f"old{uuid.uuid4().hex[:20]}",
+        new_message_id(),
         "Orders",
         "/http/orders",
         COMPLETED,
@@ -99,7 +100,7 @@ def test_paging_with_numbers_first_and_last(
     start = utcnow() - timedelta(minutes=30)
     entries = [
         MessageLogEntry(
-            f"pg{uuid.uuid4().hex[:24]}",
+            new_message_id(),
             flow,
             "/http/paging",
             COMPLETED,

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from partnergate.runtime.exchange import new_message_id
 from partnergate.runtime.messagelog import (
     INFO,
     NONE,
@@ -118,10 +119,9 @@ def test_traces_are_bounded_by_age_and_size(store_url: str) -> None:
             step = RunStep(1, "step 1", "set", at, 0, 5, "COMPLETED", "", None, taken, taken)
             return MessageLogEntry(guid, "f", "/http/f", "COMPLETED", at, at, steps=(step,))
 
-        prefix = now.strftime("t%H%M%S%f")
-        old = f"{prefix}-old"
+        old = new_message_id()
         await log.finished(traced(old, now - timedelta(hours=2)))
-        fresh = [f"{prefix}-{n}" for n in range(4)]
+        fresh = [new_message_id() for _ in range(4)]
         for n, guid in enumerate(fresh):
             # ahead of every other trace in the shared store, so they are the newest
             await log.finished(traced(guid, now + timedelta(days=1, minutes=n)))
