@@ -79,7 +79,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterat
                 },
             ).raise_for_status()
             api.post(
-                "AuthorizedUsers", json={"User": basic[0], "Pid": "Sender_MONITOR"}
+                "AuthorizedUsers", json={"User": basic[0], "Pid": "Sender_OPS"}
             ).raise_for_status()
         yield Scenario(srv, basic, password)
     finally:

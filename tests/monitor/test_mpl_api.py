@@ -232,7 +232,7 @@ def test_runs_and_run_steps(scenario: Scenario) -> None:
         assert [s["Activity"] for s in steps] == ["set", "authorize-partner", "set", "body", "call"]
         assert all(s["Status"] == "COMPLETED" and DATE.match(s["StepStart"]) for s in steps)
         assert "string parameter Receiver_2/ADDRESS found" in steps[2]["Summary"]
-        assert "sends for partner Sender_MONITOR" in steps[1]["Summary"]
+        assert "sends for partner Sender_OPS" in steps[1]["Summary"]
         call = steps[4]["Summary"]
         assert f"POST {scenario.server.url}/cxf/receiver_2" in call and "answered 200" in call
         assert int(steps[4]["DurationMicros"]) > 0
