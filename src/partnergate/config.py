@@ -112,6 +112,12 @@ class Settings:
     """How long change history entries are kept."""
     history_max_entries: int | None = None
     """At most this many change history entries are kept (the newest); None: no limit."""
+    trace_hours: int = 24
+    """Hours the bodies and headers of a traced message are kept (its step lines stay)."""
+    trace_max_bytes: int = 100 * 1024 * 1024
+    """Bytes of traces kept at most, over all messages; beyond, the oldest go first."""
+    trace_max_body: int = 256 * 1024
+    """Bytes of a body one traced step keeps, before and after it."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,6 +126,9 @@ class Settings:
 
 
 _INT_FIELDS = {
+    "trace_hours",
+    "trace_max_bytes",
+    "trace_max_body",
     "max_body_bytes",
     "max_binary_bytes",
     "page_size",

@@ -41,7 +41,7 @@ def test_a_folder_keeps_good_flows_and_reports_bad_ones(tmp_path: Path) -> None:
     assert [str(e) for e in flows.errors] == [
         f"{tmp_path / 'b_bad.yml'}:3: step 1: unknown step kind 'sett'; a step is 'name' "
         "(optional) and one of: set, remove, authorize-partner, xslt, body, script, call, "
-        "log-attachment, reply",
+        "log-attachment, custom-header, reply",
         f"{tmp_path / 'c_same_endpoint.yaml'}:3: endpoint /http/good is already served by "
         f"{tmp_path / 'a_good.yaml'}",
     ]

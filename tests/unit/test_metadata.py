@@ -231,7 +231,8 @@ def test_pyodata_sees_every_set_with_keys_and_properties() -> None:
         seen = model.entity_set(set_name).entity_type
         assert seen.name == entity_type.name
         assert [k.name for k in seen.key_proprties] == list(entity_type.keys)
-        assert [p.name for p in seen.proprties()] == list(entity_type.property_names)
+        complex_values = ["IntegrationArtifact"] if set_name == "MessageProcessingLogs" else []
+        assert [p.name for p in seen.proprties()] == [*entity_type.property_names, *complex_values]
         for prop in entity_type.properties:
             declared = seen.proprty(prop.name)
             assert declared.typ.name == prop.edm_type.value

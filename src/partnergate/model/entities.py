@@ -178,9 +178,97 @@ MESSAGE_PROCESSING_LOG = EntityType(
         _s("CustomStatus"),
         _s("LogLevel"),
         _s("TransactionId"),
+        _s("AlternateWebLink"),
+        _s("ArchivingStatus"),
+        _s("ArchivingSenderChannelMessages"),
+        _s("ArchivingReceiverChannelMessages"),
+        _s("ArchivingLogAttachments"),
+        _s("ArchivingPersistedMessages"),
+        _s("PreviousComponentName"),
+        _s("LocalComponentName"),
+        _s("OriginComponentName"),
     ),
 )
-"""SAP's Message Processing Logs API, the subset a Partner Directory flow produces."""
+"""SAP's Message Processing Logs API. ``IntegrationArtifact`` (a complex value) and the
+navigation properties are added by :mod:`partnergate.odata.mpl`."""
+
+MPL_CUSTOM_HEADER_PROPERTY = EntityType(
+    "MessageProcessingLogCustomHeaderProperty",
+    "MessageProcessingLogCustomHeaderProperties",
+    ("Id",),
+    (_s("Id", nullable=False), _s("Name"), _s("Value")),
+)
+
+MPL_ADAPTER_ATTRIBUTE = EntityType(
+    "MessageProcessingLogAdapterAttribute",
+    "MessageProcessingLogAdapterAttributes",
+    ("Id",),
+    (
+        _s("Id", nullable=False),
+        _s("AdapterId"),
+        _s("AdapterMessageId"),
+        _s("Name"),
+        _s("Value"),
+    ),
+)
+
+MPL_ERROR_INFORMATION = EntityType(
+    "MessageProcessingLogErrorInformation",
+    "MessageProcessingLogErrorInformations",
+    ("MessageGuid",),
+    (_s("MessageGuid", nullable=False), _s("Type"), _s("LastErrorModelStepId")),
+)
+
+MPL_RUN = EntityType(
+    "MessageProcessingLogRun",
+    "MessageProcessingLogRuns",
+    ("Id",),
+    (
+        _s("Id", nullable=False),
+        _dt("RunStart"),
+        _dt("RunStop"),
+        _s("LogLevel"),
+        _s("OverallState"),
+        _s("ProcessId"),
+    ),
+)
+"""One run of a message through its flow; here every message has exactly one."""
+
+MPL_RUN_STEP = EntityType(
+    "MessageProcessingLogRunStep",
+    "MessageProcessingLogRunSteps",
+    ("RunId", "ChildCount"),
+    (
+        _s("RunId", nullable=False),
+        Property("ChildCount", EdmType.INT32, False),
+        _dt("StepStart"),
+        _dt("StepStop"),
+        _s("StepId"),
+        _s("ModelStepId"),
+        _s("BranchId"),
+        _s("Status"),
+        _s("Error", multiline=True),
+        _s("Activity"),
+        _s("Summary"),
+        Property("DurationMicros", EdmType.INT64, True),
+    ),
+)
+"""A step of a run; ``Summary`` and ``DurationMicros`` are partnergate's own."""
+
+
+@dataclass(frozen=True)
+class Navigation:
+    """A navigation property: ``source``'s ``name`` leads to one or many ``target``."""
+
+    source: EntityType
+    name: str
+    target: EntityType
+    many: bool
+
+    @property
+    def association(self) -> str:
+        return f"{self.source.name}_{self.name}"
+
 
 MESSAGE_PROCESSING_LOG_ATTACHMENT = EntityType(
     "MessageProcessingLogAttachment",
@@ -196,6 +284,25 @@ MESSAGE_PROCESSING_LOG_ATTACHMENT = EntityType(
     ),
 )
 """What a flow kept of a message (a ``log-attachment`` step); the bytes are its ``$value``."""
+
+MPL_NAVIGATIONS: tuple[Navigation, ...] = (
+    Navigation(MESSAGE_PROCESSING_LOG, "AdapterAttributes", MPL_ADAPTER_ATTRIBUTE, True),
+    Navigation(MESSAGE_PROCESSING_LOG, "Attachments", MESSAGE_PROCESSING_LOG_ATTACHMENT, True),
+    Navigation(MESSAGE_PROCESSING_LOG, "CustomHeaderProperties", MPL_CUSTOM_HEADER_PROPERTY, True),
+    Navigation(MESSAGE_PROCESSING_LOG, "ErrorInformation", MPL_ERROR_INFORMATION, False),
+    Navigation(MESSAGE_PROCESSING_LOG, "Runs", MPL_RUN, True),
+    Navigation(MPL_RUN, "RunSteps", MPL_RUN_STEP, True),
+)
+"""SAP's navigation properties of the message processing log that we serve."""
+
+MPL_TYPES: tuple[EntityType, ...] = (
+    MPL_CUSTOM_HEADER_PROPERTY,
+    MPL_ADAPTER_ATTRIBUTE,
+    MPL_ERROR_INFORMATION,
+    MPL_RUN,
+    MPL_RUN_STEP,
+)
+"""Entity sets below ``MessageProcessingLogs``, read through it or by key."""
 
 CERTIFICATE_MAPPING_RULE = EntityType(
     "CertificateMappingRule",
@@ -267,3 +374,18 @@ PARTNER_ENTITY_SETS = (
     "UserCredentialParameters",
 )
 """The sets whose entities belong to a partner (the values of ``exclude``)."""
+
+FLOW_LOG_LEVEL = EntityType(
+    "FlowLogLevel",
+    "FlowLogLevels",
+    ("Flow",),
+    (
+        _s("Flow", 200, nullable=False),
+        _s("LogLevel", 10, nullable=False),
+        _dt("Until"),
+        _s("ChangedBy", 150),
+        _dt("ChangedTime"),
+    ),
+)
+"""partnergate's own: a deployed flow's log level (NONE, INFO, TRACE), set at run time.
+SAP sets it in the monitor's "Manage Integration Content"; TRACE ends after 10 minutes."""

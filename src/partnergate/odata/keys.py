@@ -7,6 +7,8 @@ percent-decoded segment.
 
 from __future__ import annotations
 
+import re
+
 from ..model.entities import EdmType, EntityType
 from .errors import BadRequest
 
@@ -49,6 +51,15 @@ def _read_string(text: str, pos: int) -> tuple[str, int]:
     raise BadRequest(f"Invalid key predicate: unterminated string in ({text})")
 
 
+_INTEGER = re.compile(r"(-?\d{1,18})L?(?=\s*(?:,|$))")
+
+
+def _integer_keys(entity_type: EntityType) -> set[str]:
+    return {
+        p.name for p in entity_type.key_properties if p.edm_type in (EdmType.INT32, EdmType.INT64)
+    }
+
+
 def parse_key(entity_type: EntityType, predicate: str) -> dict[str, object]:
     """Parse the text between the parentheses into ``{key property: value}``."""
     props = entity_type.key_properties
@@ -65,9 +76,14 @@ def parse_key(entity_type: EntityType, predicate: str) -> dict[str, object]:
             pos = eq + 1
             while pos < len(text) and text[pos] == " ":
                 pos += 1
-        if pos >= len(text) or text[pos] != "'":
+        number = _INTEGER.match(text, pos) if name in _integer_keys(entity_type) else None
+        if number is not None:  # an Edm.Int32/Int64 key, e.g. ChildCount=5
+            value: object = int(number.group(1))
+            pos = number.end()
+        elif pos >= len(text) or text[pos] != "'":
             raise BadRequest(f"Invalid key predicate: ({predicate}); key values are quoted strings")
-        value, pos = _read_string(text, pos)
+        else:
+            value, pos = _read_string(text, pos)
         if name is None:
             if len(props) != 1 or values:
                 raise BadRequest(

@@ -17,7 +17,15 @@ from collections.abc import Iterable
 from typing import Literal
 from xml.sax.saxutils import escape, quoteattr
 
-from ..model.entities import NAMESPACE, PARAMETER, EntityType, Property
+from ..model.entities import (
+    MESSAGE_PROCESSING_LOG,
+    MPL_NAVIGATIONS,
+    NAMESPACE,
+    PARAMETER,
+    EntityType,
+    Navigation,
+    Property,
+)
 from .errors import METADATA_NS
 
 EDMX_NS = "http://schemas.microsoft.com/ado/2007/06/edmx"
@@ -48,8 +56,75 @@ def _property(prop: Property) -> str:
     )
 
 
+INTEGRATION_ARTIFACT = "IntegrationArtifact"
+INTEGRATION_ARTIFACT_FIELDS = ("Id", "Name", "Type", "PackageId", "PackageName")
+"""SAP's complex type of ``MessageProcessingLog.IntegrationArtifact``."""
+
+
+def _complex_types(types: list[EntityType]) -> list[str]:
+    if MESSAGE_PROCESSING_LOG not in types:
+        return []
+    lines = [f'      <ComplexType Name="{INTEGRATION_ARTIFACT}">']
+    lines += [
+        f'        <Property Name="{name}" Nullable="true" Type="Edm.String"/>'
+        for name in INTEGRATION_ARTIFACT_FIELDS
+    ]
+    lines.append("      </ComplexType>")
+    return lines
+
+
+def _navigations(types: list[EntityType]) -> list[Navigation]:
+    return [n for n in MPL_NAVIGATIONS if n.source in types and n.target in types]
+
+
+def _navigation_properties(entity_type: EntityType, navigations: list[Navigation]) -> list[str]:
+    lines = []
+    if entity_type is MESSAGE_PROCESSING_LOG:
+        lines.append(
+            f'        <Property Name="{INTEGRATION_ARTIFACT}" Nullable="true" '
+            f'Type="{NAMESPACE}.{INTEGRATION_ARTIFACT}"/>'
+        )
+    for n in navigations:
+        if n.source is entity_type:
+            lines.append(
+                f'        <NavigationProperty FromRole="{n.source.name}" Name="{n.name}" '
+                f'Relationship="{NAMESPACE}.{n.association}" ToRole="{n.name}"/>'
+            )
+    return lines
+
+
+def _associations(navigations: list[Navigation]) -> list[str]:
+    lines = []
+    for n in navigations:
+        lines += [
+            f'      <Association Name="{n.association}">',
+            f'        <End Multiplicity="1" Role="{n.source.name}" '
+            f'Type="{n.source.qualified_name}"/>',
+            f'        <End Multiplicity="{"*" if n.many else "0..1"}" Role="{n.name}" '
+            f'Type="{n.target.qualified_name}"/>',
+            "      </Association>",
+        ]
+    return lines
+
+
+def _association_sets(navigations: list[Navigation]) -> list[str]:
+    lines = []
+    for n in navigations:
+        lines += [
+            f'        <AssociationSet Association="{NAMESPACE}.{n.association}" '
+            f'Name="{n.association}">',
+            f'          <End EntitySet="{n.source.entity_set}" Role="{n.source.name}"/>',
+            f'          <End EntitySet="{n.target.entity_set}" Role="{n.name}"/>',
+            "        </AssociationSet>",
+        ]
+    return lines
+
+
 def _entity_type(
-    entity_type: EntityType, properties: Iterable[Property], base: EntityType | None
+    entity_type: EntityType,
+    properties: Iterable[Property],
+    base: EntityType | None,
+    navigations: list[Navigation] | None = None,
 ) -> list[str]:
     if base is None:
         lines = [f'      <EntityType Name="{entity_type.name}">', "        <Key>"]
@@ -58,12 +133,14 @@ def _entity_type(
     else:
         lines = [f'      <EntityType BaseType="{base.qualified_name}" Name="{entity_type.name}">']
     lines += [_property(p) for p in properties]
+    lines += _navigation_properties(entity_type, navigations or [])
     lines.append("      </EntityType>")
     return lines
 
 
 def _declarations(entity_types: list[EntityType], style: Style) -> list[str]:
-    lines: list[str] = []
+    navigations = _navigations(entity_types)
+    lines: list[str] = _complex_types(entity_types)
     declared: set[str] = set()
     for entity_type in entity_types:
         base = None
@@ -75,13 +152,13 @@ def _declarations(entity_types: list[EntityType], style: Style) -> list[str]:
         if entity_type.name in declared:
             continue
         if base is None:
-            lines += _entity_type(entity_type, entity_type.properties, None)
+            lines += _entity_type(entity_type, entity_type.properties, None, navigations)
         else:
             inherited = set(base.property_names)
             own = [p for p in entity_type.properties if p.name not in inherited]
             lines += _entity_type(entity_type, own, base)
         declared.add(entity_type.name)
-    return lines
+    return lines + _associations(navigations)
 
 
 def metadata_document(entity_types: Iterable[EntityType], style: Style = "flat") -> bytes:
@@ -108,6 +185,7 @@ def metadata_document(entity_types: Iterable[EntityType], style: Style = "flat")
             for t in types
             if t.entity_set
         ),
+        *_association_sets(_navigations(types)),
         "      </EntityContainer>",
         "    </Schema>",
         "  </edmx:DataServices>",

@@ -19,6 +19,7 @@ from ..model.entities import (
     MESSAGE_PROCESSING_LOG_ATTACHMENT,
     EntityType,
 )
+from . import mpl
 from .errors import BadRequest, NotFoundError
 from .keys import parse_key
 
@@ -27,7 +28,8 @@ from .keys import parse_key
 class Resource:
     kind: str
     """``service``, ``metadata``, ``batch``, ``collection``, ``count``, ``entity``,
-    ``error_information``, ``attachments`` or ``attachment_value``."""
+    ``error_information``, ``attachments``, ``attachment_value`` or
+    ``navigation:<name>`` (below a message processing log, :mod:`.mpl`)."""
     entity_type: EntityType | None = None
     key: dict[str, object] | None = None
 
@@ -80,11 +82,9 @@ def parse_resource(path: str, served: Mapping[str, EntityType]) -> Resource:
         if not predicate.endswith(")"):
             raise BadRequest(f"Invalid key predicate in '{head[:200]}'")
         key = parse_key(entity_type, predicate[:-1])
-        if entity_type is MESSAGE_PROCESSING_LOG and rest in (
-            ["ErrorInformation"],
-            ["ErrorInformation", "$value"],
-        ):
-            return Resource("error_information", entity_type, key)
+        below = mpl.resource_below(entity_type, rest)
+        if below is not None:
+            return Resource(below, entity_type, key)
         if entity_type is MESSAGE_PROCESSING_LOG and rest == ["Attachments"]:
             return Resource("attachments", entity_type, key)
         if entity_type is MESSAGE_PROCESSING_LOG_ATTACHMENT and rest == ["$value"]:

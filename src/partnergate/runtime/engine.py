@@ -1,5 +1,9 @@
 """Running a flow over one message: steps in order, the reply, the log entry.
 
+Each step leaves a :class:`~partnergate.runtime.messagelog.RunStep` (its time, outcome and
+what it noted) unless the flow's log level is ``NONE``; at ``TRACE`` the step's message
+before and after it is kept too, secrets masked.
+
 A step that raises :class:`StepError` ends the message with its status and a plain-text
 body naming the step and the reason; anything else a step raises is a fault of ours,
 answered 500 without internals and logged with its traceback.
@@ -8,6 +12,8 @@ answered 500 without internals and logged with its traceback.
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import replace
 
 from .. import logs, metrics
 from .directory import PartnerDirectory
@@ -17,13 +23,22 @@ from .flows import Flow
 from .messagelog import (
     COMPLETED,
     FAILED,
+    MAX_TRACE_BODY,
+    NONE,
     PROCESSING,
+    TRACE,
+    LogLevels,
     MessageLogEntry,
     MessageLogSink,
+    RunStep,
+    Snapshot,
+    mask_snapshot,
+    snapshot,
     utcnow,
 )
 from .receivers import ReceiverPool
 from .services import Services
+from .steps import Step
 from .xslt import DEFAULT_TIME_LIMIT, DEFAULT_WORKERS, XsltEngine
 
 log = logging.getLogger(__name__)
@@ -43,9 +58,13 @@ class Engine:
         xslt: XsltEngine | None = None,
         step_time_limit: float = DEFAULT_TIME_LIMIT,
         xslt_workers: int = DEFAULT_WORKERS,
+        log_levels: LogLevels | None = None,
+        trace_max_body: int = MAX_TRACE_BODY,
     ) -> None:
         self.directory = directory
         self.message_log = message_log
+        self.log_levels = log_levels if log_levels is not None else LogLevels()
+        self.trace_max_body = trace_max_body
         self.services = Services(
             directory=directory,
             xslt=xslt if xslt is not None else XsltEngine(directory, workers=xslt_workers),
@@ -63,22 +82,49 @@ class Engine:
             start=utcnow(),
             user=exchange.user,
             sender_partner=exchange.sender_partner,
+            correlation_id=exchange.correlation_id,
         )
         logs.bind_message(exchange.message_id, flow.name, exchange.sender_partner)
         await self._log("started", entry)
+        level = self.log_levels.level_of(flow.name, entry.start)
         failed_step: str | None = None
         error: str | None = None
         reply: Reply | None = None
-        for step in flow.steps:
+        steps: list[RunStep] = []
+        clock = time.perf_counter()
+        for index, step in enumerate(flow.steps, start=1):
+            exchange.notes.clear()
+            before = self._snapshot(exchange) if level == TRACE else None
+            began = time.perf_counter()
+            step_error: str | None = None
             try:
                 reply = await metrics.run_step(step, flow.name, exchange, self.services)
             except StepError as exc:
                 failed_step, error = step.label, exc.detail
+                step_error = exc.detail
                 reply = _failure(exchange, exc.status, f"{step.label} failed: {exc.text}")
             except Exception:
                 log.exception("%s of flow %s failed", step.label, flow.name)
                 failed_step, error = step.label, "internal error (see the server log)"
+                step_error = error
                 reply = _failure(exchange, 500, f"{step.label} failed: internal error")
+            if level != NONE:
+                ended = time.perf_counter()
+                steps.append(
+                    RunStep(
+                        index,
+                        step.label,
+                        step.kind,
+                        entry.start,
+                        int((began - clock) * 1_000_000),
+                        int((ended - began) * 1_000_000),
+                        FAILED if step_error is not None else COMPLETED,
+                        "; ".join(exchange.notes)[:1000],
+                        step_error,
+                        before,
+                        self._snapshot(exchange) if level == TRACE else None,
+                    )
+                )
             if reply is not None:
                 break
         if reply is None:
@@ -86,6 +132,9 @@ class Engine:
         metrics.message_finished(flow.name, FAILED if failed_step else COMPLETED)
         if failed_step:
             log.info("message failed: %s: %s", failed_step, error)
+        if level == TRACE and exchange.secrets:
+            steps = [_masked(s, tuple(exchange.secrets)) for s in steps]
+        receiver = exchange.receiver_partner or _named_receiver(flow.steps, exchange)
         await self._log(
             "finished",
             MessageLogEntry(
@@ -97,14 +146,27 @@ class Engine:
                 end=utcnow(),
                 user=entry.user,
                 sender_partner=exchange.sender_partner,
-                receiver_partner=exchange.receiver_partner,
+                receiver_partner=receiver,
                 http_status=reply.status,
                 failed_step=failed_step,
                 error=error,
                 attachments=tuple(exchange.attachments),
+                correlation_id=exchange.correlation_id,
+                log_level=level,
+                steps=tuple(steps),
+                custom_properties=tuple(exchange.custom_properties),
+                adapter_attributes=tuple(exchange.adapter_attributes),
             ),
         )
         return reply
+
+    def _snapshot(self, exchange: Exchange) -> Snapshot:
+        return snapshot(
+            dict(exchange.headers.items()),
+            exchange.body,
+            tuple(exchange.secrets),
+            self.trace_max_body,
+        )
 
     async def _log(self, event: str, entry: MessageLogEntry) -> None:
         if self.message_log is None:
@@ -120,6 +182,25 @@ class Engine:
         """Close receiver connections and the XSLT workers."""
         await self.services.receivers.aclose()
         self.services.xslt.close()
+
+
+def _masked(step: RunStep, secrets: tuple[str, ...]) -> RunStep:
+    """A traced step with the credential values the flow learnt later masked too."""
+    return replace(
+        step,
+        before=step.before and mask_snapshot(step.before, secrets),
+        after=step.after and mask_snapshot(step.after, secrets),
+    )
+
+
+def _named_receiver(steps: list[Step], exchange: Exchange) -> str | None:
+    """The receiver a later step would have called: a message that failed before its
+    ``call`` step still shows whom it was for."""
+    for step in steps:
+        named = step.names_receiver(exchange)
+        if named:
+            return named
+    return None
 
 
 def _failure(exchange: Exchange, status: int, text: str) -> Reply:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
@@ -28,6 +29,11 @@ from .messagelog import Attachment, keep
 AUTHENTICATED_USER = "SapAuthenticatedUserName"
 MESSAGE_ID = "SAP_MessageProcessingLogID"
 RESPONSE_CODE = "CamelHttpResponseCode"
+CORRELATION_ID = "SAP_MplCorrelationId"
+"""SAP's header that carries a message's correlation ID to the flow it calls."""
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+MAX_CUSTOM_PROPERTIES = 100
+"""Custom header properties one message may record; more are dropped."""
 
 INBOUND_HEADERS_DROPPED = frozenset(
     h.lower()
@@ -175,6 +181,15 @@ class Exchange:
     status: int = 200
     attachments: list[Attachment] = field(default_factory=list)
     """What ``log-attachment`` steps kept for the message processing log."""
+    correlation_id: str = ""
+    """The exchange this message belongs to; its own id unless a caller sent one."""
+    custom_properties: list[tuple[str, str]] = field(default_factory=list)
+    """Business keys recorded for the monitor (SAP's custom header properties)."""
+    adapter_attributes: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the running step looked up or called, for its line in the processing log."""
+    secrets: list[str] = field(default_factory=list)
+    """Credential values the flow handled; a trace masks them."""
     _xml: tuple[bytes, etree._Element] | None = field(default=None, repr=False)
     _json: tuple[bytes, Any] | None = field(default=None, repr=False)
 
@@ -202,6 +217,8 @@ class Exchange:
             user=user,
             sender_partner=sender_partner,
         )
+        given = kept.get(CORRELATION_ID, "").strip()
+        exchange.correlation_id = given if _CORRELATION_ID.fullmatch(given) else exchange.message_id
         if user is not None:
             exchange.headers[AUTHENTICATED_USER] = user
         exchange.headers[MESSAGE_ID] = exchange.message_id
@@ -256,6 +273,23 @@ class Exchange:
         self._json = (self.body, data)
         return data
 
+    def __post_init__(self) -> None:
+        if not self.correlation_id:
+            self.correlation_id = self.message_id
+
+    def note(self, text: str) -> None:
+        """Say what the running step did, in a few words (the log keeps the line)."""
+        self.notes.append(text)
+
+    def add_custom_property(self, name: str, value: object) -> None:
+        """Record a business key (order number, GLN) the monitor can search by."""
+        if len(self.custom_properties) >= MAX_CUSTOM_PROPERTIES:
+            return
+        name = "".join(c for c in str(name) if c >= " ").strip()[:200]
+        if name:
+            text = "".join(c for c in str(value) if c >= " ")[:2000]
+            self.custom_properties.append((name, text))
+
     def reply(self) -> Reply:
         """The exchange as it stands, as the answer to the sender."""
         return Reply(
@@ -308,3 +342,9 @@ class ScriptMessageLog:
     ) -> None:
         """SAP's ``addAttachmentAsString``: kept as UTF-8, at most 1 MiB."""
         self._exchange.attachments.append(keep(str(name), media_type, str(text).encode()))
+
+    def add_custom_header_property(self, name: str, value: object) -> None:
+        """SAP's ``addCustomHeaderProperty``: a business key the monitor can search by."""
+        self._exchange.add_custom_property(name, value)
+
+    addCustomHeaderProperty = add_custom_header_property  # noqa: N815 - SAP's Groovy name

@@ -235,7 +235,9 @@ class StringParameterSource:
         pid, id = self.pid.render(exchange), self.id.render(exchange)
         if not pid or not id:
             return None
-        return await directory.get_parameter(id, pid, str)
+        found = await directory.get_parameter(id, pid, str)
+        exchange.note(f"string parameter {pid}/{id} {'found' if found is not None else 'missing'}")
+        return found
 
     def miss(self, exchange: Exchange) -> StepError:
         return _missing_parameter("string", self.pid, self.id, exchange)
@@ -250,7 +252,9 @@ class BinaryParameterSource:
         pid, id = self.pid.render(exchange), self.id.render(exchange)
         if not pid or not id:
             return None
-        return await directory.get_parameter(id, pid, bytes)
+        found = await directory.get_parameter(id, pid, bytes)
+        exchange.note(f"binary parameter {pid}/{id} {'found' if found is not None else 'missing'}")
+        return found
 
     def miss(self, exchange: Exchange) -> StepError:
         return _missing_parameter("binary", self.pid, self.id, exchange)

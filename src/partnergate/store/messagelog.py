@@ -11,6 +11,14 @@ this node sees every message it has taken; another node of a fleet sees it withi
 ``interval``. Entries are served read-only as SAP's ``MessageProcessingLogs`` through the
 generic entity-set reads of :mod:`partnergate.store.directory`, with the attachments a flow
 kept (``MessageProcessingLogAttachments``); retention removes both.
+
+Each entry's steps and adapter attributes travel in its own row as JSON text (read whole,
+never searched, so a message at ``INFO`` costs no extra row); custom header properties,
+which the monitor and ``filterCustomHeaderProperties`` search, and traces (``TRACE``
+only) go into tables of their own in the same transaction (read here:
+:func:`read_steps`, :func:`read_properties`, :func:`list_logs`). A trace is bounded
+twice: ``trace_hours`` after it was taken it is dropped (the step lines stay), and beyond
+``trace_max_bytes`` the oldest go first.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -35,15 +43,28 @@ from sqlalchemy import (
     literal_column,
     select,
     true,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import metrics
-from ..runtime.messagelog import Attachment, MessageLogEntry
-from .database import begin, sqlite_file, write_lock
-from .directory import now
+from ..model.entities import MESSAGE_PROCESSING_LOG
+from ..odata.filter import Expr, OrderBy
+from ..runtime.messagelog import (
+    Attachment,
+    LogLevels,
+    MessageLogEntry,
+    RunStep,
+)
+from .database import begin, bounded_read, sqlite_file, write_lock
+from .directory import Page, now
+from .filtering import compile_filter, compile_orderby
+from .tables import columns_of
+from .tables import flow_log_levels as levels_table
 from .tables import message_processing_log_attachments as attachments
+from .tables import message_processing_log_properties as properties
+from .tables import message_processing_log_traces as run_steps
 from .tables import message_processing_logs as mpl
 
 log = logging.getLogger("partnergate.store")
@@ -58,22 +79,28 @@ ROWS_PER_TRANSACTION = 250
 """On SQLite the API's writes wait for each transaction: keep each to a few milliseconds."""
 
 
+CUSTOM = "CUSTOM"
+ADAPTER = "ADAPTER"
+TRACE_HOURS = 24
+TRACE_MAX_BYTES = 100 * 1024 * 1024
+
+
 def error_information(entry: MessageLogEntry) -> str | None:
+    """``<step label>: <why>``; the label already starts with ``step <n>``."""
     if entry.error is None and entry.failed_step is None:
         return None
-    parts = [p for p in (entry.failed_step and f"step {entry.failed_step}", entry.error) if p]
-    return ": ".join(parts)
+    return ": ".join(p for p in (entry.failed_step, entry.error) if p)
 
 
 def _row(entry: MessageLogEntry) -> dict[str, object]:
     return {
         "message_guid": entry.message_guid,
-        "correlation_id": entry.message_guid,
+        "correlation_id": entry.correlation_id or entry.message_guid,
         "integration_flow_name": entry.flow,
         "endpoint": entry.endpoint,
         "status": entry.status,
         "custom_status": entry.status,
-        "log_level": "INFO",
+        "log_level": entry.log_level,
         "log_start": entry.start,
         "log_end": entry.end,
         "user": entry.user,
@@ -82,7 +109,37 @@ def _row(entry: MessageLogEntry) -> dict[str, object]:
         "http_status": entry.http_status,
         "failed_step": entry.failed_step,
         "error_information": error_information(entry),
+        "steps": _steps_text(entry.steps) if entry.steps else None,
+        "adapter_attributes": (
+            json.dumps(entry.adapter_attributes, separators=(",", ":"))
+            if entry.adapter_attributes
+            else None
+        ),
     }
+
+
+def _steps_text(steps: Sequence[RunStep]) -> str:
+    """A message's step lines as one JSON text; times in microseconds after its start."""
+    return json.dumps(
+        [
+            [s.index, s.step_id, s.kind, s.offset_us, s.duration_us, s.status, s.summary, s.error]
+            for s in steps
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+_STEP_FIELDS = (
+    "step_index",
+    "step_id",
+    "kind",
+    "offset_us",
+    "duration_us",
+    "status",
+    "summary",
+    "error",
+)
 
 
 def _attachment_row(message_guid: str, attachment: Attachment) -> dict[str, object]:
@@ -101,6 +158,62 @@ def _attachments_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object
     return [_attachment_row(e.message_guid, a) for e in entries for a in e.attachments]
 
 
+def _trace(step: RunStep) -> str | None:
+    if step.before is None and step.after is None:
+        return None
+    document = {
+        "before": step.before.as_dict() if step.before else None,
+        "after": step.after.as_dict() if step.after else None,
+    }
+    return json.dumps(document, separators=(",", ":"))
+
+
+def _trace_row(message_guid: str, step: RunStep) -> dict[str, object] | None:
+    trace = _trace(step)
+    if trace is None:
+        return None
+    return {
+        "message_guid": message_guid,
+        "step_index": step.index,
+        "step_start": step.start,
+        "trace": trace,
+        "trace_size": len(trace),
+    }
+
+
+def _traces_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object]]:
+    rows = (_trace_row(e.message_guid, s) for e in entries for s in e.steps)
+    return [r for r in rows if r is not None]
+
+
+def _properties_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for e in entries:
+        seq = 0
+        for name, value in e.custom_properties:
+            seq += 1
+            rows.append(
+                {
+                    "message_guid": e.message_guid,
+                    "seq": seq,
+                    "kind": CUSTOM,
+                    "adapter_id": None,
+                    "name": name[:200],
+                    "value": value[:1000],
+                }
+            )
+    return rows
+
+
+def _children(entries: Sequence[MessageLogEntry]) -> list[tuple[Table, list[dict[str, object]]]]:
+    """What goes with the entries into tables of their own."""
+    return [
+        (attachments, _attachments_of(entries)),
+        (run_steps, _traces_of(entries)),
+        (properties, _properties_of(entries)),
+    ]
+
+
 def _replacing(statement: Any) -> Any:
     """``statement`` with ON CONFLICT (message_guid) DO UPDATE: a later report of a
     message replaces an earlier one."""
@@ -112,10 +225,11 @@ def _replacing(statement: Any) -> Any:
     return statement.on_conflict_do_update(index_elements=[mpl.c.message_guid], set_=changed)
 
 
-def _keep(dialect: str) -> Any:
-    """INSERT of attachments; one already written (a batch tried again) stays as it is."""
+def _keep(dialect: str, table: Table = attachments) -> Any:
+    """INSERT into ``table``; a row already written (a batch tried again) stays as it is."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(attachments).on_conflict_do_nothing(index_elements=[attachments.c.id])
+    keys = [c for c in table.primary_key.columns]
+    return insert(table).on_conflict_do_nothing(index_elements=keys)
 
 
 def _upsert(dialect: str) -> Any:
@@ -173,15 +287,34 @@ class _SqliteWriter:
         compiled = _keep("sqlite").compile(dialect=dialect, column_keys=list(attachments.c.keys()))
         self._attachments = str(compiled)
         self._attachment_columns = _Columns(attachments, tuple(compiled.positiontup or ()))
+        self._children: dict[str, tuple[str, _Columns]] = {}
+        for table in (run_steps, properties):
+            columns = _Columns(table, tuple(table.c.keys()))
+            self._children[table.name] = (_from_json(columns.names, table), columns)
 
-    async def write(self, entries: list[dict[str, object]], kept: list[dict[str, object]]) -> None:
+    async def write(
+        self,
+        entries: list[dict[str, object]],
+        children: list[tuple[Table, list[dict[str, object]]]],
+    ) -> None:
         """One transaction; the caller holds the store's write lock."""
         batch = json.dumps(self._entry_columns.values(entries), separators=(",", ":"))
-        attached = [tuple(v) for v in self._attachment_columns.values(kept)]
+        attached: list[tuple[object, ...]] = []
+        batches: list[tuple[str, str]] = []
+        for table, rows in children:
+            if not rows:
+                continue
+            if table is attachments:
+                attached = [tuple(v) for v in self._attachment_columns.values(rows)]
+                continue
+            statement, columns = self._children[table.name]
+            batches.append((statement, json.dumps(columns.values(rows), separators=(",", ":"))))
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._write, batch, attached)
+        await loop.run_in_executor(self._thread, self._write, batch, batches, attached)
 
-    def _write(self, batch: str, attached: list[tuple[object, ...]]) -> None:
+    def _write(
+        self, batch: str, batches: list[tuple[str, str]], attached: list[tuple[object, ...]]
+    ) -> None:
         if self._connection is None:
             self._connection = sqlite3.connect(
                 self._path, isolation_level=None, check_same_thread=False
@@ -191,6 +324,8 @@ class _SqliteWriter:
         try:
             cursor.execute("BEGIN IMMEDIATE")
             cursor.execute(self._entries, (batch,))
+            for statement, rows in batches:
+                cursor.execute(statement, (rows,))
             if attached:
                 cursor.executemany(self._attachments, attached)
             cursor.execute("COMMIT")
@@ -208,9 +343,10 @@ class _SqliteWriter:
             self._connection = None
 
 
-def _from_json(columns: Sequence[str]) -> str:
+def _from_json(columns: Sequence[str], table: Table = mpl) -> str:
     """The upsert of :func:`_upsert` over the rows of one JSON array of arrays (the only
-    parameter), each array's items in the order of ``columns``."""
+    parameter), each array's items in the order of ``columns``; for another ``table``,
+    its INSERT that leaves rows already written as they are."""
     dialect = sqlite.dialect()
     rows = func.json_each(bindparam("batch", type_=Text)).table_valued("value")
     items = [
@@ -219,8 +355,12 @@ def _from_json(columns: Sequence[str]) -> str:
     ]
     # WHERE true: SQLite's grammar needs it between INSERT … SELECT and ON CONFLICT
     source = select(*items).select_from(rows).where(true())
-    upsert = _replacing(sqlite.insert(mpl).from_select(list(columns), source))
-    return str(upsert.compile(dialect=dialect))
+    insert = sqlite.insert(table).from_select(list(columns), source)
+    if table is mpl:
+        statement = _replacing(insert)
+    else:
+        statement = insert.on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
+    return str(statement.compile(dialect=dialect))
 
 
 _TO_TEXT: Any = DateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
@@ -255,14 +395,23 @@ class StoreMessageLog:
         engine: AsyncEngine,
         interval: float = FLUSH_INTERVAL,
         max_pending: int = MAX_PENDING,
+        *,
+        levels: LogLevels | None = None,
+        trace_hours: float = TRACE_HOURS,
+        trace_max_bytes: int = TRACE_MAX_BYTES,
     ) -> None:
         self.engine = engine
+        self.levels = levels if levels is not None else LogLevels()
+        self.trace_hours = trace_hours
+        self.trace_max_bytes = trace_max_bytes
         self.interval = interval
         self.max_pending = max_pending
         self._pending: dict[str, MessageLogEntry] = {}
         self._lock = asyncio.Lock()
         self._upsert = _upsert(engine.dialect.name)
-        self._keep = _keep(engine.dialect.name)
+        self._keep = {
+            t.name: _keep(engine.dialect.name, t) for t in (attachments, run_steps, properties)
+        }
         self._sqlite_path = sqlite_file(engine)
         self._sqlite: _SqliteWriter | None = None
 
@@ -297,18 +446,19 @@ class StoreMessageLog:
     @metrics.timed_log_write
     async def _write(self, batch: list[MessageLogEntry]) -> None:
         if self._sqlite_path is None:
-            kept = _attachments_of(batch)
+            children = _children(batch)
             async with begin(self.engine) as conn:
                 await conn.execute(self._upsert, [_row(e) for e in batch])
-                if kept:
-                    await conn.execute(self._keep, kept)
+                for table, rows in children:
+                    if rows:
+                        await conn.execute(self._keep[table.name], rows)
             return
         if self._sqlite is None:
             self._sqlite = _SqliteWriter(self._sqlite_path)
         for start in range(0, len(batch), ROWS_PER_TRANSACTION):
             part = batch[start : start + ROWS_PER_TRANSACTION]
             async with write_lock(self.engine):
-                await self._sqlite.write([_row(e) for e in part], _attachments_of(part))
+                await self._sqlite.write([_row(e) for e in part], _children(part))
 
     def close(self) -> None:
         """Close the SQLite writer's connection (after the last flush)."""
@@ -318,9 +468,17 @@ class StoreMessageLog:
 
     async def run(self) -> None:
         """Flush every ``interval`` seconds until cancelled; then flush what is left."""
+        ticks = 0
         try:
             while True:
                 await asyncio.sleep(self.interval)
+                ticks += 1
+                if ticks * self.interval >= LEVELS_INTERVAL:
+                    ticks = 0
+                    try:
+                        await self.load_levels()
+                    except Exception:
+                        log.exception("flow log levels could not be read")
                 try:
                     await self.flush()
                 except Exception:
@@ -348,14 +506,212 @@ class StoreMessageLog:
         return await read_error_text(self.engine, message_guid)
 
     async def purge(self, keep_days: int) -> int:
-        """Delete entries that started more than ``keep_days`` ago; return how many."""
+        """Delete entries that started more than ``keep_days`` ago; return how many.
+        Traces beyond their age or the size bound lose their bodies."""
         await self.flush()
         old = mpl.c.log_start < now() - timedelta(days=keep_days)
         async with begin(self.engine) as conn:
-            await conn.execute(
-                delete(attachments).where(
-                    attachments.c.message_guid.in_(select(mpl.c.message_guid).where(old))
+            for child in (attachments, run_steps, properties):
+                await conn.execute(
+                    delete(child).where(
+                        child.c.message_guid.in_(select(mpl.c.message_guid).where(old))
+                    )
+                )
+            result = await conn.execute(delete(mpl).where(old))
+        await self.purge_traces()
+        return int(result.rowcount or 0)
+
+    async def purge_traces(self) -> int:
+        """Drop trace bodies older than ``trace_hours``, then the oldest beyond
+        ``trace_max_bytes``; the step lines stay. Returns how many steps lost theirs."""
+        await self.flush()
+        cleared = {"trace": None, "trace_size": 0}
+        cut = now() - timedelta(hours=self.trace_hours)
+        async with begin(self.engine) as conn:
+            aged = await conn.execute(
+                update(run_steps)
+                .where(run_steps.c.trace_size > 0, run_steps.c.step_start < cut)
+                .values(**cleared)
+            )
+            total = int(aged.rowcount or 0)
+            sizes = await conn.execute(
+                select(run_steps.c.message_guid, run_steps.c.step_index, run_steps.c.trace_size)
+                .where(run_steps.c.trace_size > 0)
+                .order_by(run_steps.c.step_start.desc(), run_steps.c.step_index.desc())
+            )
+            kept, drop = 0, []
+            for guid, index, size in sizes:
+                kept += size
+                if kept > self.trace_max_bytes:
+                    drop.append((guid, index))
+            for guid, index in drop:
+                await conn.execute(
+                    update(run_steps)
+                    .where(run_steps.c.message_guid == guid, run_steps.c.step_index == index)
+                    .values(**cleared)
+                )
+        return total + len(drop)
+
+    # -- log levels ----------------------------------------------------------------------
+
+    async def load_levels(self) -> None:
+        """Take the levels every node shares from the store (another node may have set one)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(levels_table))).all()
+        self.levels.replace_all({r.flow: (r.level, r.until) for r in rows})
+
+    async def set_level(
+        self, flow: str, level: str, actor: str, conn: AsyncConnection | None = None
+    ) -> datetime | None:
+        """Set ``flow``'s log level on every node; returns when a ``TRACE`` ends. With
+        ``conn``, the write is part of that transaction (the API's)."""
+        at = now()
+        until = self.levels.set(flow, level, at)
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        values = {"flow": flow, "level": level, "until": until, "changed_by": actor}
+        statement = insert(levels_table).values(changed_time=at, **values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[levels_table.c.flow],
+            set_={"level": level, "until": until, "changed_by": actor, "changed_time": at},
+        )
+        if conn is not None:
+            await conn.execute(statement)
+            return until
+        async with begin(self.engine) as own:
+            await own.execute(statement)
+        return until
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def steps(self, message_guid: str) -> list[dict[str, Any]]:
+        await self.flush()
+        return await read_steps(self.engine, message_guid)
+
+    async def properties(self, message_guid: str, kind: str) -> list[dict[str, Any]]:
+        await self.flush()
+        return await read_properties(self.engine, message_guid, kind)
+
+
+LEVELS_INTERVAL = 2.0
+"""Seconds between two reads of the shared log levels: how soon other nodes follow."""
+
+
+async def read_steps(engine: AsyncEngine, message_guid: str) -> list[dict[str, Any]]:
+    """A message's steps in order, each with its trace (decoded) when one was kept."""
+    query = select(mpl.c.steps, mpl.c.log_start).where(mpl.c.message_guid == message_guid)
+    async with engine.connect() as conn:
+        found = (await conn.execute(query)).first()
+        text, start = (found[0], found[1]) if found is not None else (None, None)
+        traces = {
+            r.step_index: r.trace
+            for r in await conn.execute(
+                select(run_steps.c.step_index, run_steps.c.trace).where(
+                    run_steps.c.message_guid == message_guid, run_steps.c.trace_size > 0
                 )
             )
-            result = await conn.execute(delete(mpl).where(old))
-        return int(result.rowcount or 0)
+        }
+    out = []
+    for values in json.loads(text) if text else []:
+        item = dict(zip(_STEP_FIELDS, values, strict=True))
+        item["step_start"] = start + timedelta(microseconds=item["offset_us"])
+        item["step_stop"] = item["step_start"] + timedelta(microseconds=item["duration_us"])
+        trace = traces.get(item["step_index"])
+        item["trace"] = json.loads(trace) if trace else None
+        out.append(item)
+    return out
+
+
+async def read_adapter_attributes(engine: AsyncEngine, message_guid: str) -> list[dict[str, Any]]:
+    """What the sender adapter saw: ``seq``, ``adapter_id``, ``name``, ``value``."""
+    query = select(mpl.c.adapter_attributes).where(mpl.c.message_guid == message_guid)
+    async with engine.connect() as conn:
+        text = (await conn.execute(query)).scalar()
+    return [
+        {"message_guid": message_guid, "seq": n, "adapter_id": a, "name": k, "value": v}
+        for n, (a, k, v) in enumerate(json.loads(text) if text else [], start=1)
+    ]
+
+
+async def read_properties(
+    engine: AsyncEngine, message_guid: str, kind: str
+) -> list[dict[str, Any]]:
+    if kind == ADAPTER:
+        return await read_adapter_attributes(engine, message_guid)
+    query = (
+        select(properties)
+        .where(properties.c.message_guid == message_guid, properties.c.kind == kind)
+        .order_by(properties.c.seq)
+    )
+    async with engine.connect() as conn:
+        return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+
+
+@dataclass(frozen=True)
+class PropertyMatch:
+    """Messages with a custom header property ``name`` whose value is ``value`` (any value
+    when None; ``contains``: the value holds it)."""
+
+    name: str
+    value: str | None = None
+    contains: bool = False
+
+
+def _with_property(match: PropertyMatch) -> Any:
+    condition = [properties.c.kind == CUSTOM, properties.c.name == match.name]
+    if match.value is not None:
+        if match.contains:
+            pattern = match.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            condition.append(properties.c.value.like(f"%{pattern}%", escape="\\"))
+        else:
+            condition.append(properties.c.value == match.value)
+    return mpl.c.message_guid.in_(select(properties.c.message_guid).where(*condition))
+
+
+async def list_logs(
+    engine: AsyncEngine,
+    *,
+    filter: Expr | None = None,
+    orderby: Sequence[OrderBy] = (),
+    top: int | None = None,
+    skip: int = 0,
+    count: bool = False,
+    having: Sequence[PropertyMatch] = (),
+) -> Page:
+    """Message processing log entries as entity values, narrowed by ``$filter`` and by
+    custom header properties (SAP's ``filterCustomHeaderProperties``)."""
+    cols = dict(columns_of(mpl, MESSAGE_PROCESSING_LOG.property_names))
+    where = [compile_filter(filter, cols)] if filter is not None else []
+    where += [_with_property(m) for m in having]
+    query = select(mpl).where(*where)
+    order = compile_orderby(orderby, cols) if orderby else []
+    query = query.order_by(*order, mpl.c.message_guid)
+    if top is not None:
+        query = query.limit(top)
+    if skip:
+        query = query.offset(skip)
+    async with engine.connect() as conn, bounded_read(conn):
+        result = await conn.execute(query)
+        rows = [_entity(r._mapping) for r in result]
+        total = None
+        if count:
+            counter = select(func.count()).select_from(mpl).where(*where)
+            total = int((await conn.execute(counter)).scalar_one())
+    return Page(rows, total)
+
+
+async def get_log(engine: AsyncEngine, message_guid: str) -> dict[str, object] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(mpl).where(mpl.c.message_guid == message_guid))).first()
+    return None if row is None else _entity(row._mapping)
+
+
+def _entity(mapping: Any) -> dict[str, object]:
+    """A row as entity values, plus what only our monitor shows (``_``-prefixed)."""
+    out: dict[str, object] = {}
+    for name, column in columns_of(mpl, MESSAGE_PROCESSING_LOG.property_names).items():
+        out[name] = mapping[column.name]
+    out["_failed_step"] = mapping["failed_step"]
+    out["_error"] = mapping["error_information"]
+    out["_http_status"] = mapping["http_status"]
+    out["_endpoint"] = mapping["endpoint"]
+    return out

@@ -147,7 +147,7 @@ message_processing_logs = Table(
     "message_processing_logs",
     metadata,
     Column("message_guid", String(64), primary_key=True),
-    Column("correlation_id", String(64)),
+    Column("correlation_id", String(64), index=True),
     Column("application_message_id", String(200)),
     Column("application_message_type", String(200)),
     Column("log_start", DateTime(), nullable=False, index=True),
@@ -164,6 +164,8 @@ message_processing_logs = Table(
     Column("http_status", Integer),
     Column("failed_step", String(400)),
     Column("error_information", Text),
+    Column("steps", Text),
+    Column("adapter_attributes", Text),
 )
 
 message_processing_log_attachments = Table(
@@ -177,6 +179,41 @@ message_processing_log_attachments = Table(
     Column("payload_size", BigInteger, nullable=False),
     Column("payload", LargeBinary, nullable=False),
 )
+
+message_processing_log_traces = Table(
+    "message_processing_log_traces",
+    metadata,
+    Column("message_guid", String(64), primary_key=True),
+    Column("step_index", Integer, primary_key=True),
+    Column("step_start", DateTime(), nullable=False, index=True),
+    Column("trace", Text),
+    Column("trace_size", Integer, nullable=False, default=0),
+)
+"""What a step of a message saw before and after it, at log level TRACE (JSON text)."""
+
+message_processing_log_properties = Table(
+    "message_processing_log_properties",
+    metadata,
+    Column("message_guid", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("kind", String(10), nullable=False),
+    Column("adapter_id", String(100)),
+    Column("name", String(200), nullable=False),
+    Column("value", String(1000), nullable=False),
+    Index("ix_message_processing_log_properties_search", "kind", "name", "value"),
+)
+"""A message's custom header properties (``kind`` CUSTOM), searchable by name and value."""
+
+flow_log_levels = Table(
+    "flow_log_levels",
+    metadata,
+    Column("flow", String(200), primary_key=True),
+    Column("level", String(10), nullable=False),
+    Column("until", DateTime()),
+    Column("changed_by", String(150)),
+    Column("changed_time", DateTime()),
+)
+"""Log levels set at run time, so that every node of a fleet runs a flow at the same one."""
 
 certificate_mapping_rules = Table(
     "certificate_mapping_rules",

@@ -128,6 +128,7 @@ async def api(request: Request) -> Response:
             binary_page_size=settings.binary_page_size,
             metadata_style=settings.metadata_style,
         ),
+        services.message_log,
     )
     answer = await service.handle(
         odata_service.ODataRequest(
@@ -247,7 +248,11 @@ async def build_services(settings: Settings) -> Services:
         checks=checks,
         version=accounts.version,
     )
-    message_log = StoreMessageLog(engine)
+    message_log = StoreMessageLog(
+        engine,
+        trace_hours=settings.trace_hours,
+        trace_max_bytes=settings.trace_max_bytes,
+    )
     store.before_read.append(message_log.flush)
     runtime = Runtime(
         Deployment(settings.flows),
@@ -256,6 +261,8 @@ async def build_services(settings: Settings) -> Services:
             message_log=message_log,
             step_time_limit=settings.step_time_limit,
             xslt_workers=settings.xslt_workers,
+            log_levels=message_log.levels,
+            trace_max_body=settings.trace_max_body,
         ),
         directory,
         gate,
@@ -353,6 +360,7 @@ def create_app(settings: Settings) -> Gateway | AccessLog:
         app.state.services = services
         if getattr(app.state, "certificate_trust", None) is None:
             app.state.certificate_trust = CertificateTrust.from_settings(settings)
+        await services.message_log.load_levels()
         log_writer = asyncio.create_task(services.message_log.run())
         tasks = [
             asyncio.create_task(services.runtime.deployment.watch()),

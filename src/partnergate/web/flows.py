@@ -20,6 +20,7 @@ from ..runtime.engine import Engine
 from ..runtime.exchange import Exchange
 from ..runtime.flows import FlowSet, load_flows
 from ..security.gate import Facts, Gate, Refused
+from ..security.senders import SenderIdentity
 from ..store.accounts import CLIENTS, SESSIONS, USERS
 from ..store.changes import Change
 from .auth import refusal_headers
@@ -140,6 +141,7 @@ class Runtime:
         exchange = Exchange.inbound(
             body, request.headers.items(), user=who.user, sender_partner=who.partner
         )
+        exchange.adapter_attributes.extend(_adapter_attributes(flow.adapter, path, who, facts))
         reply = await self.engine.process(flow, exchange)
         headers = dict(reply.headers)
         headers["SAP_MessageProcessingLogID"] = exchange.message_id
@@ -157,3 +159,21 @@ class Runtime:
                 del headers[name]
             headers["Content-Type"] = content_type
         return Response(payload, status, headers)
+
+
+ADAPTER_IDS = {"http": "HTTPS Sender", "cxf": "SOAP Sender"}
+
+
+def _adapter_attributes(
+    adapter: str, endpoint: str, who: SenderIdentity, facts: Facts
+) -> list[tuple[str, str, str]]:
+    """What the sender adapter saw, for SAP's ``AdapterAttributes``."""
+    adapter_id = ADAPTER_IDS.get(adapter, adapter)
+    seen = [("AuthenticationKind", who.method.value), ("Endpoint", endpoint)]
+    if facts.peer:
+        seen.append(("ClientIp", facts.peer))
+    if facts.certificate is not None:
+        seen.append(("CertificateSubject", facts.certificate.subject.rfc4514_string()))
+        seen.append(("CertificateIssuer", facts.certificate.issuer.rfc4514_string()))
+    seen.append(("AuthenticatedUser", who.user))
+    return [(adapter_id, name, value) for name, value in seen]

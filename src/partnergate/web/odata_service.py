@@ -56,6 +56,7 @@ from ..odata.values import entity_uri, uri_text
 from ..security.principals import PARTNER_DIRECTORY_CONFIGURATOR
 from ..store.directory import HONOURS_USER_OPTION, Directory, DirectoryStore, ListRequest
 from ..store.messagelog import read_attachment, read_error_text
+from . import mpl_api
 from .downloads import download_headers
 
 JSON = "application/json"
@@ -139,9 +140,11 @@ SERVED: dict[str, EntityType] = {
         MESSAGE_PROCESSING_LOG,
         MESSAGE_PROCESSING_LOG_ATTACHMENT,
         AUDIT_ENTRY,
+        *mpl_api.SETS,
     )
 }
 MONITORED = frozenset({"MessageProcessingLogs", "MessageProcessingLogAttachments"})
+MONITORED |= mpl_api.READ_ONLY
 READ_ONLY = MONITORED | {"AuditEntries"}
 
 MONITORING_ROLES = frozenset(
@@ -164,8 +167,9 @@ def accepted_roles(path: str, method: str) -> frozenset[str]:
 
 
 class ODataService:
-    def __init__(self, store: DirectoryStore, settings: Settings) -> None:
+    def __init__(self, store: DirectoryStore, settings: Settings, message_log: Any = None) -> None:
         self.store = store
+        self.message_log = message_log
         self.settings = replace(settings, base_url=uri_text(settings.base_url))
         self.served = SERVED
 
@@ -228,6 +232,8 @@ class ODataService:
         assert entity_type is not None
         if entity_type.entity_set in READ_ONLY and method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{entity_type.entity_set} is read-only")
+        if mpl_api.handles(resource):
+            return await mpl_api.answer(self, request, resource, method, as_json, directory)
         if resource.kind == "error_information":
             return await self._error_information(resource.key or {}, directory)
         if resource.kind == "attachments":

@@ -7,6 +7,7 @@ from .authorize import AuthorizePartnerStep
 from .base import LoadContext, Step
 from .call import CallStep
 from .content import BodyStep, ReplyStep
+from .customheader import CustomHeaderStep
 from .script import ScriptStep
 from .set import RemoveStep, SetStep
 from .xslt import XsltStep
@@ -22,6 +23,7 @@ STEP_KINDS: dict[str, type[Step]] = {
         ScriptStep,
         CallStep,
         LogAttachmentStep,
+        CustomHeaderStep,
         ReplyStep,
     )
 }

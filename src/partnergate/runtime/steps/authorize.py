@@ -72,6 +72,7 @@ class AuthorizePartnerStep(Step):
                     f"the message names sender {claimed}, but user {user} sends for partner {pid}"
                 )
         exchange.sender_partner = pid
+        exchange.note(f"user {user} sends for partner {pid}")
         if self.target is not None:
             assign(exchange, self.target, pid)
         return None

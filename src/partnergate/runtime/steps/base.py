@@ -55,3 +55,7 @@ class Step(ABC):
     @property
     def ends_flow(self) -> bool:
         return False
+
+    def names_receiver(self, exchange: Exchange) -> str | None:
+        """The receiver partner this step is about, if it names one (the ``call`` step)."""
+        return None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import yaml
 
 from ..errors import FlowError, misconfigured, missing, receiver_failed, receiver_timeout
-from ..exchange import RESPONSE_CODE, Exchange, Reply
+from ..exchange import CORRELATION_ID, RESPONSE_CODE, Exchange, Reply
 from ..pduri import parse_pd_uri
 from ..receivers import ReceiverError, ReceiverTimeout
 from ..services import Services
@@ -90,6 +90,8 @@ class CallStep(Step):
         headers = {name: t.render(exchange) for name, t in self.headers.items()}
         if exchange.content_type and "content-type" not in {h.lower() for h in headers}:
             headers["Content-Type"] = exchange.content_type
+        headers.setdefault(CORRELATION_ID, exchange.correlation_id)
+        exchange.note(f"{self.method} {address}")
         try:
             response = await services.receivers.send(
                 address,
@@ -110,6 +112,7 @@ class CallStep(Step):
             ) from None
         except ReceiverError as exc:
             raise receiver_failed(str(exc), detail=f"{self.method} {address}: {exc}") from None
+        exchange.note(f"answered {response.status}")
         if not 200 <= response.status < 300 and not self.pass_errors:
             raise receiver_failed(
                 f"the receiver answered {response.status} {response.reason}".rstrip(),
@@ -139,4 +142,18 @@ class CallStep(Step):
         found = await services.directory.get_user_credential(uri.pid, uri.id)
         if found is None:
             raise missing(f"user credential {uri.pid}/{uri.id} not found in the Partner Directory")
+        exchange.secrets.append(found[1])
+        exchange.note(f"credentials {uri.pid}/{uri.id}")
         return found, uri.pid
+
+    def names_receiver(self, exchange: Exchange) -> str | None:
+        """The receiver this step would call, for the log of a message that never got
+        here."""
+        if self.partner is not None:
+            return self.partner.render(exchange).strip() or None
+        if self.credentials is not None:
+            try:
+                return parse_pd_uri(self.credentials.render(exchange), "UserCredential").pid
+            except ValueError:
+                return None
+        return None

@@ -103,6 +103,7 @@ class _Run:
                 ctypes.c_ulong(self._ident), ctypes.py_object(ScriptTimeout)
             )
 
+
 log = logging.getLogger(__name__)
 
 
@@ -205,7 +206,6 @@ class ScriptStep(Step):
                 detail="".join(traceback.format_exception(exc)),
             ) from None
         return None
-
 
     async def _run_on_thread(self, exchange: Exchange, services: Services, limit: float) -> None:
         loop = asyncio.get_running_loop()

@@ -100,10 +100,43 @@
     });
   }
 
+  /* The monitor's step timeline: bars placed from data attributes (no inline styles). */
+  function placeBars() {
+    document.querySelectorAll(".timeline-bar[data-left]").forEach(function (bar) {
+      bar.style.marginLeft = bar.getAttribute("data-left") + "%";
+      bar.style.width = bar.getAttribute("data-width") + "%";
+    });
+  }
+
+  /* The monitor's auto-refresh: reloads the list every N seconds until paused; the
+     choice lasts for the browser tab. */
+  function autoRefresh() {
+    var button = document.getElementById("refresh-toggle");
+    if (!button) { return; }
+    var seconds = parseInt(button.getAttribute("data-refresh"), 10) || 15;
+    var timer = null;
+    function paused() { return window.sessionStorage.getItem("monitor-paused") === "1"; }
+    function show() {
+      var off = paused();
+      button.setAttribute("aria-pressed", off ? "true" : "false");
+      button.textContent = off ? "Resume auto-refresh" : "Pause auto-refresh";
+      if (timer) { window.clearTimeout(timer); timer = null; }
+      if (!off) { timer = window.setTimeout(function () { window.location.reload(); }, seconds * 1000); }
+    }
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      window.sessionStorage.setItem("monitor-paused", paused() ? "0" : "1");
+      show();
+    });
+    show();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     menu();
     limits();
     showAdded();
+    placeBars();
+    autoRefresh();
     document.querySelectorAll("table[data-sortable]").forEach(enhance);
     var summary = document.querySelector(".error-summary[tabindex]");
     if (summary) { summary.focus(); }

@@ -56,6 +56,7 @@ def ui_routes() -> list[BaseRoute]:
         Route("/rules/{id}", rules.edit, methods=both),
         Route("/rules/{id}/delete", rules.delete, methods=both),
         Route("/monitor", monitor.index),
+        Route("/monitor/log-level", monitor.log_level, methods=["POST"]),
         Route("/monitor/{guid}", monitor.show),
         Route("/monitor/{guid}/attachments/{attachment_id}", monitor.attachment),
         Route("/flows", flows.index),
