@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -103,6 +104,11 @@ class Server:
         assert done.returncode == 0, done.stderr
 
 
+KEYS: dict[str, Path] = {}
+"""The credentials key of the first server of each store: servers sharing a store share it,
+as the nodes of a fleet do."""
+
+
 def start_server(tmp: Path, db: str, extra_env: dict[str, str] | None = None) -> Server:
     port = free_port()
     env = {
@@ -112,6 +118,10 @@ def start_server(tmp: Path, db: str, extra_env: dict[str, str] | None = None) ->
         "PARTNERGATE_DATA_DIR": str(tmp / "data"),
         **(extra_env or {}),
     }
+    key = Path(env["PARTNERGATE_DATA_DIR"]) / "credentials.key"
+    if db in KEYS and KEYS[db].exists() and not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(KEYS[db], key)
     password = secrets.token_urlsafe(12)
     admin = ("admin_" + uuid.uuid4().hex[:6], password)
     done = cli(
@@ -125,6 +135,7 @@ def start_server(tmp: Path, db: str, extra_env: dict[str, str] | None = None) ->
         stdin=password + "\n",
     )
     assert done.returncode == 0, done.stderr
+    KEYS.setdefault(db, key)
     log_path = tmp / f"server-{port}.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
