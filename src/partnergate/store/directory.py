@@ -40,6 +40,7 @@ from ..security.secretbox import SecretBox
 from . import database
 from .changes import Change, publish
 from .filtering import compile_filter, compile_orderby
+from .reads import Reads, open_reads
 from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
 
 log = logging.getLogger("partnergate.store")
@@ -85,9 +86,26 @@ def _key_where(table: Table, entity_type: EntityType, key: dict[str, object]) ->
     return and_(*(cols[name] == key[name] for name in entity_type.keys))
 
 
+_ENTITY_PLANS: dict[tuple[EntityType, tuple[str, ...]], tuple[tuple[str, int], ...]] = {}
+
+
+def _entity_plan(entity_type: EntityType, names: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """Which result column each property of the entity reads, for rows of that shape."""
+    plan = _ENTITY_PLANS.get((entity_type, names))
+    if plan is None:
+        where = {name: i for i, name in enumerate(names)}
+        plan = tuple(
+            (prop, where[column_name(prop)])
+            for prop in entity_type.property_names
+            if column_name(prop) in where
+        )
+        _ENTITY_PLANS[(entity_type, names)] = plan
+    return plan
+
+
 @dataclass
 class Directory:
-    """Operations inside one transaction."""
+    """Operations inside one unit of work: a transaction, or (:class:`Reading`) reads."""
 
     conn: AsyncConnection
     secretbox: SecretBox
@@ -96,20 +114,33 @@ class Directory:
 
     # -- reading ---------------------------------------------------------------------
 
-    def _row_to_entity(
-        self, entity_type: EntityType, row: Any, *, hashed_password: bool = False
-    ) -> dict[str, object]:
-        mapping = row._mapping
-        out: dict[str, object] = {}
-        for name in entity_type.property_names:
-            col = column_name(name)
-            if col in mapping:
-                out[name] = mapping[col]
+    async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
+        """The statement's column names and rows (tuples)."""
+        result = await self.conn.execute(statement)
+        return tuple(result.keys()), list(result.all())
+
+    @asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        async with database.bounded_read(self.conn):
+            yield
+
+    def _entities(
+        self,
+        entity_type: EntityType,
+        names: tuple[str, ...],
+        rows: list[Any],
+        *,
+        hashed_password: bool = False,
+    ) -> list[dict[str, object]]:
+        plan = _entity_plan(entity_type, names)
+        out = [{prop: row[i] for prop, i in plan} for row in rows]
         if entity_type is USER_CREDENTIAL_PARAMETER:
-            out["Password"] = None
-            if hashed_password:
-                plain = self.secretbox.decrypt(mapping["password_enc"])
-                out["Password"] = "SHA256." + hashlib.sha256(plain.encode()).hexdigest()
+            secret = names.index("password_enc")
+            for entity, row in zip(out, rows, strict=True):
+                entity["Password"] = None
+                if hashed_password:
+                    plain = self.secretbox.decrypt(row[secret])
+                    entity["Password"] = "SHA256." + hashlib.sha256(plain.encode()).hexdigest()
         return out
 
     async def get(
@@ -122,12 +153,10 @@ class Directory:
                 raise NotFound(f"Partner '{key['Pid']}' does not exist")
             return {"Pid": key["Pid"]}
         table = ENTITY_TABLES[entity_set]
-        row = (
-            await self.conn.execute(select(table).where(_key_where(table, entity_type, key)))
-        ).first()
-        if row is None:
+        names, rows = await self._rows(select(table).where(_key_where(table, entity_type, key)))
+        if not rows:
             raise NotFound(f"{entity_type.name} {_describe(key)} does not exist")
-        return self._row_to_entity(entity_type, row, hashed_password=hashed_password)
+        return self._entities(entity_type, names, rows[:1], hashed_password=hashed_password)[0]
 
     def _source(self, entity_set: str) -> tuple[Any, dict[str, ColumnElement | None]]:
         entity_type = ENTITY_TYPES[entity_set]
@@ -146,36 +175,38 @@ class Directory:
         return table, cols
 
     async def list(self, entity_set: str, request: ListRequest) -> Page:
-        async with database.bounded_read(self.conn):
+        async with self._bounded():
             return await self._list(entity_set, request)
 
     async def _list(self, entity_set: str, request: ListRequest) -> Page:
         entity_type = ENTITY_TYPES[entity_set]
         source, cols = self._source(entity_set)
         where = compile_filter(request.filter, cols) if request.filter is not None else None
-        query: Select = select(source)
-        if where is not None:
-            query = query.where(where)
-        order = compile_orderby(request.orderby, cols) if request.orderby else []
-        key_cols = [cols[k] for k in entity_type.keys if cols.get(k) is not None]
-        if entity_type is ALTERNATIVE_PARTNER:
-            key_cols = [source.c.hexagency, source.c.hexscheme, source.c.hexid]
-        query = query.order_by(*order, *key_cols)
-        if request.top is not None:
-            query = query.limit(request.top)
-        if request.skip:
-            query = query.offset(request.skip)
-        result = await self.conn.execute(query)
-        if entity_type is PARTNER:
-            rows = [{"Pid": r.pid} for r in result]
-        else:
-            rows = [self._row_to_entity(entity_type, r) for r in result]
+        rows: list[dict[str, object]] = []
+        if request.top != 0:
+            query: Select = select(source)
+            if where is not None:
+                query = query.where(where)
+            order = compile_orderby(request.orderby, cols) if request.orderby else []
+            key_cols = [cols[k] for k in entity_type.keys if cols.get(k) is not None]
+            if entity_type is ALTERNATIVE_PARTNER:
+                key_cols = [source.c.hexagency, source.c.hexscheme, source.c.hexid]
+            query = query.order_by(*order, *key_cols)
+            if request.top is not None:
+                query = query.limit(request.top)
+            if request.skip:
+                query = query.offset(request.skip)
+            names, found = await self._rows(query)
+            if entity_type is PARTNER:
+                rows = [{"Pid": r[0]} for r in found]
+            else:
+                rows = self._entities(entity_type, names, found)
         count = None
         if request.count:
             counter = select(func.count()).select_from(source)
             if where is not None:
                 counter = counter.where(where)
-            count = int((await self.conn.execute(counter)).scalar_one())
+            count = int((await self._rows(counter))[1][0][0])
         return Page(rows, count)
 
     async def partner_exists(self, pid: str) -> bool:
@@ -184,7 +215,7 @@ class Directory:
             for t in PARTNER_TABLES.values()
         ]
         for probe in probes:
-            if (await self.conn.execute(probe)).first() is not None:
+            if (await self._rows(probe))[1]:
                 return True
         return False
 
@@ -316,6 +347,25 @@ class Directory:
         self._record("Partners", {"Pid": pid}, pid)
 
 
+class Reading(Directory):
+    """A unit of work that only reads, each statement in one trip (:mod:`.reads`)."""
+
+    def __init__(self, reads: Reads, secretbox: SecretBox, limits: rules.Limits) -> None:
+        super().__init__(None, secretbox, limits)  # type: ignore[arg-type]
+        self.reads = reads
+
+    async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
+        return await self.reads.rows(statement)
+
+    @asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        yield  # every statement of :mod:`.reads` is bounded
+
+
+Unit = Directory
+"""What the API driver works on: one request's or one change set's unit of work."""
+
+
 def _certificate_mapping(values: dict[str, object]) -> dict[str, object]:
     """Derive what SAP derives from the certificate: Id (MD5 of the DER), ValidUntil.
 
@@ -366,6 +416,7 @@ class DirectoryStore:
         self.listeners: list[Listener] = []
         self.before_read: list[Callable[[], Awaitable[None]]] = []
         """Run before every read: writers that buffer (the message log) catch up first."""
+        self.reads: Reads | None = open_reads(engine)
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[Directory]:
@@ -390,9 +441,18 @@ class DirectoryStore:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Directory]:
+        """A unit of work that reads what is committed."""
         await self.catch_up()
+        if self.reads is not None:
+            yield Reading(self.reads, self.secretbox, self.limits)
+            return
         async with self.engine.connect() as conn:
             yield Directory(conn, self.secretbox, self.limits)
+
+    async def close(self) -> None:
+        if self.reads is not None:
+            reads, self.reads = self.reads, None
+            await reads.close()
 
     async def get(self, entity_set: str, key: dict[str, object], **kw: bool) -> dict[str, object]:
         async with self.read() as d:
