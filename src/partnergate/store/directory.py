@@ -9,6 +9,7 @@ response is sent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, insert, literal, select, union, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Select
@@ -86,6 +87,16 @@ def _key_where(table: Table, entity_type: EntityType, key: dict[str, object]) ->
     return and_(*(cols[name] == key[name] for name in entity_type.keys))
 
 
+@functools.cache
+def _by_key(entity_set: str) -> Select:
+    """``SELECT * FROM <set> WHERE <key> = :<key>``, built once per entity set."""
+    entity_type = ENTITY_TYPES[entity_set]
+    table = ENTITY_TABLES[entity_set]
+    cols = columns_of(table, entity_type.keys)
+    where = and_(*(cols[name] == bindparam(name) for name in entity_type.keys))
+    return select(table).where(where)
+
+
 _ENTITY_PLANS: dict[tuple[EntityType, tuple[str, ...]], tuple[tuple[str, int], ...]] = {}
 
 
@@ -117,6 +128,12 @@ class Directory:
     async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
         """The statement's column names and rows (tuples)."""
         result = await self.conn.execute(statement)
+        return tuple(result.keys()), list(result.all())
+
+    async def _rows_by_key(
+        self, entity_set: str, key: dict[str, object]
+    ) -> tuple[tuple[str, ...], list[Any]]:
+        result = await self.conn.execute(_by_key(entity_set), key)
         return tuple(result.keys()), list(result.all())
 
     @asynccontextmanager
@@ -152,8 +169,7 @@ class Directory:
             if not await self.partner_exists(str(key["Pid"])):
                 raise NotFound(f"Partner '{key['Pid']}' does not exist")
             return {"Pid": key["Pid"]}
-        table = ENTITY_TABLES[entity_set]
-        names, rows = await self._rows(select(table).where(_key_where(table, entity_type, key)))
+        names, rows = await self._rows_by_key(entity_set, key)
         if not rows:
             raise NotFound(f"{entity_type.name} {_describe(key)} does not exist")
         return self._entities(entity_type, names, rows[:1], hashed_password=hashed_password)[0]
@@ -356,6 +372,11 @@ class Reading(Directory):
 
     async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
         return await self.reads.rows(statement)
+
+    async def _rows_by_key(
+        self, entity_set: str, key: dict[str, object]
+    ) -> tuple[tuple[str, ...], list[Any]]:
+        return await self.reads.prepared(("key", entity_set), lambda: _by_key(entity_set), key)
 
     @asynccontextmanager
     async def _bounded(self) -> AsyncIterator[None]:

@@ -17,11 +17,12 @@ the read connections. What the database refuses for the query's sake is the same
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ class Reads:
         self.dialect = dialect
         self.limit = limit
         self._compiled: dict[Any, Compiled] = {}
+        self._prepared: dict[Hashable, Compiled] = {}
 
     def compile(self, statement: Select) -> tuple[Compiled, list[Any]]:
         key = statement._generate_cache_key()
@@ -67,14 +69,14 @@ class Reads:
             self._compiled[key.key] = compiled
         return compiled, compiled.params(key.bindparams)
 
-    def _compile(self, statement: Select, key: Any) -> Compiled:
+    def _compile(self, statement: Select, key: Any, named: bool = False) -> Compiled:
         dialect = self.dialect
         compiler = dialect.statement_compiler(dialect, statement, cache_key=key)
         order = tuple(compiler.positiontup or ())
         binds = compiler._bind_processors
 
-        def params(extracted: Any) -> list[Any]:
-            values = compiler.construct_params(extracted_parameters=extracted)
+        def params(given: Any) -> list[Any]:
+            values = given if named else compiler.construct_params(extracted_parameters=given)
             out = []
             for name in order:
                 value = values[name]
@@ -89,6 +91,23 @@ class Reads:
 
     async def rows(self, statement: Select) -> tuple[tuple[str, ...], list[Row]]:
         compiled, params = self.compile(statement)
+        return await self._rows(compiled, params)
+
+    async def prepared(
+        self, name: Hashable, build: Callable[[], Select], values: dict[str, Any]
+    ) -> tuple[tuple[str, ...], list[Row]]:
+        """Rows of a statement that ``name`` stands for, built once, with ``values`` for
+        its named bind parameters: no SQL expression is built per read."""
+        compiled = self._prepared.get(name)
+        if compiled is None:
+            statement = build()
+            key = statement._generate_cache_key()
+            compiled = self._prepared[name] = self._compile(statement, key, named=True)
+        return await self._rows(compiled, compiled.params(values))
+
+    async def _rows(
+        self, compiled: Compiled, params: list[Any]
+    ) -> tuple[tuple[str, ...], list[Row]]:
         rows = await self._run(compiled.sql, params)
         if not compiled.plain:
             convert = compiled.convert
@@ -107,51 +126,109 @@ class Reads:
 
 class SQLiteReads(Reads):
     """Reader threads, each with its own connection to the store's file (WAL: readers
-    never wait for the writer)."""
+    never wait for the writer).
+
+    A reader thread takes every read that waits when it wakes and hands all their
+    answers back to the event loop at once, so that under load a wake-up on each side
+    serves many reads instead of one.
+    """
 
     THREADS = 2
 
     def __init__(self, engine: AsyncEngine, path: str, limit: float) -> None:
         super().__init__(engine.dialect, limit)
         self.path = path
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._pool = ThreadPoolExecutor(self.THREADS, thread_name_prefix="partnergate-read")
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
-    def _connection(self) -> tuple[sqlite3.Connection, database._Deadline]:
-        found = getattr(self._local, "connection", None)
-        if found is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA query_only=1")
-            deadline = database._Deadline()
-            conn.set_progress_handler(deadline, database.PROGRESS_STEPS)
-            self._connections.append(conn)
-            found = self._local.connection = (conn, deadline)
-        return found
+    def _start(self) -> None:
+        with self._lock:
+            while len(self._threads) < self.THREADS:
+                thread = threading.Thread(target=self._serve, name="partnergate-read", daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
-    def _fetch(self, sql: str, params: list[Any]) -> list[Row]:
-        conn, deadline = self._connection()
+    def _connect(self) -> tuple[sqlite3.Connection, database._Deadline]:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA query_only=1")
+        deadline = database._Deadline()
+        conn.set_progress_handler(deadline, database.PROGRESS_STEPS)
+        return conn, deadline
+
+    def _serve(self) -> None:
+        conn, deadline = self._connect()
+        try:
+            stopping = False
+            while not stopping:
+                first = self._jobs.get()
+                jobs: list[_Job] = []
+                while first is not None:
+                    jobs.append(first)
+                    try:
+                        first = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                if first is None:
+                    stopping = True
+                    self._jobs.put(None)  # the stop is for the other threads too
+                done = [(job, *self._fetch(conn, deadline, job)) for job in jobs]
+                by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+                for item in done:
+                    by_loop.setdefault(item[0].loop, []).append(item)
+                for loop, items in by_loop.items():
+                    with contextlib.suppress(RuntimeError):  # a loop that has closed
+                        loop.call_soon_threadsafe(_deliver, items)
+        finally:
+            conn.close()
+
+    def _fetch(
+        self, conn: sqlite3.Connection, deadline: database._Deadline, job: _Job
+    ) -> tuple[list[Row] | None, BaseException | None]:
         deadline.at = time.monotonic() + self.limit
         try:
-            return conn.execute(sql, params).fetchall()
+            return conn.execute(job.sql, job.params).fetchall(), None
         except sqlite3.Error as exc:
             refusal = database.refusal(exc, self.limit, deadline)
-            if refusal is None:
-                raise
-            raise refusal from exc
+            return None, exc if refusal is None else refusal
+        except Exception as exc:
+            return None, exc
         finally:
             deadline.at = float("inf")
 
     async def _run(self, sql: str, params: list[Any]) -> list[Row]:
+        if not self._threads:
+            self._start()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._fetch, sql, params)
+        job = _Job(sql, params, loop, loop.create_future())
+        self._jobs.put(job)
+        return await job.future
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        for conn in self._connections:
-            conn.close()
-        self._connections.clear()
+        threads, self._threads = self._threads, []
+        if threads:
+            self._jobs.put(None)
+            for thread in threads:
+                await asyncio.to_thread(thread.join)
+
+
+@dataclass
+class _Job:
+    sql: str
+    params: list[Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[list[Row]]
+
+
+def _deliver(items: list[tuple[_Job, list[Row] | None, BaseException | None]]) -> None:
+    for job, rows, error in items:
+        if job.future.done():  # the reader was cancelled
+            continue
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(rows or [])
 
 
 class PostgreSQLReads(Reads):

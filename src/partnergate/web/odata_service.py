@@ -155,6 +155,7 @@ class ODataService:
             target = requests.target(request, self.served)
             if target.resource.kind == "batch":
                 self._only(target.method, "POST")
+                requests.answers_json(request)  # a $format of its own we cannot give: 406
                 return await self._batch(request)
             return await self._in_unit(request, target)
         except _Refused as refused:
