@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, select, union, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Select
@@ -122,18 +124,54 @@ class Directory:
     secretbox: SecretBox
     limits: rules.Limits
     changes: list[Change] = field(default_factory=list)
+    _pending: dict[str, dict[tuple[object, ...], dict[str, object]]] = field(default_factory=dict)
+    """Inserts that wait for :meth:`flush`, by entity set and key."""
 
     # -- reading ---------------------------------------------------------------------
 
+    async def _execute(self, statement: Any, params: Any = None) -> Any:
+        """Run a statement in the transaction, after the inserts that wait."""
+        if self._pending:
+            await self.flush()
+        return await self.conn.execute(statement, params)
+
+    async def flush(self) -> None:
+        """Write the inserts that wait, one statement per entity set.
+
+        Creating many entities in one change set is what ``$batch`` is for; each waits
+        here until the unit of work reads or writes anything else, or ends, and then all
+        go to the database at once. A key that exists already is refused as if it had
+        been inserted alone (the whole unit of work then rolls back).
+        """
+        pending, self._pending = self._pending, {}
+        for entity_set, rows in pending.items():
+            entity_type = ENTITY_TYPES[entity_set]
+            table = ENTITY_TABLES[entity_set]
+            keys = list(columns_of(table, entity_type.keys).values())
+            if self.conn.dialect.name == "postgresql":
+                statement: Any = postgresql_insert(table)
+            else:
+                statement = sqlite_insert(table)
+            statement = statement.on_conflict_do_nothing().returning(*keys)
+            result = await self.conn.execute(statement, list(rows.values()))
+            written = {tuple(r) for r in result}
+            if len(written) != len(rows):
+                for key in rows:
+                    if key not in written:
+                        described = dict(zip(entity_type.keys, key, strict=True))
+                        raise AlreadyExists(
+                            f"{entity_type.name} {_describe(described)} already exists"
+                        )
+
     async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
         """The statement's column names and rows (tuples)."""
-        result = await self.conn.execute(statement)
+        result = await self._execute(statement)
         return tuple(result.keys()), list(result.all())
 
     async def _rows_by_key(
         self, entity_set: str, key: dict[str, object]
     ) -> tuple[tuple[str, ...], list[Any]]:
-        result = await self.conn.execute(_by_key(entity_set), key)
+        result = await self._execute(_by_key(entity_set), key)
         return tuple(result.keys()), list(result.all())
 
     @asynccontextmanager
@@ -270,25 +308,40 @@ class Directory:
         if entity_set not in UPSERT_ON_POST:
             if entity_type is ALTERNATIVE_PARTNER:
                 await self._check_alternative_unique(entity)
-            await self._insert(table, entity_type, key, row)
+                await self._insert(table, entity_type, key, row)
+            else:
+                self._defer_insert(entity_set, entity_type, key, row)
             return {name: row.get(column_name(name)) for name in entity_type.property_names}
         if entity_type is USER_CREDENTIAL_PARAMETER:
             row["password_enc"] = self.secretbox.encrypt(str(entity["Password"]))
         where = _key_where(table, entity_type, key)
-        existing = (await self.conn.execute(select(literal(1)).where(where))).first()
+        existing = (await self._execute(select(literal(1)).where(where))).first()
         if existing is None:
             await self._insert(table, entity_type, key, row)
         else:
             if entity_type is CERTIFICATE_USER_MAPPING:
                 del row["created_by"], row["created_time"]
-            await self.conn.execute(update(table).where(where).values(**row))
+            await self._execute(update(table).where(where).values(**row))
         return await self.get(entity_set, key)
+
+    def _defer_insert(
+        self,
+        entity_set: str,
+        entity_type: EntityType,
+        key: dict[str, object],
+        row: dict[str, object],
+    ) -> None:
+        waiting = self._pending.setdefault(entity_set, {})
+        stored = tuple(key[name] for name in entity_type.keys)
+        if stored in waiting:
+            raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists")
+        waiting[stored] = row
 
     async def _insert(
         self, table: Table, entity_type: EntityType, key: dict[str, object], row: dict[str, object]
     ) -> None:
         try:
-            await self.conn.execute(insert(table).values(**row))
+            await self._execute(insert(table).values(**row))
         except IntegrityError:
             raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists") from None
 
@@ -301,7 +354,7 @@ class Directory:
         )
         if exclude_key is not None:
             query = query.where(t.c.hexid != exclude_key["Hexid"])
-        other = (await self.conn.execute(query)).first()
+        other = (await self._execute(query)).first()
         if other is not None:
             raise Conflict(
                 f"Partner '{entity['Pid']}' already has the alternative ID '{other.id}' for "
@@ -327,9 +380,7 @@ class Directory:
         table = ENTITY_TABLES[entity_set]
         row = {column_name(k): v for k, v in changes.items()}
         row.update(last_modified_by=actor, last_modified_time=now())
-        await self.conn.execute(
-            update(table).where(_key_where(table, entity_type, key)).values(**row)
-        )
+        await self._execute(update(table).where(_key_where(table, entity_type, key)).values(**row))
         self._record(entity_set, key, current.get("Pid"))
         if changes.get("Pid") not in (None, current.get("Pid")):
             self._record(entity_set, key, changes["Pid"])
@@ -342,7 +393,7 @@ class Directory:
         key = self._normalize_key(entity_type, key)
         current = await self.get(entity_set, key)
         table = ENTITY_TABLES[entity_set]
-        await self.conn.execute(delete(table).where(_key_where(table, entity_type, key)))
+        await self._execute(delete(table).where(_key_where(table, entity_type, key)))
         self._record(entity_set, key, current.get("Pid"))
 
     async def delete_partner(self, pid: str, exclude: Sequence[str]) -> None:
@@ -359,7 +410,7 @@ class Directory:
             raise NotFound(f"Partner '{pid}' does not exist")
         for name, table in PARTNER_TABLES.items():
             if name not in exclude:
-                await self.conn.execute(delete(table).where(table.c.pid == pid))
+                await self._execute(delete(table).where(table.c.pid == pid))
         self._record("Partners", {"Pid": pid}, pid)
 
 
@@ -444,6 +495,7 @@ class DirectoryStore:
         async with database.begin(self.engine) as conn:
             directory = Directory(conn, self.secretbox, self.limits)
             yield directory
+            await directory.flush()
             await publish(conn, directory.changes)
         if directory.changes:
             # Committed: the caller's answer is a success whatever a listener does.
