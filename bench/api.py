@@ -8,6 +8,7 @@ printed next to the twin's, so the ratio says what partnergate itself costs.
 
     .venv/bin/python bench/api.py                 # 3,000,000 rows, about three minutes
     .venv/bin/python bench/api.py --rows 100000   # a quick look
+    .venv/bin/python bench/api.py --store postgresql   # a database of its own, dropped after
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
@@ -385,9 +386,35 @@ def capture_answers(
     ]
 
 
+@contextmanager
+def postgresql_database(server: str) -> Iterator[str]:
+    """A fresh database on the PostgreSQL server at ``server``, dropped afterwards."""
+    import asyncpg
+
+    name = f"pg_bench_api_{secrets.token_hex(4)}"
+    admin = make_url(server).set(drivername="postgresql", database="postgres")
+    dsn = admin.render_as_string(hide_password=False)
+
+    async def sql(statement: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(sql(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> str:
     shape = Shape(args.rows, args.per_partner)
-    url = args.db or f"sqlite:///{work / 'partnergate.db'}"
+    url = args.db
+    if url is None and args.store == "postgresql":
+        url = stack.enter_context(postgresql_database(args.pg_server))
+    url = url or f"sqlite:///{work / 'partnergate.db'}"
     store = make_url(url).get_backend_name()
     print(f"filling {shape.rows:,} string parameters into {store} ...", flush=True)
     started = time.perf_counter()
@@ -438,6 +465,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=3_000_000, help="string parameters to fill")
     parser.add_argument("--per-partner", type=int, default=100, help="parameters per Pid")
     parser.add_argument("--db", metavar="URL", help="an empty store; default a temporary SQLite")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="without --db: a temporary SQLite file, or a database of its own on --pg-server",
+    )
+    parser.add_argument(
+        "--pg-server",
+        metavar="URL",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL server for --store postgresql",
+    )
     parser.add_argument("--seconds", type=float, default=12.0, help="time limit per load")
     parser.add_argument(
         "--rounds", type=int, default=3, help="turns each server takes within a load"

@@ -39,6 +39,7 @@ from http import HTTPStatus
 
 from .errors import BadRequest
 from .headers import check_field
+from .paths import request_target
 
 __all__ = [
     "BatchPart",
@@ -236,10 +237,7 @@ def _parse_request(
             f" 'POST StringParameters HTTP/1.1', got {shown!r}"
         )
     method = match[1].decode("ascii")
-    try:
-        url = match[2].decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest(f"Batch {label}: the request URL is not valid UTF-8") from None
+    url = request_target(match[2])
     if method not in QUERY_METHODS | CHANGE_METHODS:
         raise BadRequest(f"Batch {label}: method {method} is not allowed in a batch")
     if in_change_set and method in QUERY_METHODS:

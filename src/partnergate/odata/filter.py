@@ -232,7 +232,8 @@ def parse_orderby(text: str, entity_type: EntityType) -> tuple[OrderBy, ...]:
     while True:
         start = parser.peek().pos
         expr = parser.expression()
-        if type_of(expr) not in _ORDERABLE:
+        binary_property = isinstance(expr, PropertyRef) and type_of(expr) is ValueType.BINARY
+        if type_of(expr) not in _ORDERABLE and not binary_property:
             parser.fail(f"cannot order by {_describe(expr)}", start)
         if not isinstance(expr, PropertyRef | Call):
             parser.fail("each key must be a property or a function of properties", start)
@@ -251,6 +252,9 @@ def parse_orderby(text: str, entity_type: EntityType) -> tuple[OrderBy, ...]:
 
 
 _ORDERABLE = NUMERIC_TYPES | {ValueType.STRING, ValueType.DATETIME}
+"""What ``$orderby`` orders by; an ``Edm.Binary`` property too, by its bytes (SAP's spec of
+``BinaryParameters`` lists ``$orderby=Value``), though a binary value has no comparison
+operators in ``$filter``."""
 
 _KEYWORDS = frozenset({"and", "or", "not", *(op.value for op in CompareOp)})
 _ARITHMETIC = frozenset({"add", "sub", "mul", "div", "mod"})

@@ -6,6 +6,12 @@ exactly once, here (RFC 3986 §2.1, §2.4: decoding before splitting would turn 
 rule that reads the path (roles, the change-set rules, routing) reads what this module
 returns, so an encoded name such as ``UserCredential%50arameters`` is the entity set it
 names for all of them. Percent-encoded octets must form UTF-8 (RFC 3987 §3.2).
+
+A request target arrives as bytes (the HTTP request line, or a ``$batch`` part's request
+line). :func:`request_target` is the one rule that makes it text, for both: every octet
+outside printable ASCII is percent-encoded as it stands, so a raw UTF-8 octet and its
+``%XX`` form mean the same, and octets that do not form UTF-8 are refused by the one
+decoder above, whichever way they came.
 """
 
 from __future__ import annotations
@@ -14,14 +20,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from ..model.entities import (
-    MESSAGE_PROCESSING_LOG,
-    MESSAGE_PROCESSING_LOG_ATTACHMENT,
-    EntityType,
-)
+from ..model.entities import EntityType
 from . import mpl
 from .errors import BadRequest, NotFoundError
 from .keys import parse_key
+
+
+def request_target(raw: bytes) -> str:
+    """The request target's octets as text, each octet outside printable ASCII
+    percent-encoded (RFC 3986 §2.1); decoded later, once, by :func:`decode_segment`."""
+    if raw.isascii() and all(0x20 < b < 0x7F for b in raw):
+        return raw.decode("ascii")
+    return "".join(chr(b) if 0x20 < b < 0x7F else f"%{b:02X}" for b in raw)
+
+
+NAVIGATION: dict[tuple[str, tuple[str, ...]], str] = {
+    ("MessageProcessingLogs", ("ErrorInformation",)): "error_information",
+    ("MessageProcessingLogs", ("ErrorInformation", "$value")): "error_information",
+    ("MessageProcessingLogs", ("Attachments",)): "attachments",
+    ("MessageProcessingLogAttachments", ("$value",)): "attachment_value",
+}
+"""Segments below one entity, ``(entity set, segments)`` to the resource kind they
+address; the service answers each kind with the handler of the same name."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +52,8 @@ class Resource:
     ``navigation:<name>`` (below a message processing log, :mod:`.mpl`)."""
     entity_type: EntityType | None = None
     key: dict[str, object] | None = None
+    segments: tuple[str, ...] = ()
+    """The decoded segments below the entity, for navigation resources."""
 
 
 def decode_segment(segment: str) -> str:
@@ -84,11 +106,10 @@ def parse_resource(path: str, served: Mapping[str, EntityType]) -> Resource:
         key = parse_key(entity_type, predicate[:-1])
         below = mpl.resource_below(entity_type, rest)
         if below is not None:
-            return Resource(below, entity_type, key)
-        if entity_type is MESSAGE_PROCESSING_LOG and rest == ["Attachments"]:
-            return Resource("attachments", entity_type, key)
-        if entity_type is MESSAGE_PROCESSING_LOG_ATTACHMENT and rest == ["$value"]:
-            return Resource("attachment_value", entity_type, key)
+            return Resource(below, entity_type, key, tuple(rest))
+        kind = NAVIGATION.get((name, tuple(rest))) if rest else None
+        if kind is not None:
+            return Resource(kind, entity_type, key, tuple(rest))
         if rest:
             raise NotFoundError(f"Resource '{'/'.join(rest)[:200]}' below {name} not found")
         return Resource("entity", entity_type, key)

@@ -129,6 +129,11 @@ def set_query_time_limit(engine: AsyncEngine, seconds: float) -> None:
     _TIME_LIMITS[engine] = seconds
 
 
+def query_time_limit(engine: AsyncEngine) -> float:
+    """Seconds a bounded read of this engine may take."""
+    return _TIME_LIMITS.get(engine, DEFAULT_QUERY_TIME_LIMIT)
+
+
 @asynccontextmanager
 async def bounded_read(conn: AsyncConnection) -> AsyncIterator[None]:
     """Run the reads inside under the engine's time budget; a client's query the database
@@ -141,7 +146,7 @@ async def bounded_read(conn: AsyncConnection) -> AsyncIterator[None]:
     back to the session's default afterwards when the transaction goes on (a ``$batch``
     change set), so that writes are never cut short.
     """
-    limit = _TIME_LIMITS.get(conn.engine, DEFAULT_QUERY_TIME_LIMIT)
+    limit = query_time_limit(conn.engine)
     postgresql = conn.dialect.name == "postgresql"
     shared = conn.in_transaction()
     deadline: _Deadline | None = None
@@ -158,10 +163,10 @@ async def bounded_read(conn: AsyncConnection) -> AsyncIterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        refusal = _refusal(exc, limit, deadline)
-        if refusal is None:
+        refused = refusal(exc.orig, limit, deadline)
+        if refused is None:
             raise
-        raise refusal from exc
+        raise refused from exc
     except asyncio.CancelledError:
         # Cancelled mid-statement, the connection is invalidated but its statement goes on
         # in the driver's thread: the deadline stays to stop it. (asyncpg cancels its own.)
@@ -175,11 +180,11 @@ async def bounded_read(conn: AsyncConnection) -> AsyncIterator[None]:
         await conn.execute(text("SET LOCAL statement_timeout TO DEFAULT"))
 
 
-def _refusal(exc: DBAPIError, limit: float, deadline: _Deadline | None) -> DirectoryError | None:
-    """What a database error inside :func:`bounded_read` tells the client, if it is the
-    query's and not the server's."""
-    state = str(getattr(exc.orig, "sqlstate", "") or getattr(exc.orig, "pgcode", "") or "")
-    message = str(exc.orig).lower()
+def refusal(orig: BaseException, limit: float, deadline: _Deadline | None) -> DirectoryError | None:
+    """What a driver's error in a bounded read tells the client, if it is the query's and
+    not the server's."""
+    state = str(getattr(orig, "sqlstate", "") or getattr(orig, "pgcode", "") or "")
+    message = str(orig).lower()
     timed_out = state == _PG_QUERY_CANCELED or (
         deadline is not None and "interrupted" in message and time.monotonic() > deadline.at
     )
@@ -190,7 +195,7 @@ def _refusal(exc: DBAPIError, limit: float, deadline: _Deadline | None) -> Direc
         )
     if state[:2] in _PG_QUERY_CLASSES or any(text in message for text in _SQLITE_LIMITS):
         return QueryTooLarge(
-            f"The database cannot evaluate this query: {str(exc.orig).splitlines()[0][:200]}"
+            f"The database cannot evaluate this query: {(str(orig).splitlines() or [''])[0][:200]}"
         )
     return None
 

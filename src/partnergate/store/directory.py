@@ -9,6 +9,7 @@ response is sent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -17,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, insert, literal, select, union, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, select, union, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Select
@@ -40,6 +43,7 @@ from ..security.secretbox import SecretBox
 from . import audit, database
 from .changes import Change, publish
 from .filtering import compile_filter, compile_orderby
+from .reads import Reads, open_reads
 from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
 
 log = logging.getLogger("partnergate.store")
@@ -85,9 +89,36 @@ def _key_where(table: Table, entity_type: EntityType, key: dict[str, object]) ->
     return and_(*(cols[name] == key[name] for name in entity_type.keys))
 
 
+@functools.cache
+def _by_key(entity_set: str) -> Select:
+    """``SELECT * FROM <set> WHERE <key> = :<key>``, built once per entity set."""
+    entity_type = ENTITY_TYPES[entity_set]
+    table = ENTITY_TABLES[entity_set]
+    cols = columns_of(table, entity_type.keys)
+    where = and_(*(cols[name] == bindparam(name) for name in entity_type.keys))
+    return select(table).where(where)
+
+
+_ENTITY_PLANS: dict[tuple[EntityType, tuple[str, ...]], tuple[tuple[str, int], ...]] = {}
+
+
+def _entity_plan(entity_type: EntityType, names: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """Which result column each property of the entity reads, for rows of that shape."""
+    plan = _ENTITY_PLANS.get((entity_type, names))
+    if plan is None:
+        where = {name: i for i, name in enumerate(names)}
+        plan = tuple(
+            (prop, where[column_name(prop)])
+            for prop in entity_type.property_names
+            if column_name(prop) in where
+        )
+        _ENTITY_PLANS[(entity_type, names)] = plan
+    return plan
+
+
 @dataclass
 class Directory:
-    """Operations inside one transaction."""
+    """Operations inside one unit of work: a transaction, or (:class:`Reading`) reads."""
 
     conn: AsyncConnection
     secretbox: SecretBox
@@ -96,23 +127,78 @@ class Directory:
     actor: str | None = None
     """Who the transaction's history names (the signed-in principal), if the caller says."""
     audit: audit.Recorder = field(default_factory=audit.Recorder)
+    _pending: dict[str, dict[tuple[object, ...], dict[str, object]]] = field(default_factory=dict)
+    """Inserts that wait for :meth:`flush`, by entity set and key."""
 
     # -- reading ---------------------------------------------------------------------
 
-    def _row_to_entity(
-        self, entity_type: EntityType, row: Any, *, hashed_password: bool = False
-    ) -> dict[str, object]:
-        mapping = row._mapping
-        out: dict[str, object] = {}
-        for name in entity_type.property_names:
-            col = column_name(name)
-            if col in mapping:
-                out[name] = mapping[col]
+    async def _execute(self, statement: Any, params: Any = None) -> Any:
+        """Run a statement in the transaction, after the inserts that wait."""
+        if self._pending:
+            await self.flush()
+        return await self.conn.execute(statement, params)
+
+    async def flush(self) -> None:
+        """Write the inserts that wait, one statement per entity set.
+
+        Creating many entities in one change set is what ``$batch`` is for; each waits
+        here until the unit of work reads or writes anything else, or ends, and then all
+        go to the database at once. A key that exists already is refused as if it had
+        been inserted alone (the whole unit of work then rolls back).
+        """
+        pending, self._pending = self._pending, {}
+        for entity_set, rows in pending.items():
+            entity_type = ENTITY_TYPES[entity_set]
+            table = ENTITY_TABLES[entity_set]
+            keys = list(columns_of(table, entity_type.keys).values())
+            if self.conn.dialect.name == "postgresql":
+                statement: Any = postgresql_insert(table)
+            else:
+                statement = sqlite_insert(table)
+            statement = statement.on_conflict_do_nothing().returning(*keys)
+            result = await self.conn.execute(statement, list(rows.values()))
+            written = {tuple(r) for r in result}
+            if len(written) != len(rows):
+                for key in rows:
+                    if key not in written:
+                        described = dict(zip(entity_type.keys, key, strict=True))
+                        raise AlreadyExists(
+                            f"{entity_type.name} {_describe(described)} already exists"
+                        )
+
+    async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
+        """The statement's column names and rows (tuples)."""
+        result = await self._execute(statement)
+        return tuple(result.keys()), list(result.all())
+
+    async def _rows_by_key(
+        self, entity_set: str, key: dict[str, object]
+    ) -> tuple[tuple[str, ...], list[Any]]:
+        result = await self._execute(_by_key(entity_set), key)
+        return tuple(result.keys()), list(result.all())
+
+    @asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        async with database.bounded_read(self.conn):
+            yield
+
+    def _entities(
+        self,
+        entity_type: EntityType,
+        names: tuple[str, ...],
+        rows: list[Any],
+        *,
+        hashed_password: bool = False,
+    ) -> list[dict[str, object]]:
+        plan = _entity_plan(entity_type, names)
+        out = [{prop: row[i] for prop, i in plan} for row in rows]
         if entity_type is USER_CREDENTIAL_PARAMETER:
-            out["Password"] = None
-            if hashed_password:
-                plain = self.secretbox.decrypt(mapping["password_enc"])
-                out["Password"] = "SHA256." + hashlib.sha256(plain.encode()).hexdigest()
+            secret = names.index("password_enc")
+            for entity, row in zip(out, rows, strict=True):
+                entity["Password"] = None
+                if hashed_password:
+                    plain = self.secretbox.decrypt(row[secret])
+                    entity["Password"] = "SHA256." + hashlib.sha256(plain.encode()).hexdigest()
         return out
 
     async def get(
@@ -124,13 +210,10 @@ class Directory:
             if not await self.partner_exists(str(key["Pid"])):
                 raise NotFound(f"Partner '{key['Pid']}' does not exist")
             return {"Pid": key["Pid"]}
-        table = ENTITY_TABLES[entity_set]
-        row = (
-            await self.conn.execute(select(table).where(_key_where(table, entity_type, key)))
-        ).first()
-        if row is None:
+        names, rows = await self._rows_by_key(entity_set, key)
+        if not rows:
             raise NotFound(f"{entity_type.name} {_describe(key)} does not exist")
-        return self._row_to_entity(entity_type, row, hashed_password=hashed_password)
+        return self._entities(entity_type, names, rows[:1], hashed_password=hashed_password)[0]
 
     def _source(self, entity_set: str) -> tuple[Any, dict[str, ColumnElement | None]]:
         entity_type = ENTITY_TYPES[entity_set]
@@ -149,36 +232,38 @@ class Directory:
         return table, cols
 
     async def list(self, entity_set: str, request: ListRequest) -> Page:
-        async with database.bounded_read(self.conn):
+        async with self._bounded():
             return await self._list(entity_set, request)
 
     async def _list(self, entity_set: str, request: ListRequest) -> Page:
         entity_type = ENTITY_TYPES[entity_set]
         source, cols = self._source(entity_set)
         where = compile_filter(request.filter, cols) if request.filter is not None else None
-        query: Select = select(source)
-        if where is not None:
-            query = query.where(where)
-        order = compile_orderby(request.orderby, cols) if request.orderby else []
-        key_cols = [cols[k] for k in entity_type.keys if cols.get(k) is not None]
-        if entity_type is ALTERNATIVE_PARTNER:
-            key_cols = [source.c.hexagency, source.c.hexscheme, source.c.hexid]
-        query = query.order_by(*order, *key_cols)
-        if request.top is not None:
-            query = query.limit(request.top)
-        if request.skip:
-            query = query.offset(request.skip)
-        result = await self.conn.execute(query)
-        if entity_type is PARTNER:
-            rows = [{"Pid": r.pid} for r in result]
-        else:
-            rows = [self._row_to_entity(entity_type, r) for r in result]
+        rows: list[dict[str, object]] = []
+        if request.top != 0:
+            query: Select = select(source)
+            if where is not None:
+                query = query.where(where)
+            order = compile_orderby(request.orderby, cols) if request.orderby else []
+            key_cols = [cols[k] for k in entity_type.keys if cols.get(k) is not None]
+            if entity_type is ALTERNATIVE_PARTNER:
+                key_cols = [source.c.hexagency, source.c.hexscheme, source.c.hexid]
+            query = query.order_by(*order, *key_cols)
+            if request.top is not None:
+                query = query.limit(request.top)
+            if request.skip:
+                query = query.offset(request.skip)
+            names, found = await self._rows(query)
+            if entity_type is PARTNER:
+                rows = [{"Pid": r[0]} for r in found]
+            else:
+                rows = self._entities(entity_type, names, found)
         count = None
         if request.count:
             counter = select(func.count()).select_from(source)
             if where is not None:
                 counter = counter.where(where)
-            count = int((await self.conn.execute(counter)).scalar_one())
+            count = int((await self._rows(counter))[1][0][0])
         return Page(rows, count)
 
     async def partner_exists(self, pid: str) -> bool:
@@ -187,7 +272,7 @@ class Directory:
             for t in PARTNER_TABLES.values()
         ]
         for probe in probes:
-            if (await self.conn.execute(probe)).first() is not None:
+            if (await self._rows(probe))[1]:
                 return True
         return False
 
@@ -226,21 +311,23 @@ class Directory:
         if entity_set not in UPSERT_ON_POST:
             if entity_type is ALTERNATIVE_PARTNER:
                 await self._check_alternative_unique(entity)
-            await self._insert(table, entity_type, key, row)
+                await self._insert(table, entity_type, key, row)
+            else:
+                self._defer_insert(entity_set, entity_type, key, row)
             created = {name: row.get(column_name(name)) for name in entity_type.property_names}
             self._audit(entity_set, key, None, audit.snapshot(entity_set, created), actor)
             return created
         if entity_type is USER_CREDENTIAL_PARAMETER:
             row["password_enc"] = self.secretbox.encrypt(str(entity["Password"]))
         where = _key_where(table, entity_type, key)
-        existing = (await self.conn.execute(select(table).where(where))).first()
+        existing = (await self._execute(select(table).where(where))).first()
         before = None
         if existing is None:
             await self._insert(table, entity_type, key, row)
         else:
             if entity_type is CERTIFICATE_USER_MAPPING:
                 del row["created_by"], row["created_time"]
-            await self.conn.execute(update(table).where(where).values(**row))
+            await self._execute(update(table).where(where).values(**row))
             before = audit.snapshot(entity_set, self._row_to_entity(entity_type, existing))
         stored = await self.get(entity_set, key)
         after = audit.snapshot(entity_set, stored, password=self._password_change(entity, existing))
@@ -264,11 +351,24 @@ class Directory:
         old = self.secretbox.decrypt(existing._mapping["password_enc"])
         return audit.PASSWORD_CHANGED if old != entity["Password"] else None
 
+    def _defer_insert(
+        self,
+        entity_set: str,
+        entity_type: EntityType,
+        key: dict[str, object],
+        row: dict[str, object],
+    ) -> None:
+        waiting = self._pending.setdefault(entity_set, {})
+        stored = tuple(key[name] for name in entity_type.keys)
+        if stored in waiting:
+            raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists")
+        waiting[stored] = row
+
     async def _insert(
         self, table: Table, entity_type: EntityType, key: dict[str, object], row: dict[str, object]
     ) -> None:
         try:
-            await self.conn.execute(insert(table).values(**row))
+            await self._execute(insert(table).values(**row))
         except IntegrityError:
             raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists") from None
 
@@ -281,7 +381,7 @@ class Directory:
         )
         if exclude_key is not None:
             query = query.where(t.c.hexid != exclude_key["Hexid"])
-        other = (await self.conn.execute(query)).first()
+        other = (await self._execute(query)).first()
         if other is not None:
             raise Conflict(
                 f"Partner '{entity['Pid']}' already has the alternative ID '{other.id}' for "
@@ -307,9 +407,7 @@ class Directory:
         table = ENTITY_TABLES[entity_set]
         row = {column_name(k): v for k, v in changes.items()}
         row.update(last_modified_by=actor, last_modified_time=now())
-        await self.conn.execute(
-            update(table).where(_key_where(table, entity_type, key)).values(**row)
-        )
+        await self._execute(update(table).where(_key_where(table, entity_type, key)).values(**row))
         after = audit.snapshot(entity_set, {**current, **changes})
         self._audit(entity_set, key, audit.snapshot(entity_set, current), after, actor)
         self._record(entity_set, key, current.get("Pid"))
@@ -324,7 +422,7 @@ class Directory:
         key = self._normalize_key(entity_type, key)
         current = await self.get(entity_set, key)
         table = ENTITY_TABLES[entity_set]
-        await self.conn.execute(delete(table).where(_key_where(table, entity_type, key)))
+        await self._execute(delete(table).where(_key_where(table, entity_type, key)))
         self._audit(entity_set, key, audit.snapshot(entity_set, current), None, None)
         self._record(entity_set, key, current.get("Pid"))
 
@@ -343,12 +441,36 @@ class Directory:
         for name, table in PARTNER_TABLES.items():
             if name not in exclude:
                 entity_type = ENTITY_TYPES[name]
-                for row in await self.conn.execute(select(table).where(table.c.pid == pid)):
+                for row in await self._execute(select(table).where(table.c.pid == pid)):
                     gone = self._row_to_entity(entity_type, row)
                     key = {k: gone[k] for k in entity_type.keys}
                     self._audit(name, key, audit.snapshot(name, gone), None, None)
-                await self.conn.execute(delete(table).where(table.c.pid == pid))
+                await self._execute(delete(table).where(table.c.pid == pid))
         self._record("Partners", {"Pid": pid}, pid)
+
+
+class Reading(Directory):
+    """A unit of work that only reads, each statement in one trip (:mod:`.reads`)."""
+
+    def __init__(self, reads: Reads, secretbox: SecretBox, limits: rules.Limits) -> None:
+        super().__init__(None, secretbox, limits)  # type: ignore[arg-type]
+        self.reads = reads
+
+    async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
+        return await self.reads.rows(statement)
+
+    async def _rows_by_key(
+        self, entity_set: str, key: dict[str, object]
+    ) -> tuple[tuple[str, ...], list[Any]]:
+        return await self.reads.prepared(("key", entity_set), lambda: _by_key(entity_set), key)
+
+    @asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        yield  # every statement of :mod:`.reads` is bounded
+
+
+Unit = Directory
+"""What the API driver works on: one request's or one change set's unit of work."""
 
 
 def _certificate_mapping(values: dict[str, object]) -> dict[str, object]:
@@ -401,6 +523,7 @@ class DirectoryStore:
         self.listeners: list[Listener] = []
         self.before_read: list[Callable[[], Awaitable[None]]] = []
         """Run before every read: writers that buffer (the message log) catch up first."""
+        self.reads: Reads | None = open_reads(engine)
 
     @asynccontextmanager
     async def begin(
@@ -412,6 +535,7 @@ class DirectoryStore:
                 conn, self.secretbox, self.limits, actor=actor, audit=audit.Recorder(operation)
             )
             yield directory
+            await directory.flush()
             await directory.audit.write(conn, now())
             await publish(conn, directory.changes)
         if directory.changes:
@@ -431,9 +555,18 @@ class DirectoryStore:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Directory]:
+        """A unit of work that reads what is committed."""
         await self.catch_up()
+        if self.reads is not None:
+            yield Reading(self.reads, self.secretbox, self.limits)
+            return
         async with self.engine.connect() as conn:
             yield Directory(conn, self.secretbox, self.limits)
+
+    async def close(self) -> None:
+        if self.reads is not None:
+            reads, self.reads = self.reads, None
+            await reads.close()
 
     async def get(self, entity_set: str, key: dict[str, object], **kw: bool) -> dict[str, object]:
         async with self.read() as d:

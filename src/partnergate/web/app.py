@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -20,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from .. import logs, metrics
 from ..config import Settings
 from ..model.rules import Limits
+from ..odata.paths import request_target
 from ..runtime.directory import PartnerDirectory
 from ..runtime.engine import Engine
 from ..security.forwarded import TrustedProxies
@@ -50,6 +52,22 @@ log = logging.getLogger("partnergate.web")
 API_ROOT = "/api/v1"
 API_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
 WRITES = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
+
+
+class _AnyPath(Convertor[str]):
+    """Any rest of a path, line breaks included: an API path with ``%0A`` still reaches
+    the API and gets an OData error, not the router's plain-text 404."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", _AnyPath())
 
 
 def _odata_error(
@@ -83,7 +101,7 @@ async def api(request: Request) -> Response:
     headers = {k.lower(): v for k, v in request.headers.items()}
     as_json = odata_service.wants_json(headers, query)
 
-    raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+    raw_path = request_target(request.scope.get("raw_path", b"").split(b"?", 1)[0])
     api_path = raw_path[len(API_ROOT) :] if raw_path.startswith(API_ROOT) else ""
     method = request.method.upper()
     decision = await services.gate.api(
@@ -382,12 +400,13 @@ def create_app(settings: Settings) -> Gateway | AccessLog:
             services.message_log.close()
             services.runtime.directory.close()
             services.accounts.close()
+            await services.store.close()
             await services.store.engine.dispose()
 
     routes = [
         Route("/oauth/token", token, methods=["POST"]),
         Route(API_ROOT, counted_api(api), methods=API_METHODS),
-        Route(API_ROOT + "/{path:path}", counted_api(api), methods=API_METHODS),
+        Route(API_ROOT + "/{path:anypath}", counted_api(api), methods=API_METHODS),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),

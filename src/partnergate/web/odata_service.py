@@ -1,8 +1,8 @@
 """The OData V2 service at ``/api/v1``: resource paths, methods, paging, ``$batch``.
 
-Framework-free on purpose: a request is plain data (:class:`ODataRequest`) and the answer
-is an :class:`ODataResponse`, so a ``$batch`` part runs through exactly the same code as a
-request that arrives on its own.
+Framework-free on purpose: a request is plain data (``odata.requests.ODataRequest``) and
+the answer is an :class:`ODataResponse`, so a ``$batch`` part runs through exactly the
+same code as a request that arrives on its own.
 
 An answer tells the truth: a write runs in one transaction (its own, or its change set's)
 and the whole answer, body and headers, is made and checked before that transaction
@@ -12,10 +12,10 @@ commits. Whatever fails before then rolls the write back; a success is committed
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import quote, urlencode
 
 from ..model.entities import (
     AUDIT_ENTRY,
@@ -31,9 +31,8 @@ from ..model.entities import (
 )
 from ..model.errors import DirectoryError, NotSupported
 from ..model.rules import prepare_key
-from ..odata import atom, json_format, metadata
+from ..odata import atom, json_format, metadata, requests
 from ..odata.batch import (
-    BatchPart,
     BatchResponse,
     ChangeSet,
     parse_batch,
@@ -50,11 +49,12 @@ from ..odata.errors import (
 )
 from ..odata.filter import Compare, CompareOp, Literal, PropertyRef
 from ..odata.headers import check_fields
-from ..odata.paths import Resource, entity_set_name, parse_resource
+from ..odata.paths import Resource, entity_set_name
 from ..odata.query import QueryOptions, parse_query
+from ..odata.requests import ODataRequest, Target, wants_json
 from ..odata.values import entity_uri, uri_text
 from ..security.principals import PARTNER_DIRECTORY_CONFIGURATOR
-from ..store.directory import HONOURS_USER_OPTION, Directory, DirectoryStore, ListRequest
+from ..store.directory import HONOURS_USER_OPTION, DirectoryStore, ListRequest, Unit
 from ..store.messagelog import read_attachment, read_error_text
 from . import mpl_api
 from .downloads import download_headers
@@ -65,21 +65,7 @@ ATOM_FEED = "application/atom+xml;type=feed"
 XML = "application/xml"
 DSV = {"DataServiceVersion": "2.0"}
 
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
-
 log = logging.getLogger("partnergate.odata")
-
-
-@dataclass
-class ODataRequest:
-    method: str
-    path: str
-    """Resource path below the service root, still percent-encoded, e.g. ``StringParameters``."""
-    query: list[tuple[str, str]]
-    headers: Mapping[str, str]
-    """Lower-case names."""
-    body: bytes
-    actor: str
 
 
 @dataclass
@@ -96,30 +82,6 @@ class Settings:
     page_size: int = 1000
     binary_page_size: int = 30
     metadata_style: str = "flat"
-
-
-def wants_json(headers: Mapping[str, str], query: list[tuple[str, str]]) -> bool:
-    """Whether an error body is JSON. Never raises: with an unknown ``$format`` the error
-    (406) is written as ``Accept`` asks, so every refusal has an OData body."""
-    fmt = next((v for k, v in query if k == "$format"), None)
-    try:
-        return json_format.negotiate(headers.get("accept"), fmt) == "json"
-    except ODataError:
-        return json_format.negotiate(headers.get("accept"), None) == "json"
-
-
-def _negotiate(request: ODataRequest) -> bool:
-    """The body format the request asks for; 406 for a ``$format`` we do not offer."""
-    fmt = next((v for k, v in request.query if k == "$format"), None)
-    return json_format.negotiate(request.headers.get("accept"), fmt) == "json"
-
-
-def _method(request: ODataRequest) -> str:
-    """The method, after SAP's ``X-HTTP-Method`` tunnelling of a POST."""
-    tunnelled = request.headers.get("x-http-method", "").upper()
-    if request.method == "POST" and tunnelled in ("MERGE", "PATCH", "PUT", "DELETE"):
-        return tunnelled
-    return request.method
 
 
 def error_response(exc: ODataError | DirectoryError, as_json: bool) -> ODataResponse:
@@ -147,6 +109,9 @@ MONITORED = frozenset({"MessageProcessingLogs", "MessageProcessingLogAttachments
 MONITORED |= mpl_api.READ_ONLY
 READ_ONLY = MONITORED | {"AuditEntries"}
 
+Navigation = Callable[["ODataRequest", Resource, "Unit", bool], Awaitable["ODataResponse"]]
+"""Answers a resource below one entity (``MessageProcessingLogs('…')/Attachments``)."""
+
 MONITORING_ROLES = frozenset(
     {
         PARTNER_DIRECTORY_CONFIGURATOR,
@@ -167,54 +132,64 @@ def accepted_roles(path: str, method: str) -> frozenset[str]:
 
 
 class ODataService:
+    """A thin driver: parse (``odata``), one unit of work (``store``), serialise (``odata``).
+
+    Each request opens one unit of work, a read or a write transaction as its method asks;
+    a ``$batch`` change set opens one for all its operations. Below :meth:`_answer` the
+    code is the same for both and does not know which it serves.
+    """
+
     def __init__(self, store: DirectoryStore, settings: Settings, message_log: Any = None) -> None:
         self.store = store
         self.message_log = message_log
         self.settings = replace(settings, base_url=uri_text(settings.base_url))
         self.served = SERVED
+        self.navigation: dict[str, Navigation] = {
+            "error_information": self._error_information,
+            "attachments": self._attachments,
+            "attachment_value": self._attachment_value,
+        }
+        """Handlers of the resources below one entity, by ``odata.paths.NAVIGATION`` kind."""
 
     # -- entry point -------------------------------------------------------------------
 
-    async def handle(
-        self, request: ODataRequest, directory: Directory | None = None
-    ) -> ODataResponse:
-        """Answer one request; ``directory`` is the change set's transaction, if any.
+    async def handle(self, request: ODataRequest) -> ODataResponse:
+        """Answer one request, in a unit of work of its own.
 
-        A write outside a change set gets a transaction of its own, which commits only
-        if the answer is a success and could be made in full.
+        A write commits only if the answer is a success and could be made in full.
         """
-        as_json = wants_json(request.headers, request.query)
         try:
-            resource = parse_resource(request.path, self.served)
-            method = _method(request)
-            if directory is not None or method not in WRITE_METHODS or resource.kind == "batch":
-                return await self._answer(request, resource, method, directory)
-            async with self.store.begin(request.actor) as unit:
-                return await self._answer(request, resource, method, unit)
+            target = requests.target(request, self.served)
+            if target.resource.kind == "batch":
+                self._only(target.method, "POST")
+                requests.answers_json(request)  # a $format of its own we cannot give: 406
+                return await self._batch(request)
+            return await self._in_unit(request, target)
         except _Refused as refused:
             return refused.answer
         except (ODataError, DirectoryError) as exc:
-            return error_response(exc, as_json)
+            return _refusal(request, exc)
+
+    async def _in_unit(self, request: ODataRequest, target: Target) -> ODataResponse:
+        unit = self.store.begin(request.actor) if target.writes else self.store.read()
+        async with unit as directory:
+            return await self._answer(request, target, directory)
 
     async def _answer(
-        self, request: ODataRequest, resource: Resource, method: str, directory: Directory | None
+        self, request: ODataRequest, target: Target, directory: Unit
     ) -> ODataResponse:
         """The successful answer, checked to be sendable; a refusal raises."""
-        as_json = _negotiate(request)
-        answer = await self._handle(request, resource, method, directory, as_json)
+        as_json = requests.answers_json(request)
+        answer = await self._handle(request, target, directory, as_json)
         if answer.status >= 400:
             raise _Refused(answer)
         check_fields(answer.headers)
         return answer
 
     async def _handle(
-        self,
-        request: ODataRequest,
-        resource: Resource,
-        method: str,
-        directory: Directory | None,
-        as_json: bool,
+        self, request: ODataRequest, target: Target, directory: Unit, as_json: bool
     ) -> ODataResponse:
+        resource, method = target.resource, target.method
         if resource.kind == "service":
             self._only(method, "GET", "HEAD")
             return self._service_document(as_json)
@@ -224,22 +199,16 @@ class ODataService:
             body = metadata.metadata_document(types, self.settings.metadata_style)
             return ODataResponse(200, body, {"Content-Type": XML, **DSV})
         if resource.kind == "batch":
-            self._only(method, "POST")
-            if directory is not None:
-                raise BadRequest("A $batch cannot contain another $batch")
-            return await self._batch(request)
+            raise BadRequest("A $batch cannot contain another $batch")
         entity_type = resource.entity_type
         assert entity_type is not None
         if entity_type.entity_set in READ_ONLY and method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{entity_type.entity_set} is read-only")
         if mpl_api.handles(resource):
             return await mpl_api.answer(self, request, resource, method, as_json, directory)
-        if resource.kind == "error_information":
-            return await self._error_information(resource.key or {}, directory)
-        if resource.kind == "attachments":
-            return await self._attachments(request, resource.key or {}, directory, as_json)
-        if resource.kind == "attachment_value":
-            return await self._attachment_value(resource.key or {})
+        navigate = self.navigation.get(resource.kind)
+        if navigate is not None:
+            return await navigate(request, resource, directory, as_json)
         if resource.kind == "count":
             self._only(method, "GET", "HEAD")
             options = self._options(request, entity_type, collection=True)
@@ -297,7 +266,7 @@ class ODataService:
         self,
         entity_type: EntityType,
         options: QueryOptions,
-        directory: Directory | None,
+        directory: Unit,
         *,
         count_only: bool = False,
         limit: int | None = None,
@@ -314,10 +283,7 @@ class ODataService:
                 skip=offset,
                 count=options.inlinecount,
             )
-        if directory is not None:
-            page = await directory.list(entity_type.entity_set, req)
-        else:
-            page = await self.store.list(entity_type.entity_set, req)
+        page = await directory.list(entity_type.entity_set, req)
         if count_only:
             total = page.count or 0
             total = max(0, total - (options.skip or 0))
@@ -348,7 +314,7 @@ class ODataService:
         self,
         request: ODataRequest,
         entity_type: EntityType,
-        directory: Directory | None,
+        directory: Unit,
         as_json: bool,
     ) -> ODataResponse:
         options = self._options(request, entity_type, collection=True)
@@ -385,7 +351,7 @@ class ODataService:
         request: ODataRequest,
         entity_type: EntityType,
         key: dict[str, object],
-        directory: Directory | None,
+        directory: Unit,
         as_json: bool,
     ) -> ODataResponse:
         options = self._options(request, entity_type, collection=False)
@@ -395,37 +361,26 @@ class ODataService:
             if wanted is not None and wanted != "SHA256":
                 raise BadRequest("returnHashedPassword supports only the value SHA256")
             hashed = wanted == "SHA256"
-        if directory is not None:
-            entity = await directory.get(entity_type.entity_set, key, hashed_password=hashed)
-        else:
-            entity = await self.store.get(entity_type.entity_set, key, hashed_password=hashed)
+        entity = await directory.get(entity_type.entity_set, key, hashed_password=hashed)
         return self._entity_response(200, entity_type, entity, options.select, as_json)
 
     async def _error_information(
-        self, key: dict[str, object], directory: Directory | None
+        self, request: ODataRequest, resource: Resource, directory: Unit, as_json: bool
     ) -> ODataResponse:
         """``MessageProcessingLogs('<guid>')/ErrorInformation/$value``: the error as text."""
-        if directory is not None:
-            await directory.get("MessageProcessingLogs", key)
-        else:
-            await self.store.get("MessageProcessingLogs", key)
+        key = resource.key or {}
+        await directory.get("MessageProcessingLogs", key)
         text = await self.message_text(str(key["MessageGuid"]))
         return ODataResponse(
             200, text.encode(), {"Content-Type": "text/plain; charset=utf-8", **DSV}
         )
 
     async def _attachments(
-        self,
-        request: ODataRequest,
-        key: dict[str, object],
-        directory: Directory | None,
-        as_json: bool,
+        self, request: ODataRequest, resource: Resource, directory: Unit, as_json: bool
     ) -> ODataResponse:
         """``MessageProcessingLogs('<guid>')/Attachments``: that message's attachments."""
-        if directory is not None:
-            await directory.get("MessageProcessingLogs", key)
-        else:
-            await self.store.get("MessageProcessingLogs", key)
+        key = resource.key or {}
+        await directory.get("MessageProcessingLogs", key)
         guid = str(key["MessageGuid"]).replace("'", "''")
         query = [(k, v) for k, v in request.query if k != "$filter"]
         mine = f"MessageGuid eq '{guid}'"
@@ -436,13 +391,14 @@ class ODataService:
             narrowed, MESSAGE_PROCESSING_LOG_ATTACHMENT, directory, as_json
         )
 
-    async def _attachment_value(self, key: dict[str, object]) -> ODataResponse:
+    async def _attachment_value(
+        self, request: ODataRequest, resource: Resource, directory: Unit, as_json: bool
+    ) -> ODataResponse:
         """``MessageProcessingLogAttachments('<id>')/$value``: the bytes the flow kept.
 
         What a sender sent must not run in a browser that holds an admin's session: the
         bytes come as a download, never sniffed, in a sandbox."""
-        key = prepare_key(MESSAGE_PROCESSING_LOG_ATTACHMENT, key)
-        await self.store.catch_up()
+        key = prepare_key(MESSAGE_PROCESSING_LOG_ATTACHMENT, resource.key or {})
         found = await read_attachment(self.store.engine, str(key["Id"]))
         if found is None:
             raise NotFoundError(f"MessageProcessingLogAttachment (Id='{key['Id']}') does not exist")
@@ -491,7 +447,7 @@ class ODataService:
         self,
         request: ODataRequest,
         entity_type: EntityType,
-        directory: Directory | None,
+        directory: Unit,
         as_json: bool,
     ) -> ODataResponse:
         if entity_type is PARTNER:
@@ -499,7 +455,6 @@ class ODataService:
                 "Partners cannot be created directly: a partner exists as soon as one of "
                 "its entities (e.g. a string parameter or an authorized user) does"
             )
-        assert directory is not None, "a write runs in a transaction"
         options = self._options(request, entity_type, collection=False)
         values = self._parse_body(request, entity_type)
         actor = self._actor(request, entity_type, options)
@@ -514,7 +469,7 @@ class ODataService:
         request: ODataRequest,
         entity_type: EntityType,
         key: dict[str, object],
-        directory: Directory | None,
+        directory: Unit,
     ) -> ODataResponse:
         if entity_type in (USER_CREDENTIAL_PARAMETER, CERTIFICATE_USER_MAPPING):
             raise MethodNotAllowed(
@@ -523,7 +478,6 @@ class ODataService:
             )
         if entity_type is PARTNER:
             raise MethodNotAllowed("Partners cannot be updated; change their entities instead")
-        assert directory is not None, "a write runs in a transaction"
         options = self._options(request, entity_type, collection=False)
         values = self._parse_body(request, entity_type)
         actor = self._actor(request, entity_type, options)
@@ -535,9 +489,8 @@ class ODataService:
         request: ODataRequest,
         entity_type: EntityType,
         key: dict[str, object],
-        directory: Directory | None,
+        directory: Unit,
     ) -> ODataResponse:
-        assert directory is not None, "a write runs in a transaction"
         options = self._options(request, entity_type, collection=False)
         if entity_type is PARTNER:
             exclude = _exclude_option(options.custom.get("exclude"))
@@ -552,61 +505,50 @@ class ODataService:
         """SAP answers each part on its own: a query's refusal is that part's answer and
         leaves the change sets around it as they are."""
         parts = parse_batch(request.headers.get("content-type", ""), request.body)
+        base = self.settings.base_url
         chunks: list[bytes] = []
         for item in parts:
             if isinstance(item, ChangeSet):
-                chunks.append(await self._change_set(request, item))
+                operations = [requests.part_request(request, p, base) for p in item.parts]
+                chunks.append(await self._change_set(request, operations))
             else:
-                chunks.append(await self._query_part(self._part_request(request, item)))
+                chunks.append(await self._query_part(requests.part_request(request, item, base)))
         content_type, body = serialize_batch(chunks)
         return ODataResponse(202, body, {"Content-Type": content_type, **DSV})
 
     async def _query_part(self, request: ODataRequest) -> bytes:
+        """A query part: a request like any other, in a unit of work of its own."""
         try:
-            return serialize_item(_batch_response(await self.handle(request)))
+            target = requests.target(request, self.served)
+            answer = await self._in_unit(request, target)
+        except _Refused as refused:
+            answer = refused.answer
+        except (ODataError, DirectoryError) as exc:
+            answer = _refusal(request, exc)
         except Exception:
             log.exception("$batch: %s %s failed", request.method, request.path[:200])
             return serialize_item(_internal_error(request))
+        return serialize_item(_batch_response(answer, request))
 
-    def _part_request(self, outer: ODataRequest, part: BatchPart) -> ODataRequest:
-        url = part.url
-        root = self.settings.base_url
-        if url.startswith(root):
-            url = url[len(root) :]
-        elif url.startswith("/"):
-            marker = "/api/v1/"
-            if marker in url:
-                url = url.split(marker, 1)[1]
-        path, _, query = url.partition("?")
-        headers = {k.lower(): v for k, v in part.headers.items()}
-        return ODataRequest(
-            method=part.method.upper(),
-            path=path,
-            query=parse_qsl(query, keep_blank_values=True),
-            headers=headers,
-            body=part.body,
-            actor=outer.actor,
-        )
-
-    async def _change_set(self, outer: ODataRequest, change_set: ChangeSet) -> bytes:
-        """All of a change set's operations in one transaction, or none of them.
+    async def _change_set(self, outer: ODataRequest, operations: list[ODataRequest]) -> bytes:
+        """All of a change set's operations in one unit of work, or none of them.
 
         The answer is serialised before the commit: an operation refused, or an answer
         that cannot be written, leaves nothing behind and is the change set's answer.
         """
-        requests = [self._part_request(outer, part) for part in change_set.parts]
-        operations: list[tuple[ODataRequest, Resource]] = []
-        for req in requests:
+        targets: list[tuple[ODataRequest, Target]] = []
+        for req in operations:
             try:
-                operations.append((req, parse_resource(req.path, self.served)))
+                targets.append((req, requests.target(req, self.served)))
             except (ODataError, DirectoryError) as exc:
-                return serialize_item(_batch_response(_refusal(req, exc)))
+                return serialize_item(_batch_response(_refusal(req, exc), req))
         alone = [
-            res.entity_type.entity_set
-            for _, res in operations
-            if res.entity_type is not None and res.entity_type.entity_set in ALONE_IN_CHANGE_SET
+            t.resource.entity_type.entity_set
+            for _, t in targets
+            if t.resource.entity_type is not None
+            and t.resource.entity_type.entity_set in ALONE_IN_CHANGE_SET
         ]
-        if alone and len(operations) > 1:
+        if alone and len(targets) > 1:
             error = BadRequest(
                 f"A change set that contains a {alone[0]} request must contain only that one "
                 "request"
@@ -616,15 +558,15 @@ class ODataService:
         try:
             async with self.store.begin(outer.actor) as unit:
                 answers: list[BatchResponse] = []
-                for req, resource in operations:
+                for req, target in targets:
                     current = req
-                    answer = await self._answer(req, resource, _method(req), unit)
-                    answers.append(_batch_response(answer))
+                    answer = await self._answer(req, target, unit)
+                    answers.append(_batch_response(answer, req))
                 return serialize_item(answers)
         except _Refused as refused:
-            return serialize_item(_batch_response(refused.answer))
+            return serialize_item(_batch_response(refused.answer, current))
         except (ODataError, DirectoryError) as exc:
-            return serialize_item(_batch_response(_refusal(current, exc)))
+            return serialize_item(_batch_response(_refusal(current, exc), current))
         except Exception:
             log.exception("$batch: change set failed at %s %s", current.method, current.path[:200])
             return serialize_item(_internal_error(current))
@@ -649,11 +591,16 @@ def _refusal(request: ODataRequest, exc: ODataError | DirectoryError) -> ODataRe
 def _internal_error(request: ODataRequest) -> BatchResponse:
     """A part that failed on our side; the log holds the reason."""
     error = ODataError(500, "Internal Server Error", "The request failed; see the server log")
-    return _batch_response(error_response(error, wants_json(request.headers, request.query)))
+    return _batch_response(
+        error_response(error, wants_json(request.headers, request.query)), request
+    )
 
 
-def _batch_response(answer: ODataResponse) -> BatchResponse:
-    return BatchResponse(answer.status, answer.headers, answer.body)
+def _batch_response(answer: ODataResponse, request: ODataRequest | None = None) -> BatchResponse:
+    """A part's answer carries the part's ``Content-ID`` back, so clients that match
+    answers by it (SAP Cloud SDK, Olingo) find theirs ([MS-ODATA] §2.2.7.6.6)."""
+    content_id = request.content_id if request is not None else None
+    return BatchResponse(answer.status, answer.headers, answer.body, content_id)
 
 
 def _exclude_option(value: str | None) -> list[str]:
