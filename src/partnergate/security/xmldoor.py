@@ -77,9 +77,7 @@ def _too_deep() -> etree.XPath:
     """True when an element sits below level :data:`MAX_DEPTH`; evaluated inside libxml2."""
     check = getattr(_LOCAL, "too_deep", None)
     if check is None:
-        check = _LOCAL.too_deep = etree.XPath(
-            "boolean(/" + "/".join(["*"] * (MAX_DEPTH + 1)) + ")"
-        )
+        check = _LOCAL.too_deep = etree.XPath("boolean(/" + "/".join(["*"] * (MAX_DEPTH + 1)) + ")")
     return check
 
 

@@ -65,11 +65,11 @@ async def rename_partner(directory: Directory, old: str, new: str, actor: str) -
         entity_type = ENTITY_TYPES[name]
         rows = [
             directory._row_to_entity(entity_type, row)
-            for row in await directory.conn.execute(select(table).where(table.c.pid == old))
+            for row in await directory._execute(select(table).where(table.c.pid == old))
         ]
         if not rows:
             continue
-        await directory.conn.execute(
+        await directory._execute(
             update(table)
             .where(table.c.pid == old)
             .values(pid=new, last_modified_by=actor, last_modified_time=stamp)
@@ -94,7 +94,7 @@ async def _source_values(
     key = rules.prepare_key(entity_type, key)
     table = ENTITY_TABLES[entity_set]
     row = (
-        await directory.conn.execute(select(table).where(_key_where(table, entity_type, key)))
+        await directory._execute(select(table).where(_key_where(table, entity_type, key)))
     ).first()
     if row is None:
         raise NotFound(f"{entity_type.name} {audit.key_text(key)} does not exist")
@@ -139,7 +139,7 @@ async def copy_partner(directory: Directory, source: str, target: str, actor: st
     counts: dict[str, int] = {}
     skipped: dict[str, int] = {}
     for name, table in PARTNER_TABLES.items():
-        rows = (await directory.conn.execute(select(table).where(table.c.pid == source))).all()
+        rows = (await directory._execute(select(table).where(table.c.pid == source))).all()
         if not rows:
             continue
         if name not in COPIED_WITH_PARTNER:

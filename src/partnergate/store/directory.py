@@ -201,6 +201,10 @@ class Directory:
                     entity["Password"] = "SHA256." + hashlib.sha256(plain.encode()).hexdigest()
         return out
 
+    def _row_to_entity(self, entity_type: EntityType, row: Any) -> dict[str, object]:
+        """One SQLAlchemy row of ``select(table)`` as an entity (no password)."""
+        return self._entities(entity_type, tuple(row._mapping.keys()), [row])[0]
+
     async def get(
         self, entity_set: str, key: dict[str, object], *, hashed_password: bool = False
     ) -> dict[str, object]:
