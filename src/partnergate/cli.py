@@ -150,6 +150,11 @@ def main(ctx: click.Context, config: str | None, db: str | None) -> None:
     metavar="N",
     help="Open connections per listener, more are refused; default 'auto' (from ulimit -n).",
 )
+@click.option(
+    "--workers",
+    metavar="N",
+    help="Server processes sharing the listeners; default 'auto' (the CPUs it may use).",
+)
 def serve(
     obj: Context,
     config: str | None,
@@ -167,6 +172,7 @@ def serve(
     max_header_bytes: int | None,
     body_timeout: int | None,
     max_connections: str | None,
+    workers: str | None,
 ) -> None:
     """Run the server (applies pending database migrations first).
 
@@ -190,6 +196,7 @@ def serve(
         "max_header_bytes": max_header_bytes,
         "body_timeout": body_timeout,
         "max_connections": max_connections,
+        "workers": workers,
     }
     try:
         settings = load_settings(config or obj.config, overrides)

@@ -95,6 +95,15 @@ class Settings:
     """Seconds over which failed logins are counted."""
     password_checks_per_address: int = 16
     """Password checks one address may have waiting; more are refused (429) at once."""
+    workers: int | None = None
+    """Server processes sharing the listeners; None (``auto``): the CPUs this process may
+    use. 1 runs everything in one process."""
+    receiver_ca: str | None = None
+    """PEM bundle of CAs trusted for receivers' TLS certificates, beside the system's."""
+    keystores: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Client certificates for calls to receivers, by the name a flow's ``call`` step gives
+    as ``client-certificate``: ``{cert = FILE, key = FILE, password = TEXT}`` (PEM; without
+    ``key`` the key is read from ``cert``)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -123,6 +132,7 @@ _INT_FIELDS = {
     "login_failures_per_user",
     "login_failure_window",
     "password_checks_per_address",
+    "workers",
 }
 _FLOAT_FIELDS = {"query_time_limit"}
 _BOOL_FIELDS = {"csrf_for_bearer", "verify_forwarded_certs"}
@@ -131,8 +141,10 @@ _NAMES = {f.name for f in fields(Settings)} - {"extra"}
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name == "max_connections" and value == "auto":
+    if name in ("max_connections", "workers") and value == "auto":
         return None
+    if name == "keystores":
+        return _keystores(value)
     if name in _INT_FIELDS:
         try:
             number = int(value)
@@ -170,6 +182,20 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "http" and value in ("", "off", "none"):
         return None
     return value
+
+
+def _keystores(value: Any) -> dict[str, dict[str, str]]:
+    if not isinstance(value, Mapping):
+        raise ConfigError("setting 'keystores' must be a table of [keystores.NAME] tables")
+    found: dict[str, dict[str, str]] = {}
+    for name, entry in value.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("cert"), str):
+            raise ConfigError(f"keystore '{name}' needs cert = \"FILE\" (PEM)")
+        unknown = set(entry) - {"cert", "key", "password"}
+        if unknown:
+            raise ConfigError(f"keystore '{name}': unknown key {', '.join(sorted(unknown))}")
+        found[str(name)] = {k: str(v) for k, v in entry.items()}
+    return found
 
 
 def _apply(settings: Settings, values: Mapping[str, Any], source: str) -> Settings:

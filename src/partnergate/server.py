@@ -25,16 +25,19 @@ header deadline. The HTTP protocols keep the deadlines uvicorn does not keep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
 import signal
 import socket
 import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -800,6 +803,17 @@ class Server(uvicorn.Server):
         ]
         self._sighup = False
 
+    quiet_exit = False
+    """In a worker: end with status 0 after a stop by signal, where uvicorn raises the
+    signal again once it has stopped (the supervisor takes that 0 as a clean stop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            if self.quiet_exit:
+                self._captured_signals.clear()
+
     def on_reload(self, what: str, reload: Callable[[], None]) -> None:
         """Also run ``reload`` on SIGHUP; a ConfigError it raises is logged."""
         self.reloaders.append((what, reload))
@@ -884,10 +898,30 @@ def _reload_flows(app: ASGIApp) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM; SIGHUP reloads certificates."""
+    """Run until SIGINT or SIGTERM; SIGHUP reloads certificates and flows.
+
+    With ``workers`` above 1 this process binds the listeners, prepares the store and
+    supervises that many worker processes (:class:`Supervisor`); each runs the whole app.
+    """
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    workers = settings.workers or available_cpus()
+    if workers <= 1:
+        _serve_app(settings)
+        return
+    Supervisor(settings, workers).run()
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity), which may be fewer than exist."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _serve_app(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     app = create_app(settings)
     # what the app hands to client_certificate(); reloaded on SIGHUP with the listeners
     trust = getattr(app.state, "certificate_trust", None)
@@ -898,5 +932,147 @@ def serve(settings: Settings) -> None:
         server.on_reload("client CA bundle for forwarded certificates", trust.reload)
     if settings.flows:
         server.on_reload("flows", lambda: _reload_flows(app))
-    sockets = server.bind()
+    if sockets is None:
+        sockets = server.bind()
+    else:
+        server.quiet_exit = True
     server.run(sockets)  # uvicorn's loop choice: uvloop where installed
+
+
+# --- several processes ---------------------------------------------------------------------
+
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+RESTART_PAUSE = 1.0
+"""Seconds between the end of a worker that had run less than this and its replacement."""
+
+
+async def _prepare(settings: Settings) -> None:
+    """What must happen once, before any worker starts: migrations, the credential key."""
+    from .security.secretbox import SecretBox
+    from .store import database
+
+    engine = database.create_engine(settings.db)
+    try:
+        await database.upgrade(engine)
+    finally:
+        await engine.dispose()
+    SecretBox.from_key_file(Path(settings.credential_key_file))
+
+
+class Supervisor:
+    """Pre-fork: the listening sockets are bound here and shared by ``count`` forked
+    workers, each with its own event loop, store connections, caches, receiver clients
+    and Saxon workers (all made after the fork, in the app's lifespan).
+
+    The kernel hands each new connection to one worker that waits in ``accept``. SIGHUP
+    is passed to every worker (each reloads flows and TLS files); SIGTERM and SIGINT stop
+    them all, each finishing its messages in flight and writing its message log; a worker
+    that ends otherwise is replaced. A worker that cannot start stops the whole server.
+    """
+
+    def __init__(self, settings: Settings, count: int) -> None:
+        self.settings = settings
+        self.count = count
+        self.workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
+        self.stopping = False
+        self.failed = False
+
+    def run(self) -> None:
+        found = listeners(self.settings)  # a bad certificate or key is reported here
+        sockets: list[socket.socket] = []
+        try:
+            for item in found:
+                sockets.append(_bind(item))
+            asyncio.run(_prepare(self.settings))
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+            try:
+                for index in range(self.count):
+                    self._spawn(index, sockets, old_mask)
+                self._supervise(sockets, old_mask)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        finally:
+            for sock in sockets:
+                sock.close()
+        if self.failed:
+            raise SystemExit(STARTUP_FAILURE)
+
+    def _spawn(self, index: int, sockets: list[socket.socket], old_mask: set[int]) -> None:
+        pid = os.fork()
+        if pid:
+            self.workers[pid] = (index, time.monotonic())
+            return
+        code = 1
+        try:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            _worker_index(index)
+            _serve_app(self.settings, sockets)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            log.exception("worker %d failed", index)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _supervise(self, sockets: list[socket.socket], old_mask: set[int]) -> None:
+        log.info("%d workers, pids %s", self.count, " ".join(map(str, self.workers)))
+        while self.workers:
+            info = signal.sigtimedwait(_SIGNALS, 1.0)
+            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                if not self.stopping:
+                    log.info("stopping %d workers", len(self.workers))
+                self._stop()
+            elif info is not None and info.si_signo == signal.SIGHUP:
+                self._tell(signal.SIGHUP)
+            for index in self._reap():
+                if not self.stopping:
+                    self._spawn(index, sockets, old_mask)
+
+    def _reap(self) -> list[int]:
+        """Collect ended workers; the indexes of those to replace."""
+        replace = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return replace
+            if pid == 0:
+                return replace
+            index, started = self.workers.pop(pid, (None, 0.0))
+            if index is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if self.stopping:
+                if code != 0:
+                    log.warning("worker %d (pid %d) ended with %s", index, pid, code)
+                continue
+            if code == STARTUP_FAILURE:
+                log.error("worker %d (pid %d) could not start; stopping", index, pid)
+                self.failed = True
+                self._stop()
+                continue
+            log.error("worker %d (pid %d) ended with %s; starting another", index, pid, code)
+            if time.monotonic() - started < RESTART_PAUSE:
+                time.sleep(RESTART_PAUSE)
+            replace.append(index)
+
+    def _stop(self) -> None:
+        self.stopping = True
+        self._tell(signal.SIGTERM)
+
+    def _tell(self, signum: int) -> None:
+        for pid in list(self.workers):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+def _worker_index(index: int) -> None:
+    from .web import app
+
+    app.WORKER["index"] = index

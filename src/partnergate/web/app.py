@@ -19,8 +19,10 @@ from starlette.types import Receive, Scope, Send
 
 from ..config import Settings
 from ..model.rules import Limits
+from ..runtime.changes import IDENTITY_SETS, Changes
 from ..runtime.directory import PartnerDirectory
 from ..runtime.engine import Engine
+from ..runtime.receivers import ClientKeystore, ReceiverPool
 from ..security.forwarded import TrustedProxies
 from ..security.gate import Allowed, Gate, Policy, Refused
 from ..security.password_checks import PasswordChecks
@@ -30,7 +32,7 @@ from ..security.throttle import Limits as LoginLimits
 from ..security.throttle import LoginThrottle
 from ..store import database
 from ..store.accounts import AccountCache, Clients, Users, server_key
-from ..store.changes import ChangeListener
+from ..store.changes import ChangeListener, SqliteChangeLog
 from ..store.directory import DirectoryStore
 from ..store.messagelog import StoreMessageLog
 from ..store.reader import StoreReader
@@ -201,8 +203,23 @@ def _oauth_error(
     return JSONResponse({"error": error, "error_description": description}, status, headers)
 
 
+WORKER: dict[str, int] = {}
+"""Which of ``serve``'s worker processes this is (``index``), when there are several."""
+
+
 async def health(request: Request) -> Response:
+    if "index" in WORKER:
+        return JSONResponse({"status": "ok", "worker": WORKER["index"]})
     return JSONResponse({"status": "ok"})
+
+
+def receiver_pool(settings: Settings) -> ReceiverPool:
+    """The receiver adapter's clients, with the keystores and CAs the settings name."""
+    keystores = {
+        name: ClientKeystore(entry["cert"], entry.get("key"), entry.get("password"))
+        for name, entry in settings.keystores.items()
+    }
+    return ReceiverPool(keystores=keystores, ca_file=settings.receiver_ca)
 
 
 async def build_services(settings: Settings) -> Services:
@@ -217,7 +234,16 @@ async def build_services(settings: Settings) -> Services:
     token_key = await server_key(engine, "oauth-token-signing")
     session_key = await server_key(engine, "session")
     reader = StoreReader(store)
+    changes = Changes()
     directory = PartnerDirectory(reader, files_dir=Path(settings.data_dir) / "pd-files")
+    directory.follow(changes)
+    accounts.changes = changes
+    changes.subscribe(accounts.invalidate, accounts.clear)
+    path = database.sqlite_file(engine)
+    if path is not None:
+        changes.add_source(SqliteChangeLog(path))
+    senders = Senders(reader, directory)
+    changes.subscribe(senders.apply, senders.forget_certificates)
     checks = PasswordChecks(per_source=settings.password_checks_per_address)
     await checks.prepare()
     gate = Gate(
@@ -226,7 +252,7 @@ async def build_services(settings: Settings) -> Services:
         sessions,
         token_key,
         session_key,
-        senders=Senders(reader, directory),
+        senders=senders,
         policy=Policy(
             token_lifetime=settings.token_lifetime,
             session_lifetime=settings.session_lifetime,
@@ -243,7 +269,7 @@ async def build_services(settings: Settings) -> Services:
             )
         ),
         checks=checks,
-        version=accounts.version,
+        version=lambda: changes.stamp(IDENTITY_SETS),
     )
     message_log = StoreMessageLog(engine)
     store.before_read.append(message_log.flush)
@@ -252,15 +278,19 @@ async def build_services(settings: Settings) -> Services:
         Engine(
             directory,
             message_log=message_log,
+            receivers=receiver_pool(settings),
             step_time_limit=settings.step_time_limit,
             xslt_workers=settings.xslt_workers,
         ),
         directory,
         gate,
         settings.max_body_bytes,
+        changes,
     )
-    store.listeners.append(runtime.invalidate)
-    return Services(settings, store, users, clients, accounts, sessions, gate, runtime, message_log)
+    store.listeners.append(changes.publish)
+    return Services(
+        settings, store, users, clients, accounts, sessions, gate, runtime, message_log, changes
+    )
 
 
 def _client_certificate(request: Request) -> ClientCertResult:
@@ -276,6 +306,7 @@ async def flow_endpoint(request: Request) -> Response:
 async def whoami(request: Request) -> Response:
     """Who the caller's credentials make it, as a flow would see it, and why."""
     services: Services = request.app.state.services
+    services.changes.catch_up()
     decision = await services.gate.sender(facts(request, _client_certificate(request)), None)
     if isinstance(decision, Refused):
         body = {"authenticated": False, "reason": decision.public_reason}
@@ -345,8 +376,8 @@ def create_app(settings: Settings) -> Gateway:
             asyncio.create_task(_housekeeping(services)),
         ]
         if services.store.engine.dialect.name == "postgresql":
-            listener = ChangeListener(settings.db, services.invalidate, services.forget_everything)
-            services.accounts.live = listener.ready.is_set
+            listener = ChangeListener(settings.db, services.changes.publish, services.changes.gap)
+            services.accounts.live = services.changes.live = listener.ready.is_set
             tasks.append(asyncio.create_task(listener.run()))
         try:
             yield
@@ -359,6 +390,7 @@ def create_app(settings: Settings) -> Gateway:
             services.message_log.close()
             services.runtime.directory.close()
             services.accounts.close()
+            services.changes.close()
             await services.store.engine.dispose()
 
     routes = [
