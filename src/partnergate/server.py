@@ -51,6 +51,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .config import ConfigError, Settings
 from .security.certificates import CertificateError, der_bytes, load_certificates
+from .store.siblings import FLUSH_SIGNAL, Siblings
 from .web.app import create_app
 from .web.client_cert import CertificateTrust
 
@@ -974,6 +975,7 @@ class Supervisor:
         self.settings = settings
         self.count = count
         self.workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
+        self.siblings = Siblings(count)
         self.stopping = False
         self.failed = False
 
@@ -1005,8 +1007,9 @@ class Supervisor:
         code = 1
         try:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(FLUSH_SIGNAL, signal.SIG_IGN)  # until the app listens for it
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-            _worker_index(index)
+            self.siblings.attach(index)
             _serve_app(self.settings, sockets)
             code = 0
         except SystemExit as exc:
@@ -1045,6 +1048,7 @@ class Supervisor:
             index, started = self.workers.pop(pid, (None, 0.0))
             if index is None:
                 continue
+            self.siblings.clear(index)
             code = os.waitstatus_to_exitcode(status)
             if self.stopping:
                 if code != 0:
@@ -1070,9 +1074,3 @@ class Supervisor:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
-
-
-def _worker_index(index: int) -> None:
-    from .web import app
-
-    app.WORKER["index"] = index

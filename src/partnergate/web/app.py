@@ -37,6 +37,7 @@ from ..store.directory import DirectoryStore
 from ..store.messagelog import StoreMessageLog
 from ..store.reader import StoreReader
 from ..store.sessions import Sessions
+from ..store.siblings import current as current_siblings
 from . import odata_service
 from .auth import facts, refusal_headers, set_session_cookie
 from .bodies import BodyTooLarge, read_body
@@ -203,13 +204,11 @@ def _oauth_error(
     return JSONResponse({"error": error, "error_description": description}, status, headers)
 
 
-WORKER: dict[str, int] = {}
-"""Which of ``serve``'s worker processes this is (``index``), when there are several."""
-
-
 async def health(request: Request) -> Response:
-    if "index" in WORKER:
-        return JSONResponse({"status": "ok", "worker": WORKER["index"]})
+    """Up; with several workers also which one answered (a number from 0)."""
+    siblings = current_siblings()
+    if siblings is not None:
+        return JSONResponse({"status": "ok", "worker": siblings.index})
     return JSONResponse({"status": "ok"})
 
 
@@ -272,7 +271,8 @@ async def build_services(settings: Settings) -> Services:
         version=lambda: changes.stamp(IDENTITY_SETS),
     )
     message_log = StoreMessageLog(engine)
-    store.before_read.append(message_log.flush)
+    message_log.siblings = current_siblings()
+    store.before_read.append(message_log.flush_everywhere)
     runtime = Runtime(
         Deployment(settings.flows),
         Engine(
@@ -371,6 +371,8 @@ def create_app(settings: Settings) -> Gateway:
         if getattr(app.state, "certificate_trust", None) is None:
             app.state.certificate_trust = CertificateTrust.from_settings(settings)
         log_writer = asyncio.create_task(services.message_log.run())
+        if services.message_log.siblings is not None:
+            services.message_log.siblings.listen(services.message_log.flush)
         tasks = [
             asyncio.create_task(services.runtime.deployment.watch()),
             asyncio.create_task(_housekeeping(services)),
