@@ -976,6 +976,7 @@ class Supervisor:
         self.count = count
         self.workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
         self.siblings = Siblings(count)
+        self.pid = os.getpid()
         self.stopping = False
         self.failed = False
 
@@ -1006,6 +1007,9 @@ class Supervisor:
             return
         code = 1
         try:
+            _end_with_parent(signal.SIGKILL)
+            if os.getppid() != self.pid:  # the supervisor ended before the line above
+                os._exit(1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(FLUSH_SIGNAL, signal.SIG_IGN)  # until the app listens for it
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
@@ -1074,3 +1078,15 @@ class Supervisor:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+
+
+def _end_with_parent(signum: int) -> None:
+    """Have the kernel send ``signum`` to this process when its parent ends: a worker
+    does not outlive a supervisor that was killed (Linux ``PR_SET_PDEATHSIG``)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signum, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
