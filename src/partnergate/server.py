@@ -52,6 +52,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .config import ConfigError, Settings
 from .security.certificates import CertificateError, der_bytes, load_certificates
 from .store.siblings import FLUSH_SIGNAL, Siblings
+from .store.siblings import current as current_siblings
 from .web.app import create_app
 from .web.client_cert import CertificateTrust
 
@@ -880,6 +881,9 @@ class Server(uvicorn.Server):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
             self._sighup = True
         self.started = True
+        siblings = current_siblings()
+        if siblings is not None:
+            siblings.serving()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self._sighup:
@@ -981,7 +985,9 @@ class Supervisor:
         self.failed = False
 
     def run(self) -> None:
-        found = listeners(self.settings)  # a bad certificate or key is reported here
+        # what a worker would refuse at its start is reported here, once, in one line
+        found = listeners(self.settings)
+        CertificateTrust.from_settings(self.settings)
         sockets: list[socket.socket] = []
         try:
             for item in found:
@@ -1052,14 +1058,15 @@ class Supervisor:
             index, started = self.workers.pop(pid, (None, 0.0))
             if index is None:
                 continue
+            served = self.siblings.has_served(index)
             self.siblings.clear(index)
             code = os.waitstatus_to_exitcode(status)
             if self.stopping:
                 if code != 0:
                     log.warning("worker %d (pid %d) ended with %s", index, pid, code)
                 continue
-            if code == STARTUP_FAILURE:
-                log.error("worker %d (pid %d) could not start; stopping", index, pid)
+            if code == STARTUP_FAILURE or not served:
+                log.error("worker %d (pid %d) could not start (%s); stopping", index, pid, code)
                 self.failed = True
                 self._stop()
                 continue

@@ -1,6 +1,6 @@
 """``serve --workers 2``: two processes share the listeners and behave as one server.
 
-Which worker answers is told by ``/health`` (``worker``: 0 or 1); a kept-alive
+Which worker answers is told by ``/health`` (header ``Partnergate-Worker``: 0 or 1); a kept-alive
 connection stays with the worker that accepted it, so a test holds one client per worker.
 """
 
@@ -72,7 +72,7 @@ def pinned(url: str, **kw: object) -> dict[int, httpx.Client]:
     spare: list[httpx.Client] = []
     for _ in range(200):
         client = httpx.Client(base_url=url, timeout=30, **kw)  # type: ignore[arg-type]
-        index = client.get("/health").json()["worker"]
+        index = int(client.get("/health").headers["partnergate-worker"])
         if index in found:
             spare.append(client)
         else:
@@ -88,7 +88,7 @@ def pinned(url: str, **kw: object) -> dict[int, httpx.Client]:
 def pinned_api(server: Server, worker: int) -> Api:
     for _ in range(200):
         api = Api(server)
-        if api.get(server.url + "/health").json()["worker"] == worker:
+        if api.get(server.url + "/health").headers["partnergate-worker"] == str(worker):
             return api
         api.close()
     raise AssertionError(f"no connection reached worker {worker}")

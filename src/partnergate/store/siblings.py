@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("partnergate.store")
 
-_SLOT = struct.Struct("=qqqq")  # pid, entries waiting (0/1), batches started, batches written
+_SLOT = struct.Struct("=qqqqq")
+"""pid, entries waiting (0/1), batches started, batches written, serving (0/1)"""
 WAIT_SECONDS = 2.0
 """How long a read waits for a sibling's log at most (a stuck sibling delays no more)."""
 FLUSH_SIGNAL = signal.SIGUSR1
@@ -43,14 +44,22 @@ class Siblings:
         """In the worker ``index``, after the fork: this is us."""
         global _current
         self.index = index
-        _SLOT.pack_into(self._page, _SLOT.size * index, os.getpid(), 0, 0, 0)
+        _SLOT.pack_into(self._page, _SLOT.size * index, os.getpid(), 0, 0, 0, 0)
         _current = self
 
     def clear(self, index: int) -> None:
         """In the supervisor: worker ``index`` has ended."""
-        _SLOT.pack_into(self._page, _SLOT.size * index, 0, 0, 0, 0)
+        _SLOT.pack_into(self._page, _SLOT.size * index, 0, 0, 0, 0, 0)
 
-    def _slot(self, index: int) -> tuple[int, int, int, int]:
+    def serving(self) -> None:
+        """This worker has started and listens."""
+        self._set(4, 1)
+
+    def has_served(self, index: int) -> bool:
+        """In the supervisor: whether worker ``index`` got as far as listening."""
+        return bool(self._slot(index)[4])
+
+    def _slot(self, index: int) -> tuple[int, int, int, int, int]:
         return _SLOT.unpack_from(self._page, _SLOT.size * index)  # type: ignore[return-value]
 
     def _set(self, field: int, value: int) -> None:
@@ -66,7 +75,7 @@ class Siblings:
         self._set(2, self._slot(self.index)[2] + 1)  # type: ignore[arg-type]
 
     def batch_written(self) -> None:
-        pid, _, started, _ = self._slot(self.index)  # type: ignore[arg-type]
+        _, _, started, _, _ = self._slot(self.index)  # type: ignore[arg-type]
         self._set(3, started)
 
     # -- reading the others' ---------------------------------------------------------------
@@ -77,7 +86,7 @@ class Siblings:
         for index in range(self.count):
             if index == self.index:
                 continue
-            pid, waiting, started, _ = self._slot(index)
+            pid, waiting, started, _, _ = self._slot(index)
             if not waiting or pid <= 0:
                 continue
             try:
@@ -88,7 +97,7 @@ class Siblings:
         deadline = time.monotonic() + WAIT_SECONDS
         for index, started in marks:
             while True:
-                pid, waiting, _, written = self._slot(index)
+                pid, waiting, _, written, _ = self._slot(index)
                 if not waiting or written > started:
                     break
                 if time.monotonic() > deadline:

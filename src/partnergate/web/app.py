@@ -205,10 +205,10 @@ def _oauth_error(
 
 
 async def health(request: Request) -> Response:
-    """Up; with several workers also which one answered (a number from 0)."""
+    """Up; with several workers also which one answered (a number from 0), in a header."""
     siblings = current_siblings()
     if siblings is not None:
-        return JSONResponse({"status": "ok", "worker": siblings.index})
+        return JSONResponse({"status": "ok"}, headers={"Partnergate-Worker": str(siblings.index)})
     return JSONResponse({"status": "ok"})
 
 
