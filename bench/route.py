@@ -15,6 +15,11 @@ machine weighs on every side as evenly as it can.
 nginx's ``proxy_pass`` (where nginx is installed) and the receiver called directly show
 what any proxy could do on this machine.
 
+partnergate runs twice over the same store: with one worker process (the rows above the
+2-worker row) and with ``--workers 2``, whose Basic row is divided by the one-worker
+Basic row of the same round. Its server CPU counts both workers; the report also says
+how much of the machine the receiver and wrk took meanwhile, since all share the cores.
+
 The receiver is a minimal Starlette app too, not partnergate's ``/cxf/receiver_2`` flow:
 that flow would run in the same event loop as the sender flow under measurement, so
 partnergate would pay for every message twice and the pass-through would mostly measure
@@ -40,6 +45,7 @@ import asyncio
 import base64
 import os
 import re
+import resource
 import secrets
 import shutil
 import ssl
@@ -83,6 +89,9 @@ UPSTREAM_CONNECTIONS = 100
 WRK, AIOHTTP = "wrk", "aiohttp"
 BASIC, BEARER = "partnergate, Basic", "partnergate, OAuth bearer"
 CERTIFICATE = "partnergate, client certificate"
+BASIC_WORKERS = "partnergate, Basic, 2 workers"
+WORKERS_TARGET = 1.6
+"""The issue's target: two workers on two cores, at least this times one worker's msgs/s."""
 PASSTHROUGH = "pass-through (Starlette + aiohttp)"
 PASSTHROUGH_REQWEST = "pass-through (Starlette + pyreqwest)"
 FORWARDERS = ("aiohttp", "pyreqwest")
@@ -274,6 +283,8 @@ class Scenario:
     """The ``Authorization`` header with a token of Sender_OAUTH's client."""
     client_tls: ssl.SSLContext
     """Trusts partnergate's CA and presents Sender_CERT's certificate."""
+    two_workers: Service
+    """The same partnergate, store and settings, with ``--workers 2``."""
 
 
 def seed_environment(work: Path, http: str, https: str) -> tuple[dict[str, str], Path, Path]:
@@ -376,8 +387,19 @@ def start_partnergate(
         env[f"PARTNERGATE_{name.strip().upper()}"] = value
     words = add_accounts(env)
     argv = [sys.executable, "-m", "partnergate", "serve"]
+    env["PARTNERGATE_WORKERS"] = "1"
     server = start_service(stack, "partnergate", argv, port=port, log_dir=work, env=env)
     configure(server, receiver, words, cert)
+    two_port = free_port()
+    two_env = {
+        **env,
+        "PARTNERGATE_WORKERS": "2",
+        "PARTNERGATE_HTTP": f"{LOOPBACK}:{two_port}",
+        "PARTNERGATE_HTTPS": f"{LOOPBACK}:{free_port()}",
+    }
+    two_workers = start_service(
+        stack, "partnergate-2-workers", argv, port=two_port, log_dir=work, env=two_env
+    )
     issued = httpx.post(
         server.url + "/oauth/token",
         data={"grant_type": "client_credentials"},
@@ -394,6 +416,7 @@ def start_partnergate(
         basic="Basic " + basic.decode(),
         bearer="Bearer " + issued.json()["access_token"],
         client_tls=client_tls,
+        two_workers=two_workers,
     )
 
 
@@ -414,6 +437,8 @@ class Target:
     tls: ssl.SSLContext | None = None
     baseline: bool = False
     """The pass-through that the rows of the same client are divided by."""
+    beside: Service | None = None
+    """Another process whose CPU time during the row is reported (the receiver)."""
 
     def request_headers(self) -> dict[str, str]:
         return {"Content-Type": XML, **self.headers}
@@ -437,6 +462,10 @@ class Measurement:
     p50_ms: float
     p99_ms: float
     cpu_seconds: float | None
+    beside_cpu_seconds: float | None = None
+    """CPU time of the target's ``beside`` process during the row."""
+    client_cpu_seconds: float | None = None
+    """CPU time of wrk during the row."""
 
     @property
     def rate(self) -> float:
@@ -534,8 +563,13 @@ def wrk_run(
         "--duration", f"{duration}s", "--timeout", "30s", "--script", str(script), target.url,
     ]  # fmt: skip
     cpu_before = tree_cpu_seconds(target.service.process.pid)
+    beside_before = tree_cpu_seconds(target.beside.process.pid) if target.beside else None
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     cpu_after = tree_cpu_seconds(target.service.process.pid)
+    beside_after = tree_cpu_seconds(target.beside.process.pid) if target.beside else None
+    wrk_rusage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (wrk_rusage.ru_utime + wrk_rusage.ru_stime) - (children.ru_utime + children.ru_stime)
     found = re.search(r"^RESULT (.+)$", done.stdout, re.MULTILINE)
     if done.returncode != 0 or found is None:
         raise LoadFailed(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
@@ -549,7 +583,8 @@ def wrk_run(
             f"{target.service.log_tail()}"
         )
     cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
-    return Measurement(requests, elapsed, p50 / 1000, p99 / 1000, cpu)
+    beside = None if beside_before is None or beside_after is None else beside_after - beside_before
+    return Measurement(requests, elapsed, p50 / 1000, p99 / 1000, cpu, beside, wrk_cpu)
 
 
 async def aiohttp_run(target: Target, bounds: Bounds) -> Measurement:
@@ -658,10 +693,25 @@ def targets(
         Target(PASSTHROUGH, client, passthrough, forward, greeting(""), baseline=True),
         Target(PASSTHROUGH_REQWEST, client, reqwest_passthrough, reqwest_forward, greeting("")),
         Target(
-            BASIC, client, pg, flow, greeting("Sender_BASIC"), {"Authorization": scenario.basic}
+            BASIC,
+            client,
+            pg,
+            flow,
+            greeting("Sender_BASIC"),
+            {"Authorization": scenario.basic},
+            beside=receiver,
         ),
         Target(
             BEARER, client, pg, flow, greeting("Sender_OAUTH"), {"Authorization": scenario.bearer}
+        ),
+        Target(
+            BASIC_WORKERS,
+            client,
+            scenario.two_workers,
+            scenario.two_workers.url + SEND,
+            greeting("Sender_BASIC"),
+            {"Authorization": scenario.basic},
+            beside=receiver,
         ),
     ]
     if client != AIOHTTP:
@@ -732,9 +782,38 @@ def report(
     if len(goal) == 2:
         verdict = "met" if min(goal) >= TARGET_RATIO else "not met"
         text += f"\n\nTarget ≥ {TARGET_RATIO} of the pass-through with Basic and bearer: {verdict}."
+    text += workers_verdict(rows, results)
     for i, why in problems.items():
         text += f"\n{rows[i].label} ({rows[i].client}) not measured: {why}"
     return text
+
+
+def workers_verdict(rows: Sequence[Target], results: Mapping[int, Measurement]) -> str:
+    """Two workers against one, Basic, same run; and what else took the cores meanwhile."""
+    one = next((results[i] for i, t in enumerate(rows) if t.label == BASIC and i in results), None)
+    two = next(
+        (results[i] for i, t in enumerate(rows) if t.label == BASIC_WORKERS and i in results), None
+    )
+    if one is None or two is None or not one.rate:
+        return ""
+    ratio = two.rate / one.rate
+    verdict = "met" if ratio >= WORKERS_TARGET else "not met"
+    text = (
+        f"\n\n2 workers ÷ 1 worker, Basic: {ratio:.2f}× the msgs/s "
+        f"(target ≥ {WORKERS_TARGET}: {verdict})"
+    )
+    for label, found in (("1 worker", one), ("2 workers", two)):
+        shares = [
+            f"partnergate {_share(found.cpu_seconds, found.seconds)}",
+            f"the receiver {_share(found.beside_cpu_seconds, found.seconds)}",
+            f"wrk {_share(found.client_cpu_seconds, found.seconds)}",
+        ]
+        text += f"\n  {label}: cores busy with " + ", ".join(shares)
+    return text
+
+
+def _share(cpu: float | None, seconds: float) -> str:
+    return "—" if cpu is None or not seconds else f"{cpu / seconds:.2f}"
 
 
 def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> tuple[str, bool]:

@@ -156,6 +156,11 @@ def main(ctx: click.Context, config: str | None, db: str | None) -> None:
     type=click.Choice(["text", "json"]),
     help="Server log lines as text (default) or one JSON object per line.",
 )
+@click.option(
+    "--workers",
+    metavar="N",
+    help="Server processes sharing the listeners; default 'auto' (the CPUs it may use).",
+)
 def serve(
     obj: Context,
     config: str | None,
@@ -174,6 +179,7 @@ def serve(
     body_timeout: int | None,
     max_connections: str | None,
     log_format: str | None,
+    workers: str | None,
 ) -> None:
     """Run the server (applies pending database migrations first).
 
@@ -198,6 +204,7 @@ def serve(
         "body_timeout": body_timeout,
         "max_connections": max_connections,
         "log_format": log_format,
+        "workers": workers,
     }
     try:
         settings = load_settings(config or obj.config, overrides)

@@ -118,6 +118,15 @@ class Settings:
     """Bytes of traces kept at most, over all messages; beyond, the oldest go first."""
     trace_max_body: int = 256 * 1024
     """Bytes of a body one traced step keeps, before and after it."""
+    workers: int | None = None
+    """Server processes sharing the listeners; None (``auto``): the CPUs this process may
+    use. 1 runs everything in one process."""
+    receiver_ca: str | None = None
+    """PEM bundle of CAs trusted for receivers' TLS certificates, beside the system's."""
+    keystores: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Client certificates for calls to receivers, by the name a flow's ``call`` step gives
+    as ``client-certificate``: ``{cert = FILE, key = FILE, password = TEXT}`` (PEM; without
+    ``key`` the key is read from ``cert``)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -151,6 +160,7 @@ _INT_FIELDS = {
     "password_checks_per_address",
     "history_days",
     "history_max_entries",
+    "workers",
 }
 _ZERO_OK = {"drain_seconds"}
 _FLOAT_FIELDS = {"query_time_limit"}
@@ -160,7 +170,7 @@ _NAMES = {f.name for f in fields(Settings)} - {"extra"}
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name == "max_connections" and value == "auto":
+    if name in ("max_connections", "workers") and value == "auto":
         return None
     if name in _ZERO_OK:
         try:
@@ -170,6 +180,8 @@ def _coerce(name: str, value: Any) -> Any:
         if number < 0:
             raise ConfigError(f"setting '{name}' must not be negative, got {number}")
         return number
+    if name == "keystores":
+        return _keystores(value)
     if name in _INT_FIELDS:
         try:
             number = int(value)
@@ -211,6 +223,20 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "http" and value in ("", "off", "none"):
         return None
     return value
+
+
+def _keystores(value: Any) -> dict[str, dict[str, str]]:
+    if not isinstance(value, Mapping):
+        raise ConfigError("setting 'keystores' must be a table of [keystores.NAME] tables")
+    found: dict[str, dict[str, str]] = {}
+    for name, entry in value.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("cert"), str):
+            raise ConfigError(f"keystore '{name}' needs cert = \"FILE\" (PEM)")
+        unknown = set(entry) - {"cert", "key", "password"}
+        if unknown:
+            raise ConfigError(f"keystore '{name}': unknown key {', '.join(sorted(unknown))}")
+        found[str(name)] = {k: str(v) for k, v in entry.items()}
+    return found
 
 
 def _apply(settings: Settings, values: Mapping[str, Any], source: str) -> Settings:

@@ -25,16 +25,21 @@ header deadline. The HTTP protocols keep the deadlines uvicorn does not keep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
+import shutil
 import signal
 import socket
 import ssl
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -49,6 +54,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from . import logs, metrics
 from .config import ConfigError, Settings
 from .security.certificates import CertificateError, der_bytes, load_certificates
+from .store.siblings import FLUSH_SIGNAL, Siblings
+from .store.siblings import current as current_siblings
 from .web.app import create_app
 from .web.client_cert import CertificateTrust
 from .web.operating import start_draining
@@ -823,6 +830,17 @@ class Server(uvicorn.Server):
             return
         super().handle_exit(sig, frame)
 
+    quiet_exit = False
+    """In a worker: end with status 0 after a stop by signal, where uvicorn raises the
+    signal again once it has stopped (the supervisor takes that 0 as a clean stop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            if self.quiet_exit:
+                self._captured_signals.clear()
+
     def on_reload(self, what: str, reload: Callable[[], None]) -> None:
         """Also run ``reload`` on SIGHUP; a ConfigError it raises is logged."""
         self.reloaders.append((what, reload))
@@ -889,6 +907,9 @@ class Server(uvicorn.Server):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
             self._sighup = True
         self.started = True
+        siblings = current_siblings()
+        if siblings is not None:
+            siblings.serving()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self._sighup:
@@ -908,8 +929,28 @@ def _reload_flows(app: ASGIApp) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM; SIGHUP reloads certificates."""
+    """Run until SIGINT or SIGTERM; SIGHUP reloads certificates and flows.
+
+    With ``workers`` above 1 this process binds the listeners, prepares the store and
+    supervises that many worker processes (:class:`Supervisor`); each runs the whole app.
+    """
     logs.configure(settings.log_level, settings.log_format)
+    workers = settings.workers or available_cpus()
+    if workers <= 1:
+        _serve_app(settings)
+        return
+    Supervisor(settings, workers).run()
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity), which may be fewer than exist."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _serve_app(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     app = create_app(settings)
     # what the app hands to client_certificate(); reloaded on SIGHUP with the listeners
     trust = getattr(app.state, "certificate_trust", None)
@@ -920,5 +961,168 @@ def serve(settings: Settings) -> None:
         server.on_reload("client CA bundle for forwarded certificates", trust.reload)
     if settings.flows:
         server.on_reload("flows", lambda: _reload_flows(app))
-    sockets = server.bind()
+    if sockets is None:
+        sockets = server.bind()
+    else:
+        server.quiet_exit = True
     server.run(sockets)  # uvicorn's loop choice: uvloop where installed
+
+
+# --- several processes ---------------------------------------------------------------------
+
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+RESTART_PAUSE = 1.0
+"""Seconds between the end of a worker that had run less than this and its replacement."""
+
+
+async def _prepare(settings: Settings) -> None:
+    """What must happen once, before any worker starts: migrations, the credential key."""
+    from .security.secretbox import SecretBox
+    from .store import database
+
+    engine = database.create_engine(settings.db)
+    try:
+        await database.upgrade(engine)
+    finally:
+        await engine.dispose()
+    SecretBox.from_key_file(Path(settings.credential_key_file))
+
+
+class Supervisor:
+    """Pre-fork: the listening sockets are bound here and shared by ``count`` forked
+    workers, each with its own event loop, store connections, caches, receiver clients
+    and Saxon workers (all made after the fork, in the app's lifespan).
+
+    The kernel hands each new connection to one worker that waits in ``accept``. SIGHUP
+    is passed to every worker (each reloads flows and TLS files); SIGTERM and SIGINT stop
+    them all, each finishing its messages in flight and writing its message log; a worker
+    that ends otherwise is replaced. A worker that cannot start stops the whole server.
+    """
+
+    def __init__(self, settings: Settings, count: int) -> None:
+        self.settings = settings
+        self.count = count
+        self.workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
+        self.siblings = Siblings(count)
+        self.pid = os.getpid()
+        self.stopping = False
+        self.failed = False
+        self.metrics_dir = tempfile.mkdtemp(prefix="partnergate-metrics-")
+        """Every worker's metric values, as files; ``/metrics`` in any worker adds them up."""
+
+    def run(self) -> None:
+        # what a worker would refuse at its start is reported here, once, in one line
+        found = listeners(self.settings)
+        CertificateTrust.from_settings(self.settings)
+        sockets: list[socket.socket] = []
+        try:
+            for item in found:
+                sockets.append(_bind(item))
+            asyncio.run(_prepare(self.settings))
+            metrics.prepare_workers(self.metrics_dir)
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+            try:
+                for index in range(self.count):
+                    self._spawn(index, sockets, old_mask)
+                self._supervise(sockets, old_mask)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        finally:
+            for sock in sockets:
+                sock.close()
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        if self.failed:
+            raise SystemExit(STARTUP_FAILURE)
+
+    def _spawn(self, index: int, sockets: list[socket.socket], old_mask: set[int]) -> None:
+        pid = os.fork()
+        if pid:
+            self.workers[pid] = (index, time.monotonic())
+            return
+        code = 1
+        try:
+            _end_with_parent(signal.SIGKILL)
+            if os.getppid() != self.pid:  # the supervisor ended before the line above
+                os._exit(1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(FLUSH_SIGNAL, signal.SIG_IGN)  # until the app listens for it
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            self.siblings.attach(index)
+            _serve_app(self.settings, sockets)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            log.exception("worker %d failed", index)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _supervise(self, sockets: list[socket.socket], old_mask: set[int]) -> None:
+        log.info("%d workers, pids %s", self.count, " ".join(map(str, self.workers)))
+        while self.workers:
+            info = signal.sigtimedwait(_SIGNALS, 1.0)
+            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                if not self.stopping:
+                    log.info("stopping %d workers", len(self.workers))
+                self._stop()
+            elif info is not None and info.si_signo == signal.SIGHUP:
+                self._tell(signal.SIGHUP)
+            for index in self._reap():
+                if not self.stopping:
+                    self._spawn(index, sockets, old_mask)
+
+    def _reap(self) -> list[int]:
+        """Collect ended workers; the indexes of those to replace."""
+        replace = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return replace
+            if pid == 0:
+                return replace
+            index, started = self.workers.pop(pid, (None, 0.0))
+            if index is None:
+                continue
+            metrics.worker_exited(pid)
+            served = self.siblings.has_served(index)
+            self.siblings.clear(index)
+            code = os.waitstatus_to_exitcode(status)
+            if self.stopping:
+                if code != 0:
+                    log.warning("worker %d (pid %d) ended with %s", index, pid, code)
+                continue
+            if code == STARTUP_FAILURE or not served:
+                log.error("worker %d (pid %d) could not start (%s); stopping", index, pid, code)
+                self.failed = True
+                self._stop()
+                continue
+            log.error("worker %d (pid %d) ended with %s; starting another", index, pid, code)
+            if time.monotonic() - started < RESTART_PAUSE:
+                time.sleep(RESTART_PAUSE)
+            replace.append(index)
+
+    def _stop(self) -> None:
+        self.stopping = True
+        self._tell(signal.SIGTERM)
+
+    def _tell(self, signum: int) -> None:
+        for pid in list(self.workers):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+def _end_with_parent(signum: int) -> None:
+    """Have the kernel send ``signum`` to this process when its parent ends: a worker
+    does not outlive a supervisor that was killed (Linux ``PR_SET_PDEATHSIG``)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signum, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

@@ -465,6 +465,7 @@ def http_port(server: Process) -> int:
 
 def test_real_server_cap_on_both_listeners(tmp_path: Path, store_url: str, made: PKI) -> None:
     limits = {"max_connections": str(CAP), "header_timeout": "6", "keepalive_timeout": "60"}
+    limits["workers"] = "1"  # the cap counts per worker
     server, https = start(tmp_path, store_url, made, **limits)
     try:
         check_the_cap(http_port(server), None, header_timeout=6)
@@ -555,6 +556,7 @@ def test_idle_connections_cannot_take_every_file_descriptor(tmp_path: Path, stor
         "PARTNERGATE_DB": store_url,
         "PARTNERGATE_HTTP": f"127.0.0.1:{port}",
         "PARTNERGATE_DATA_DIR": str(tmp_path / "data"),
+        "PARTNERGATE_WORKERS": "1",  # the descriptors counted are one process's
     }
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log_file:

@@ -36,8 +36,11 @@ def install(source: Path, target: Path) -> None:
 
 
 @pytest.fixture
-def live(tmp_path: Path, store_url: str, made: SimpleNamespace) -> Iterator[TLSServer]:
-    """A server whose certificate, key and CA bundle are files it may see replaced."""
+def live(
+    request: pytest.FixtureRequest, tmp_path: Path, store_url: str, made: SimpleNamespace
+) -> Iterator[TLSServer]:
+    """A server whose certificate, key and CA bundle are files it may see replaced; a
+    parameter sets its number of workers."""
     files = tmp_path / "live"
     files.mkdir()
     install(made.server.chain_path, files / "server.pem")
@@ -51,6 +54,8 @@ def live(tmp_path: Path, store_url: str, made: SimpleNamespace) -> Iterator[TLSS
         "PARTNERGATE_CLIENT_CA": str(files / "client-ca.pem"),
         "PARTNERGATE_CLIENT_CERT": "required",
     }
+    if hasattr(request, "param"):
+        env["PARTNERGATE_WORKERS"] = str(request.param)
     server = start_tls_server(tmp_path, store_url, env, port)
     try:
         yield server
@@ -109,6 +114,7 @@ def test_sighup_with_a_broken_file_keeps_the_previous_certificates(
         assert connection.peer_certificate() == der_bytes(made.server.certificate)
 
 
+@pytest.mark.parametrize("live", [1], indirect=True)  # each worker keeps its own sessions
 def test_tls_1_2_resumption_survives_renewals_but_not_a_ca_taken_out(
     live: TLSServer, made: SimpleNamespace, tmp_path: Path
 ) -> None:

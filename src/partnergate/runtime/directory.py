@@ -6,9 +6,10 @@ snake_case, its bounded LRU cache, and the files that binary parameters are
 materialised into for XSLT's ``pd:`` URIs. Must not know: SQL, HTTP.
 
 SAP's runtime cache forgets a changed entry "within a few minutes"; this one forgets it
-before the API call that changed it answers, because the API layer calls
-:meth:`PartnerDirectory.invalidate` for every write, creations included (a cached "absent"
-must go too). A read that started before an invalidation never stores its stale result.
+before the API call that changed it answers: it subscribes to the runtime's change stream
+(:mod:`.changes`), where the store publishes every committed write, creations included
+(a cached "absent" must go too), and where other processes' writes arrive before the
+next message. A read that started before an invalidation never stores its stale result.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, overload
@@ -26,6 +27,7 @@ from typing import Any, Protocol, TypeVar, overload
 from .. import metrics
 from ..model.errors import DirectoryError
 from ..model.rules import normalize_user, unhex_key
+from .changes import PARTNERS, Change, Changes
 from .pduri import unpack
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,11 @@ _ABSENT = object()
 STRING, BINARY, CREDENTIAL = "StringParameters", "BinaryParameters", "UserCredentialParameters"
 USER, USERS_OF = "AuthorizedUsers", "AuthorizedUsersOf"
 ALT_TO_PID, PID_TO_ALT = "AlternativePartners", "AlternativePartnerOf"
+
+
+_CACHED_SETS = frozenset({STRING, BINARY, CREDENTIAL, USER, ALT_TO_PID})
+"""Entity sets whose entries this cache holds; certificate mappings and accounts are the
+gate's."""
 
 
 class _Lru:
@@ -291,7 +298,22 @@ class PartnerDirectory:
         self._files_dir.mkdir(parents=True, exist_ok=True)
         return self._files_dir
 
-    # Invalidation: the API layer calls these before it answers a write.
+    # Invalidation: the change stream calls these before a write's answer is sent.
+
+    def follow(self, changes: Changes) -> None:
+        """Drop what each change published on ``changes`` touched; all of it on a gap."""
+        changes.subscribe(self.apply, self.clear)
+
+    def apply(self, changes: Sequence[Change]) -> None:
+        """Forget what committed changes touched; changes of other sets are no concern."""
+        for change in changes:
+            if change.entity_set == PARTNERS:
+                if change.pid is not None:
+                    self.invalidate_partner(change.pid)
+                else:
+                    self.clear()
+            elif change.entity_set in _CACHED_SETS:
+                self.invalidate(change.entity_set, change.key)
 
     def invalidate(self, entity_set: str, key: Mapping[str, object]) -> None:
         """Forget what a write to ``entity_set`` at ``key`` (the OData key) may have changed.

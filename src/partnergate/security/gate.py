@@ -119,7 +119,7 @@ class Refused:
 @dataclass(frozen=True)
 class _Remembered:
     identity: SenderIdentity
-    stamp: tuple[int, int]
+    stamp: int
     until: float
 
 
@@ -159,7 +159,8 @@ class Gate:
         self.throttle = throttle or LoginThrottle()
         self.checks = checks or PasswordChecks()
         self.version = version
-        """The account store's version now; None when nothing may be trusted from memory."""
+        """The generation of what decides a sender's identity (accounts, certificate
+        mappings, authorised users); None when nothing may be trusted from memory."""
         self.cache: LoginCache[StoredAccount] = LoginCache()
         self._tokens: dict[bytes, TokenClaims] = {}
         self._header_key = hashlib.sha256(session_key + b"\0senders").digest()
@@ -415,10 +416,10 @@ class Gate:
 
     # -- senders --------------------------------------------------------------------------
 
-    def _stamp(self) -> tuple[int, int] | None:
-        version = self.version()
-        generation = self.senders.generation if self.senders is not None else None
-        return None if version is None or generation is None else (version, generation)
+    def _stamp(self) -> int | None:
+        """What a resolved sender is remembered at: the generation of the accounts,
+        certificate mappings and authorised users (``version``), nothing else."""
+        return self.version()
 
     async def _sender(self, facts: Facts) -> SenderIdentity | Refused:
         assert self.senders is not None, "the gate was built without senders"
@@ -463,9 +464,7 @@ class Gate:
             challenge=REALM,
         )
 
-    def _remember(
-        self, key: bytes, who: SenderIdentity, stamp: tuple[int, int], expires: float | None
-    ) -> None:
+    def _remember(self, key: bytes, who: SenderIdentity, stamp: int, expires: float | None) -> None:
         until = time.monotonic() + REMEMBER_SECONDS
         if expires is not None:
             until = min(until, time.monotonic() + expires - time.time())

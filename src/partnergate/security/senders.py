@@ -7,14 +7,15 @@ users of the Partner Directory carry ``ESBMessaging.send`` while their entry exi
 partner of a principal is the partner of that authorised user.
 
 What a certificate was mapped to is remembered by the certificate's SHA-256 until a
-write to ``CertificateUserMappings`` or ``CertificateMappingRules`` calls
-:meth:`Senders.forget_certificates`. Partners of users come from the runtime's Partner
-Directory cache, invalidated the same way. Must not know: HTTP, SQL.
+write to ``CertificateUserMappings`` or ``CertificateMappingRules`` reaches
+:meth:`Senders.apply` (from the runtime's change stream). Partners of users come from the
+runtime's Partner Directory cache, invalidated the same way. Must not know: HTTP, SQL.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -25,6 +26,13 @@ from . import certificates
 from .principals import ESB_MESSAGING_SEND, AuthMethod, Principal
 
 MAX_REMEMBERED_CERTIFICATES = 10_000
+CERTIFICATE_SETS = frozenset({"CertificateUserMappings", "CertificateMappingRules"})
+"""Entity sets whose changes change what certificates map to."""
+
+
+class Changed(Protocol):
+    @property
+    def entity_set(self) -> str: ...
 
 
 class CertificateMappingFound(Protocol):
@@ -89,11 +97,10 @@ class Senders:
         self._mapped: dict[bytes, _Mapped | None] = {}
         self._generation = 0
 
-    @property
-    def generation(self) -> int | None:
-        """The version of what partners are remembered at; None when nothing is."""
-        found = getattr(self.partners, "generation", None)
-        return found if isinstance(found, int) else None
+    def apply(self, changes: Sequence[Changed]) -> None:
+        """Committed changes: map certificates afresh if a mapping or rule changed."""
+        if any(change.entity_set in CERTIFICATE_SETS for change in changes):
+            self.forget_certificates()
 
     def forget_certificates(self) -> None:
         """A certificate mapping or mapping rule changed: map every certificate afresh."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Table, delete, insert, select, update
@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..model.errors import AlreadyExists, InvalidValue, NotFound
+from ..runtime.changes import CLIENTS, SESSIONS, USERS, Changes
 from ..security.accounts import StoredAccount
 from ..security.passwords import hash_password
 from . import audit
@@ -36,8 +37,7 @@ from .tables import local_users, oauth_clients, server_keys, sessions
 MAX_NAME = 150
 DATA_VERSION_SECONDS = 0.005
 """How long a SQLite ``data_version`` answer is taken as current."""
-USERS, CLIENTS, SESSIONS = "LocalUsers", "OAuthClients", "Sessions"
-"""Entity set names of account and session changes, as the change notifications carry them."""
+__all__ = ["CLIENTS", "SESSIONS", "USERS", "AccountCache", "Clients", "Users", "server_key"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,8 @@ class AccountCache:
         self._asked = 0.0
         self.live: Callable[[], bool] = lambda: True
         """Whether remote writes are being heard; the PostgreSQL listener replaces it."""
+        self.changes: Changes | None = None
+        """Where this process's account writes are published after their commit."""
         database = sqlite_file(engine)
         if database is not None:
             self._sqlite = sqlite3.connect(
@@ -126,7 +128,7 @@ class AccountCache:
         except sqlite3.Error:
             return _UNREAD
 
-    def invalidate(self, changes: list[Change]) -> None:
+    def invalidate(self, changes: Sequence[Change]) -> None:
         if any(change.entity_set in (USERS, CLIENTS, SESSIONS) for change in changes):
             self.clear()
 
@@ -172,10 +174,12 @@ class _AccountTable:
             await audit.record_one(conn, self.entity_set, key, name, before, after, actor, now())
         await publish(conn, [Change(self.entity_set, {"name": name}, None)])
 
-    def _forget(self) -> None:
-        """After the commit: forget the accounts remembered here."""
+    def _forget(self, name: str) -> None:
+        """After the commit: forget the accounts remembered here, and tell the runtime."""
         if self.cache is not None:
             self.cache.clear()
+            if self.cache.changes is not None:
+                self.cache.changes.publish([Change(self.entity_set, {"name": name}, None)])
 
     async def add(
         self, name: str, secret: str, roles: list[str], actor: str | None = None
@@ -198,7 +202,7 @@ class _AccountTable:
                 await self._changed(conn, name, None, state, actor)
         except IntegrityError:
             raise AlreadyExists(f"{self.kind} '{name}' already exists") from None
-        self._forget()
+        self._forget(name)
         return Account(name, tuple(roles))
 
     async def list(self) -> list[Account]:
@@ -219,7 +223,7 @@ class _AccountTable:
             result = await conn.execute(delete(self.table).where(self.table.c[self.key] == name))
             gone = None if roles is None else {"Roles": roles, "Secret": audit.PASSWORD_KEPT}
             await self._changed(conn, name, gone, None, actor)
-        self._forget()
+        self._forget(name)
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 
@@ -238,7 +242,7 @@ class _AccountTable:
                 await self._changed(conn, name, before, after, actor)
             else:
                 await self._changed(conn, name)
-        self._forget()
+        self._forget(name)
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 
@@ -255,7 +259,7 @@ class _AccountTable:
                 await self._changed(conn, name, {"Roles": old}, after, actor)
             else:
                 await self._changed(conn, name)
-        self._forget()
+        self._forget(name)
         if result.rowcount == 0:
             raise NotFound(f"{self.kind} '{name}' does not exist")
 

@@ -1,10 +1,20 @@
-"""Telling every node of a fleet what a write changed, so each drops it from its cache.
+"""Telling every process over the store what a write changed, so each drops it from its
+caches (the runtime's :class:`~partnergate.runtime.changes.Changes` stream).
 
-On PostgreSQL a committed transaction carries a ``NOTIFY`` (sent by PostgreSQL only if and
-when the transaction commits) on the channel ``partnergate_changes``; every node LISTENs
-and invalidates what other nodes changed. A node that loses its listening connection clears
-its whole cache once it is back, since it may have missed notifications. SQLite is one
-node: the in-process listeners suffice.
+Every writing transaction records its changes before it commits, so they are told if and
+only if it commits:
+
+- PostgreSQL: a ``NOTIFY`` on the channel ``partnergate_changes`` (sent by PostgreSQL on
+  commit); every process LISTENs (:class:`ChangeListener`) and publishes what others
+  changed. A process that loses its listening connection forgets everything once it is
+  back, since it may have missed notifications; until then it trusts nothing from memory.
+- SQLite: a row in ``change_log``, whose ``seq`` grows in commit order (SQLite has one
+  writer at a time). Several processes share one WAL file (the workers of ``serve``, the
+  CLI); each reads the rows it has not seen (:class:`SqliteChangeLog`) before each message.
+  That costs one ``PRAGMA data_version`` on a read-only connection while nothing was
+  committed, and one indexed read when something was.
+
+Each process skips its own rows and notifications: it published them after its commit.
 """
 
 from __future__ import annotations
@@ -12,60 +22,158 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import mmap
+import os
+import sqlite3
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..runtime.changes import Change
+from .tables import change_log
+
+__all__ = ["CHANNEL", "Change", "ChangeListener", "SqliteChangeLog", "node", "publish"]
 
 log = logging.getLogger("partnergate.store")
 
 CHANNEL = "partnergate_changes"
 MAX_PAYLOAD = 7000
 """PostgreSQL's NOTIFY payload limit is 8000 bytes; larger change lists say "everything"."""
+KEEP_ROWS = 10_000
+"""Rows ``change_log`` keeps; a process further behind than that forgets everything."""
 
-NODE = uuid.uuid4().hex[:12]
-"""This process, so it can skip its own notifications (it already invalidated)."""
-
-
-@dataclass(frozen=True)
-class Change:
-    """An entity that a committed transaction created, changed or deleted."""
-
-    entity_set: str
-    key: dict[str, object]
-    pid: str | None
+_node: tuple[int, str] = (0, "")
 
 
-def encode(changes: list[Change]) -> str:
-    items = [
+def node() -> str:
+    """This process, so it can skip its own changes; a forked worker gets its own."""
+    global _node
+    pid = os.getpid()
+    if _node[0] != pid:
+        _node = (pid, uuid.uuid4().hex[:12])
+    return _node[1]
+
+
+def _items(changes: Sequence[Change]) -> list[dict[str, Any]]:
+    return [
         {"s": c.entity_set, "k": {k: str(v) for k, v in c.key.items()}, "p": c.pid} for c in changes
     ]
-    payload = json.dumps({"n": NODE, "c": items}, separators=(",", ":"))
+
+
+def _changes(items: list[dict[str, Any]]) -> list[Change]:
+    return [Change(i["s"], i["k"], i["p"]) for i in items]
+
+
+def encode(changes: Sequence[Change]) -> str:
+    payload = json.dumps({"n": node(), "c": _items(changes)}, separators=(",", ":"))
     if len(payload.encode()) > MAX_PAYLOAD:
-        payload = json.dumps({"n": NODE, "all": True})
+        payload = json.dumps({"n": node(), "all": True})
     return payload
 
 
 def decode(payload: str) -> tuple[str, list[Change] | None]:
-    """The sending node and its changes; ``None`` means "drop everything"."""
+    """The sending process and its changes; ``None`` means "drop everything"."""
     data = json.loads(payload)
     if data.get("all"):
         return data["n"], None
-    return data["n"], [Change(i["s"], i["k"], i["p"]) for i in data["c"]]
+    return data["n"], _changes(data["c"])
 
 
-async def publish(conn: AsyncConnection, changes: list[Change]) -> None:
-    """Queue the notification inside the writing transaction (delivered on commit)."""
-    if conn.dialect.name == "postgresql" and changes:
+async def publish(conn: AsyncConnection, changes: Sequence[Change]) -> None:
+    """Record the changes inside the writing transaction (told on commit)."""
+    if not changes:
+        return
+    if conn.dialect.name == "postgresql":
         await conn.execute(select(func.pg_notify(CHANNEL, encode(changes))))
+        return
+    text = json.dumps(_items(changes), separators=(",", ":"))
+    stamp = datetime.now(UTC).replace(tzinfo=None)
+    result = await conn.execute(
+        insert(change_log).values(node=node(), changes=text, created_time=stamp)
+    )
+    seq = result.inserted_primary_key[0] if result.inserted_primary_key else None
+    if seq is not None and seq % 100 == 0:
+        await conn.execute(delete(change_log).where(change_log.c.seq <= seq - KEEP_ROWS))
+
+
+class SqliteChangeLog:
+    """The rows of ``change_log`` other processes committed: a ``ChangeSource``.
+
+    Asked before every message, so the question "did anyone commit?" must cost next to
+    nothing. SQLite answers it with ``PRAGMA data_version``, which takes a read lock
+    (tens of microseconds); here the first 48 bytes of the WAL index (the ``-shm`` file,
+    sqlite.org/walformat.html) are compared instead, which every commit rewrites (its
+    frame count, or its salt when the log restarts) before it returns. A torn or unusual
+    read only looks like a change, and costs the real read; without the WAL index (not
+    in WAL mode, or not mapped) every poll asks ``data_version``.
+    """
+
+    HEADER = 48
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=1.0
+        )
+        self._version = self._data_version()  # also opens the WAL index, if there is one
+        self._index = _map_wal_index(path + "-shm", self.HEADER)
+        self._header = self._index[: self.HEADER] if self._index is not None else b""
+        found = self._conn.execute("SELECT max(seq) FROM change_log").fetchone()
+        self._seq = int(found[0] or 0)
+
+    def _data_version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def poll(self) -> list[Change] | None:
+        if self._index is not None:
+            header = self._index[: self.HEADER]
+            if header == self._header:
+                return []
+            self._header = header
+        else:
+            version = self._data_version()
+            if version == self._version:
+                return []
+            self._version = version
+        rows = self._conn.execute(
+            "SELECT seq, node, changes FROM change_log WHERE seq > ? ORDER BY seq", (self._seq,)
+        ).fetchall()
+        if not rows:
+            return []
+        gap = rows[0][0] != self._seq + 1
+        self._seq = int(rows[-1][0])
+        if gap:
+            return None
+        me = node()
+        found: list[Change] = []
+        for _, writer, text in rows:
+            if writer != me:
+                found += _changes(json.loads(text))
+        return found
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        self._conn.close()
+
+
+def _map_wal_index(path: str, size: int) -> mmap.mmap | None:
+    try:
+        with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_size < size:
+                return None
+            return mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
 
 
 class ChangeListener:
-    """LISTENs on PostgreSQL and hands other nodes' changes to ``on_changes``."""
+    """LISTENs on PostgreSQL and hands other processes' changes to ``on_changes``."""
 
     def __init__(
         self,
@@ -81,11 +189,11 @@ class ChangeListener:
 
     def _receive(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
-            node, changes = decode(payload)
+            sender, changes = decode(payload)
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed change notification")
             return
-        if node == NODE:
+        if sender == node():
             return
         if changes is None:
             self.on_gap()

@@ -60,6 +60,7 @@ from ..runtime.messagelog import (
 from .database import begin, bounded_read, sqlite_file, write_lock
 from .directory import Page, now
 from .filtering import compile_filter, compile_orderby
+from .siblings import Siblings
 from .tables import columns_of
 from .tables import flow_log_levels as levels_table
 from .tables import message_processing_log_attachments as attachments
@@ -414,6 +415,10 @@ class StoreMessageLog:
         }
         self._sqlite_path = sqlite_file(engine)
         self._sqlite: _SqliteWriter | None = None
+        self.siblings: Siblings | None = None
+        """The other workers of this server, told when entries wait here (``serve``
+        with several workers)."""
+        self._told_waiting = False
 
     async def started(self, entry: MessageLogEntry) -> None:
         await self._put(entry)
@@ -424,6 +429,9 @@ class StoreMessageLog:
     @metrics.queued_log_entry
     async def _put(self, entry: MessageLogEntry) -> None:
         self._pending[entry.message_guid] = entry
+        if self.siblings is not None and not self._told_waiting:
+            self._told_waiting = True
+            self.siblings.waiting(True)
         if len(self._pending) >= self.max_pending:
             await self.flush()
 
@@ -436,12 +444,26 @@ class StoreMessageLog:
             batch, self._pending = self._pending, {}
             if not batch:
                 return
+            siblings = self.siblings
+            if siblings is not None:
+                siblings.batch_started()
             try:
                 await self._write(list(batch.values()))
             except BaseException:
                 # newer reports of the same messages win over the batch that failed
                 self._pending = {**batch, **self._pending}
                 raise
+            if siblings is not None:
+                siblings.batch_written()
+                if not self._pending:
+                    self._told_waiting = False
+                    siblings.waiting(False)
+
+    async def flush_everywhere(self) -> None:
+        """:meth:`flush`, and have the other workers of this server write theirs."""
+        await self.flush()
+        if self.siblings is not None:
+            await self.siblings.flush_others()
 
     @metrics.timed_log_write
     async def _write(self, batch: list[MessageLogEntry]) -> None:
@@ -497,12 +519,12 @@ class StoreMessageLog:
 
     async def attachment(self, attachment_id: str) -> StoredAttachment | None:
         """An attachment as stored (its ``$value``); None when unknown."""
-        await self.flush()
+        await self.flush_everywhere()
         return await read_attachment(self.engine, attachment_id)
 
     async def error_text(self, message_guid: str) -> str | None:
         """``ErrorInformation/$value``; None when there is no such message."""
-        await self.flush()
+        await self.flush_everywhere()
         return await read_error_text(self.engine, message_guid)
 
     async def purge(self, keep_days: int) -> int:

@@ -90,6 +90,8 @@ class Sessions:
             await publish(conn, [Change(SESSIONS, {"id": key[:16]}, None)])
         if self.cache is not None:
             self.cache.clear()
+            if self.cache.changes is not None:
+                self.cache.changes.publish([Change(SESSIONS, {"id": key[:16]}, None)])
 
     async def purge(self, idle: int) -> int:
         """Remove sessions past their lifetime or idle limit; how many went."""

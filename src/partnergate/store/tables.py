@@ -280,3 +280,16 @@ def column_name(prop: str) -> str:
 def columns_of(table: Table, props: tuple[str, ...]) -> dict[str, ColumnElement]:
     """Map each property that has a column of the same (snake_case) name to that column."""
     return {p: table.c[column_name(p)] for p in props if column_name(p) in table.c}
+
+
+change_log = Table(
+    "change_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("node", String(32), nullable=False),
+    Column("changes", Text, nullable=False),
+    Column("created_time", DateTime(), nullable=False),
+    sqlite_autoincrement=True,
+)
+"""What each committed write changed, in commit order, for the other processes on a SQLite
+file (PostgreSQL tells them with NOTIFY instead)."""

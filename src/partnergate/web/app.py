@@ -22,8 +22,10 @@ from .. import logs, metrics
 from ..config import Settings
 from ..model.rules import Limits
 from ..odata.paths import request_target
+from ..runtime.changes import IDENTITY_SETS, Changes
 from ..runtime.directory import PartnerDirectory
 from ..runtime.engine import Engine
+from ..runtime.receivers import ClientKeystore, ReceiverPool
 from ..security.forwarded import TrustedProxies
 from ..security.gate import Allowed, Gate, Policy, Refused
 from ..security.password_checks import PasswordChecks
@@ -33,11 +35,12 @@ from ..security.throttle import Limits as LoginLimits
 from ..security.throttle import LoginThrottle
 from ..store import audit, database
 from ..store.accounts import AccountCache, Clients, Users, server_key
-from ..store.changes import ChangeListener
+from ..store.changes import ChangeListener, SqliteChangeLog
 from ..store.directory import DirectoryStore, now
 from ..store.messagelog import StoreMessageLog
 from ..store.reader import StoreReader
 from ..store.sessions import Sessions
+from ..store.siblings import current as current_siblings
 from . import odata_service
 from .auth import facts, refusal_headers, set_session_cookie
 from .bodies import BodyTooLarge, read_body
@@ -223,7 +226,20 @@ def _oauth_error(
 
 
 async def health(request: Request) -> Response:
+    """Up; with several workers also which one answered (a number from 0), in a header."""
+    siblings = current_siblings()
+    if siblings is not None:
+        return JSONResponse({"status": "ok"}, headers={"Partnergate-Worker": str(siblings.index)})
     return JSONResponse({"status": "ok"})
+
+
+def receiver_pool(settings: Settings) -> ReceiverPool:
+    """The receiver adapter's clients, with the keystores and CAs the settings name."""
+    keystores = {
+        name: ClientKeystore(entry["cert"], entry.get("key"), entry.get("password"))
+        for name, entry in settings.keystores.items()
+    }
+    return ReceiverPool(keystores=keystores, ca_file=settings.receiver_ca)
 
 
 async def build_services(settings: Settings) -> Services:
@@ -238,7 +254,16 @@ async def build_services(settings: Settings) -> Services:
     token_key = await server_key(engine, "oauth-token-signing")
     session_key = await server_key(engine, "session")
     reader = StoreReader(store)
+    changes = Changes()
     directory = PartnerDirectory(reader, files_dir=Path(settings.data_dir) / "pd-files")
+    directory.follow(changes)
+    accounts.changes = changes
+    changes.subscribe(accounts.invalidate, accounts.clear)
+    path = database.sqlite_file(engine)
+    if path is not None:
+        changes.add_source(SqliteChangeLog(path))
+    senders = Senders(reader, directory)
+    changes.subscribe(senders.apply, senders.forget_certificates)
     checks = PasswordChecks(per_source=settings.password_checks_per_address)
     await checks.prepare()
     gate = Gate(
@@ -247,7 +272,7 @@ async def build_services(settings: Settings) -> Services:
         sessions,
         token_key,
         session_key,
-        senders=Senders(reader, directory),
+        senders=senders,
         policy=Policy(
             token_lifetime=settings.token_lifetime,
             session_lifetime=settings.session_lifetime,
@@ -264,19 +289,21 @@ async def build_services(settings: Settings) -> Services:
             )
         ),
         checks=checks,
-        version=accounts.version,
+        version=lambda: changes.stamp(IDENTITY_SETS),
     )
     message_log = StoreMessageLog(
         engine,
         trace_hours=settings.trace_hours,
         trace_max_bytes=settings.trace_max_bytes,
     )
-    store.before_read.append(message_log.flush)
+    message_log.siblings = current_siblings()
+    store.before_read.append(message_log.flush_everywhere)
     runtime = Runtime(
         Deployment(settings.flows),
         Engine(
             directory,
             message_log=message_log,
+            receivers=receiver_pool(settings),
             step_time_limit=settings.step_time_limit,
             xslt_workers=settings.xslt_workers,
             log_levels=message_log.levels,
@@ -285,9 +312,12 @@ async def build_services(settings: Settings) -> Services:
         directory,
         gate,
         settings.max_body_bytes,
+        changes,
     )
-    store.listeners.append(runtime.invalidate)
-    return Services(settings, store, users, clients, accounts, sessions, gate, runtime, message_log)
+    store.listeners.append(changes.publish)
+    return Services(
+        settings, store, users, clients, accounts, sessions, gate, runtime, message_log, changes
+    )
 
 
 def _client_certificate(request: Request) -> ClientCertResult:
@@ -303,6 +333,7 @@ async def flow_endpoint(request: Request) -> Response:
 async def whoami(request: Request) -> Response:
     """Who the caller's credentials make it, as a flow would see it, and why."""
     services: Services = request.app.state.services
+    services.changes.catch_up()
     decision = await services.gate.sender(facts(request, _client_certificate(request)), None)
     if isinstance(decision, Refused):
         body = {"authenticated": False, "reason": decision.public_reason}
@@ -380,14 +411,16 @@ def create_app(settings: Settings) -> Gateway | AccessLog:
             app.state.certificate_trust = CertificateTrust.from_settings(settings)
         await services.message_log.load_levels()
         log_writer = asyncio.create_task(services.message_log.run())
+        if services.message_log.siblings is not None:
+            services.message_log.siblings.listen(services.message_log.flush)
         tasks = [
             asyncio.create_task(services.runtime.deployment.watch()),
             asyncio.create_task(_housekeeping(services)),
             asyncio.create_task(metrics.run_sync()),
         ]
         if services.store.engine.dialect.name == "postgresql":
-            listener = ChangeListener(settings.db, services.invalidate, services.forget_everything)
-            services.accounts.live = listener.ready.is_set
+            listener = ChangeListener(settings.db, services.changes.publish, services.changes.gap)
+            services.accounts.live = services.changes.live = listener.ready.is_set
             tasks.append(asyncio.create_task(listener.run()))
         try:
             yield
@@ -401,6 +434,7 @@ def create_app(settings: Settings) -> Gateway | AccessLog:
             services.runtime.directory.close()
             services.accounts.close()
             await services.store.close()
+            services.changes.close()
             await services.store.engine.dispose()
 
     routes = [

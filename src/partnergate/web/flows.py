@@ -15,14 +15,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from ..runtime import soap
+from ..runtime.changes import Changes
 from ..runtime.directory import PartnerDirectory
 from ..runtime.engine import Engine
 from ..runtime.exchange import Exchange
 from ..runtime.flows import FlowSet, load_flows
 from ..security.gate import Facts, Gate, Refused
 from ..security.senders import SenderIdentity
-from ..store.accounts import CLIENTS, SESSIONS, USERS
-from ..store.changes import Change
 from .auth import refusal_headers
 from .bodies import BodyTooLarge, read_body
 
@@ -85,34 +84,17 @@ class Runtime:
         directory: PartnerDirectory,
         gate: Gate,
         max_body_bytes: int,
+        changes: Changes | None = None,
     ) -> None:
         self.deployment = deployment
+        self.changes = changes if changes is not None else Changes()
         self.engine = engine
         self.directory = directory
         self.gate = gate
         self.max_body_bytes = max_body_bytes
 
-    def forget_everything(self) -> None:
-        """Changes may have been missed (the fleet listener reconnected): drop all caches."""
-        self.directory.clear()
-        self.gate.forget_certificates()
-
-    def invalidate(self, changes: list[Change]) -> None:
-        """Drop what a committed write changed, before the API answers the writer."""
-        for change in changes:
-            if change.entity_set == "Partners":
-                if change.pid is not None:
-                    self.directory.invalidate_partner(change.pid)
-            elif change.entity_set in ("CertificateUserMappings", "CertificateMappingRules"):
-                self.gate.forget_certificates()
-            elif change.entity_set in ("MessageProcessingLogs", USERS, CLIENTS, SESSIONS):
-                continue
-            else:
-                self.directory.invalidate(
-                    change.entity_set, {k: str(v) for k, v in change.key.items()}
-                )
-
     async def handle(self, request: Request, facts: Facts) -> Response:
+        self.changes.catch_up()  # what other processes wrote, before this message's reads
         path = request.scope["path"]
         flow = self.deployment.flows.find(path)
         if flow is None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Settings
+from ..runtime.changes import Changes
 from ..security.gate import Gate
 from ..store.accounts import AccountCache, Clients, Users
-from ..store.changes import Change
 from ..store.directory import DirectoryStore
 from ..store.messagelog import StoreMessageLog
 from ..store.sessions import Sessions
@@ -28,13 +28,4 @@ class Services:
     gate: Gate
     runtime: Runtime
     message_log: StoreMessageLog
-
-    def invalidate(self, changes: list[Change]) -> None:
-        """What another node or process changed: drop it from this node's caches."""
-        self.runtime.invalidate(changes)
-        self.accounts.invalidate(changes)
-
-    def forget_everything(self) -> None:
-        """Changes may have been missed: drop every cache."""
-        self.runtime.forget_everything()
-        self.accounts.clear()
+    changes: Changes

@@ -1,7 +1,7 @@
 """Message processing log steps and traces, custom header properties, log levels
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-04
 """
 

@@ -1,0 +1,161 @@
+"""Invalidate what changed, not everything: the runtime's change stream keeps a
+generation per entity set, and who a sender is depends only on accounts, certificate
+mappings and authorised users. Driven through the real gate, Partner Directory cache and
+change stream, over an account book and a directory reader that count their reads."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from partnergate.runtime.changes import IDENTITY_SETS, Change, Changes
+from partnergate.runtime.directory import PartnerDirectory
+from partnergate.security.accounts import StoredAccount
+from partnergate.security.gate import Allowed, Facts, Gate
+from partnergate.security.password_checks import PasswordChecks
+from partnergate.security.passwords import hash_password
+from partnergate.security.senders import Senders
+
+from ..runtime.conftest import DictDirectory, run_async, seed_directory
+
+PASSWORD = "a password"
+
+
+class CountingBook:
+    """Accounts as a store holds them; ``reads`` counts what the gate asked."""
+
+    kind = "user"
+
+    def __init__(self) -> None:
+        self.accounts = {
+            "user_for_sender_basic": StoredAccount(
+                "user_for_sender_basic", (), hash_password(PASSWORD)
+            )
+        }
+        self.reads = 0
+
+    async def stored(self, name: str) -> StoredAccount | None:
+        self.reads += 1
+        return self.accounts.get(name)
+
+
+class NoMappings:
+    async def certificate_mapping(self, cert: object) -> None:
+        return None
+
+    async def mapping_rule(self, cert: object) -> None:
+        return None
+
+
+class NoSessions:
+    async def create(self, key: str, user: str, lifetime: int) -> None: ...
+    async def get(self, key: str, fresh: bool = False) -> None: ...
+    async def touch(self, key: str) -> None: ...
+    async def end(self, key: str) -> None: ...
+
+
+BASIC = b"Basic " + base64.b64encode(f"user_for_sender_basic:{PASSWORD}".encode())
+FACTS = Facts(headers=[(b"authorization", BASIC)], peer="127.0.0.1")
+
+
+Parts = tuple[Changes, CountingBook, DictDirectory, Gate, PartnerDirectory]
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[Parts]:
+    changes = Changes()
+    book = CountingBook()
+    reader = seed_directory()
+    directory = PartnerDirectory(reader, files_dir=tmp_path / "pd")
+    directory.follow(changes)
+    senders = Senders(NoMappings(), directory)  # type: ignore[arg-type]
+    changes.subscribe(senders.apply, senders.forget_certificates)
+    gate = Gate(
+        book,
+        book,
+        NoSessions(),  # type: ignore[arg-type]
+        b"k" * 32,
+        b"s" * 32,
+        senders=senders,
+        checks=PasswordChecks(),
+        version=lambda: changes.stamp(IDENTITY_SETS),
+    )
+    yield changes, book, reader, gate, directory
+    directory.close()
+
+
+def test_generations_advance_per_entity_set() -> None:
+    changes = Changes()
+    identity = changes.generation(IDENTITY_SETS)
+    address = changes.generation(["StringParameters"])
+    changes.publish([Change("StringParameters", {"Pid": "R", "Id": "ADDRESS"}, "R")])
+    assert changes.generation(IDENTITY_SETS) == identity
+    assert changes.generation(["StringParameters"]) == address + 1
+    for entity_set in (
+        "AuthorizedUsers",
+        "LocalUsers",
+        "OAuthClients",
+        "CertificateUserMappings",
+        "CertificateMappingRules",
+        "Partners",
+    ):
+        before = changes.generation(IDENTITY_SETS)
+        changes.publish([Change(entity_set, {"Pid": "R"}, "R")])
+        assert changes.generation(IDENTITY_SETS) > before, entity_set
+    before = changes.generation(IDENTITY_SETS)
+    changes.gap()
+    assert changes.generation(IDENTITY_SETS) > before
+    changes.live = lambda: False
+    assert changes.stamp(IDENTITY_SETS) is None
+
+
+@run_async
+async def test_a_string_parameter_write_leaves_the_senders_identity_remembered(
+    parts: Parts,
+) -> None:
+    changes, book, reader, gate, directory = parts
+    first = await gate.sender(FACTS, None)
+    assert isinstance(first, Allowed) and first.partner == "Sender_BASIC"
+    assert (book.reads, reader.calls["user"]) == (1, 1)
+    assert await directory.get_parameter("ADDRESS", "Receiver_1") is not None
+    assert reader.calls["string"] == 1
+
+    changes.publish(
+        [Change("StringParameters", {"Pid": "Sender_BASIC", "Id": "X"}, "Sender_BASIC")]
+    )
+    again = await gate.sender(FACTS, None)
+    assert isinstance(again, Allowed) and again.partner == "Sender_BASIC"
+    assert (book.reads, reader.calls["user"]) == (1, 1)  # authentication did not run again
+    await directory.get_parameter("ADDRESS", "Receiver_1")
+    assert reader.calls["string"] == 1  # another parameter's entry stayed too
+
+    changes.publish(
+        [Change("StringParameters", {"Pid": "Receiver_1", "Id": "ADDRESS"}, "Receiver_1")]
+    )
+    await directory.get_parameter("ADDRESS", "Receiver_1")
+    assert reader.calls["string"] == 2  # the changed one is read afresh
+
+
+@run_async
+async def test_identity_changes_make_the_gate_resolve_the_sender_again(parts: Parts) -> None:
+    changes, book, reader, gate, directory = parts
+    await gate.sender(FACTS, None)
+    reads = book.reads
+    reader.users["user_for_sender_basic"] = "Sender_MOVED"
+    changes.publish([Change("AuthorizedUsers", {"User": "user_for_sender_basic"}, "Sender_MOVED")])
+    moved = await gate.sender(FACTS, None)
+    assert isinstance(moved, Allowed) and moved.partner == "Sender_MOVED"
+    assert book.reads == reads + 1
+
+    del reader.users["user_for_sender_basic"]
+    changes.publish([Change("Partners", {"Pid": "Sender_MOVED"}, "Sender_MOVED")])
+    revoked = await gate.sender(FACTS, None)
+    assert isinstance(revoked, Allowed) and revoked.partner is None
+
+    book.accounts.clear()
+    changes.publish([Change("LocalUsers", {"name": "user_for_sender_basic"}, None)])
+    gone = await gate.sender(FACTS, None)
+    assert not isinstance(gone, Allowed)
