@@ -54,7 +54,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from . import logs, metrics
 from .config import ConfigError, Settings
 from .security.certificates import CertificateError, der_bytes, load_certificates
-from .store.siblings import FLUSH_SIGNAL, Siblings
+from .store.siblings import FLUSH_SIGNAL, SYNC_SIGNAL, Siblings
 from .store.siblings import current as current_siblings
 from .web.app import create_app
 from .web.client_cert import CertificateTrust
@@ -1007,8 +1007,11 @@ class Supervisor:
         self.pid = os.getpid()
         self.stopping = False
         self.failed = False
-        self.metrics_dir = tempfile.mkdtemp(prefix="partnergate-metrics-")
-        """Every worker's metric values, as files; ``/metrics`` in any worker adds them up."""
+        given = metrics.multiprocess_dir()
+        self.own_metrics_dir = given is None
+        self.metrics_dir = given or tempfile.mkdtemp(prefix="partnergate-metrics-")
+        """Every worker's metric values, as files; ``/metrics`` in any worker adds them up.
+        ``PROMETHEUS_MULTIPROC_DIR`` names one that servers of one host share."""
 
     def run(self) -> None:
         # what a worker would refuse at its start is reported here, once, in one line
@@ -1019,7 +1022,8 @@ class Supervisor:
             for item in found:
                 sockets.append(_bind(item))
             asyncio.run(_prepare(self.settings))
-            metrics.prepare_workers(self.metrics_dir)
+            if self.own_metrics_dir:
+                metrics.prepare_workers(self.metrics_dir)
             old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
             try:
                 for index in range(self.count):
@@ -1030,7 +1034,8 @@ class Supervisor:
         finally:
             for sock in sockets:
                 sock.close()
-            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            if self.own_metrics_dir:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
         if self.failed:
             raise SystemExit(STARTUP_FAILURE)
 
@@ -1045,7 +1050,8 @@ class Supervisor:
             if os.getppid() != self.pid:  # the supervisor ended before the line above
                 os._exit(1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(FLUSH_SIGNAL, signal.SIG_IGN)  # until the app listens for it
+            for asked in (FLUSH_SIGNAL, SYNC_SIGNAL):  # until the app listens for them
+                signal.signal(asked, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             self.siblings.attach(index)
             _serve_app(self.settings, sockets)

@@ -79,6 +79,9 @@ def observed(
         "PARTNERGATE_LOG_FORMAT": "json",
         "PARTNERGATE_ACCESS_LOG": "true",
         "PARTNERGATE_HEADER_TIMEOUT": "2",
+        # one process: its directory cache answers every message (a cache per worker
+        # misses once in each); sums over workers are test_multiprocess's
+        "PARTNERGATE_WORKERS": "1",
     }
     srv = start_server(tmp_path_factory.mktemp("observed"), store_url, env)
     try:

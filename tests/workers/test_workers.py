@@ -181,6 +181,49 @@ def test_a_partner_revoked_through_one_worker_is_refused_by_the_other_at_once(
             client.close()
 
 
+def test_a_log_level_set_through_one_worker_applies_in_the_other_at_once(pair: Pair) -> None:
+    clients = pinned(pair.server.url, auth=pair.sender)
+    apis = {n: pinned_api(pair.server, n) for n in (0, 1)}
+    flow = "Partner Directory sender"
+    try:
+        for writer, reader, level in ((0, 1, "TRACE"), (1, 0, "NONE"), (0, 1, "INFO")):
+            assert apis[writer].put(f"FlowLogLevels('{flow}')", json={"LogLevel": level}).is_success
+            sent = clients[reader].post(SEND, content=message("Workers_R"))
+            assert sent.status_code == 200, sent.text
+            guid = sent.headers["sap_messageprocessinglogid"]
+            entry = apis[writer].get(f"MessageProcessingLogs('{guid}')").json()["d"]
+            assert entry["LogLevel"] == level
+    finally:
+        apis[0].put(f"FlowLogLevels('{flow}')", json={"LogLevel": "INFO"})
+        for client in [*clients.values(), *apis.values()]:
+            client.close()
+
+
+def test_one_scrape_counts_what_every_worker_did(pair: Pair) -> None:
+    monitor = ("workers_monitor", secrets.token_urlsafe(10))
+    pair.server.add_user(*monitor, "partnergate.Monitoring")
+    scrapers = pinned(pair.server.url, auth=monitor)
+    apis = {n: pinned_api(pair.server, n) for n in (0, 1)}
+    wanted = 'partnergate_api_requests_total{entity_set="Partners",method="GET",status="200"}'
+
+    def count(worker: int) -> float:
+        text = scrapers[worker].get("/metrics").text
+        found = [line for line in text.splitlines() if line.startswith(wanted)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    try:
+        before = count(0)
+        for _ in range(3):
+            assert apis[1].get("Partners", params={"$top": "1"}).status_code == 200
+        assert apis[0].get("Partners", params={"$top": "1"}).status_code == 200
+        # no waiting: the scrape asks the other worker for what it holds
+        assert count(0) == before + 4
+        assert count(1) == before + 4
+    finally:
+        for client in [*scrapers.values(), *apis.values()]:
+            client.close()
+
+
 async def _send_all(url: str, auth: tuple[str, str], count: int, connections: int) -> list[int]:
     statuses: list[int] = []
     queue = iter(range(count))

@@ -33,6 +33,9 @@ PARTNER_SETS = (
 )
 """What a partner holds: deleting a partner changes them all."""
 USERS, CLIENTS, SESSIONS = "LocalUsers", "OAuthClients", "Sessions"
+FLOW_LOG_LEVELS = "FlowLogLevels"
+"""A flow's log level; the change's key carries the new level (``Flow``, ``LogLevel``,
+``Until`` in ISO 8601 or empty), so every process follows without reading the store."""
 MAPPINGS = ("CertificateUserMappings", "CertificateMappingRules")
 IDENTITY_SETS = (USERS, CLIENTS, "AuthorizedUsers", *MAPPINGS)
 """What decides who a sender is and which partner it sends for: accounts, certificate

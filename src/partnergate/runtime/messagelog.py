@@ -18,9 +18,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+from .changes import FLOW_LOG_LEVELS, Change
 
 NONE = "NONE"
 INFO = "INFO"
@@ -227,6 +230,26 @@ class LogLevels:
 
     def replace_all(self, levels: dict[str, tuple[str, datetime | None]]) -> None:
         self._levels = dict(levels)
+
+    def follow(self, changes: Sequence[Change]) -> None:
+        """Take the levels another process set (a :class:`Changes` subscriber)."""
+        for change in changes:
+            if change.entity_set != FLOW_LOG_LEVELS:
+                continue
+            level = str(change.key.get("LogLevel", ""))
+            if level not in LOG_LEVELS:
+                continue
+            until = str(change.key.get("Until") or "")
+            self._levels[str(change.key["Flow"])] = (
+                level,
+                datetime.fromisoformat(until) if until else None,
+            )
+
+    @staticmethod
+    def change(flow: str, level: str, until: datetime | None) -> Change:
+        """What a process that sets a level tells the others."""
+        key = {"Flow": flow, "LogLevel": level, "Until": until.isoformat() if until else ""}
+        return Change(FLOW_LOG_LEVELS, key, None)
 
     def items(self) -> dict[str, tuple[str, datetime | None]]:
         return dict(self._levels)

@@ -57,6 +57,7 @@ from ..runtime.messagelog import (
     MessageLogEntry,
     RunStep,
 )
+from .changes import publish
 from .database import begin, bounded_read, sqlite_file, write_lock
 from .directory import Page, now
 from .filtering import compile_filter, compile_orderby
@@ -596,11 +597,14 @@ class StoreMessageLog:
             index_elements=[levels_table.c.flow],
             set_={"level": level, "until": until, "changed_by": actor, "changed_time": at},
         )
+        told = [LogLevels.change(flow, level, until)]
         if conn is not None:
             await conn.execute(statement)
+            await publish(conn, told)
             return until
         async with begin(self.engine) as own:
             await own.execute(statement)
+            await publish(own, told)
         return until
 
     # -- reading -------------------------------------------------------------------------

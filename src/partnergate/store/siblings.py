@@ -25,11 +25,15 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("partnergate.store")
 
-_SLOT = struct.Struct("=qqqqq")
-"""pid, entries waiting (0/1), batches started, batches written, serving (0/1)"""
+_SLOT = struct.Struct("=qqqqqq")
+"""pid, entries waiting (0/1), batches started, batches written, serving (0/1), metric
+syncs done"""
 WAIT_SECONDS = 2.0
 """How long a read waits for a sibling's log at most (a stuck sibling delays no more)."""
 FLUSH_SIGNAL = signal.SIGUSR1
+SYNC_SIGNAL = signal.SIGUSR2
+"""Asks a worker to hand the metric values it holds in memory to the shared files now."""
+SYNC_SECONDS = 1.0
 
 _current: Siblings | None = None
 
@@ -44,12 +48,12 @@ class Siblings:
         """In the worker ``index``, after the fork: this is us."""
         global _current
         self.index = index
-        _SLOT.pack_into(self._page, _SLOT.size * index, os.getpid(), 0, 0, 0, 0)
+        _SLOT.pack_into(self._page, _SLOT.size * index, os.getpid(), 0, 0, 0, 0, 0)
         _current = self
 
     def clear(self, index: int) -> None:
         """In the supervisor: worker ``index`` has ended."""
-        _SLOT.pack_into(self._page, _SLOT.size * index, 0, 0, 0, 0, 0)
+        _SLOT.pack_into(self._page, _SLOT.size * index, 0, 0, 0, 0, 0, 0)
 
     def serving(self) -> None:
         """This worker has started and listens."""
@@ -59,7 +63,7 @@ class Siblings:
         """In the supervisor: whether worker ``index`` got as far as listening."""
         return bool(self._slot(index)[4])
 
-    def _slot(self, index: int) -> tuple[int, int, int, int, int]:
+    def _slot(self, index: int) -> tuple[int, int, int, int, int, int]:
         return _SLOT.unpack_from(self._page, _SLOT.size * index)  # type: ignore[return-value]
 
     def _set(self, field: int, value: int) -> None:
@@ -75,7 +79,7 @@ class Siblings:
         self._set(2, self._slot(self.index)[2] + 1)  # type: ignore[arg-type]
 
     def batch_written(self) -> None:
-        _, _, started, _, _ = self._slot(self.index)  # type: ignore[arg-type]
+        _, _, started, _, _, _ = self._slot(self.index)  # type: ignore[arg-type]
         self._set(3, started)
 
     # -- reading the others' ---------------------------------------------------------------
@@ -86,7 +90,7 @@ class Siblings:
         for index in range(self.count):
             if index == self.index:
                 continue
-            pid, waiting, started, _, _ = self._slot(index)
+            pid, waiting, started, _, _, _ = self._slot(index)
             if not waiting or pid <= 0:
                 continue
             try:
@@ -97,7 +101,7 @@ class Siblings:
         deadline = time.monotonic() + WAIT_SECONDS
         for index, started in marks:
             while True:
-                pid, waiting, _, written, _ = self._slot(index)
+                pid, waiting, _, written, _, _ = self._slot(index)
                 if not waiting or written > started:
                     break
                 if time.monotonic() > deadline:
@@ -116,6 +120,43 @@ class Siblings:
                 log.exception("message processing log: writing on request failed")
 
         loop.add_signal_handler(FLUSH_SIGNAL, lambda: loop.create_task(run()))
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    async def sync_others(self) -> None:
+        """Return once every serving sibling has handed over its metric values (a scrape
+        answered by one worker counts what all of them did), or after ``SYNC_SECONDS``."""
+        marks: list[tuple[int, int]] = []
+        for index in range(self.count):
+            if index == self.index:
+                continue
+            pid, _, _, _, serving, synced = self._slot(index)
+            if pid <= 0 or not serving:
+                continue
+            try:
+                os.kill(pid, SYNC_SIGNAL)
+            except ProcessLookupError:
+                continue
+            marks.append((index, synced))
+        deadline = time.monotonic() + SYNC_SECONDS
+        for index, synced in marks:
+            while self._slot(index)[5] == synced and self._slot(index)[0] > 0:
+                if time.monotonic() > deadline:
+                    log.warning("worker %d did not hand over its metrics in time", index)
+                    return
+                await asyncio.sleep(0.0005)
+
+    def listen_sync(self, sync: Callable[[], None]) -> None:
+        """In this worker's event loop: a sibling's signal runs ``sync`` at once."""
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            try:
+                sync()
+            finally:
+                self._set(5, self._slot(self.index)[5] + 1)  # type: ignore[index]
+
+        loop.add_signal_handler(SYNC_SIGNAL, run)
 
 
 def current() -> Siblings | None:

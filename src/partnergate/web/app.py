@@ -297,6 +297,7 @@ async def build_services(settings: Settings) -> Services:
         trace_max_bytes=settings.trace_max_bytes,
     )
     message_log.siblings = current_siblings()
+    changes.subscribe(message_log.levels.follow, lambda: None)  # levels are re-read every 2 s
     store.before_read.append(message_log.flush_everywhere)
     runtime = Runtime(
         Deployment(settings.flows),
@@ -413,6 +414,7 @@ def create_app(settings: Settings) -> Gateway | AccessLog:
         log_writer = asyncio.create_task(services.message_log.run())
         if services.message_log.siblings is not None:
             services.message_log.siblings.listen(services.message_log.flush)
+            services.message_log.siblings.listen_sync(metrics.sync)
         tasks = [
             asyncio.create_task(services.runtime.deployment.watch()),
             asyncio.create_task(_housekeeping(services)),

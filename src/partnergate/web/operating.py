@@ -28,6 +28,7 @@ from ..odata.paths import entity_set_name
 from ..security.gate import Refused
 from ..security.principals import PARTNER_DIRECTORY_CONFIGURATOR
 from ..store import probes
+from ..store.siblings import current as current_siblings
 from .auth import facts, refusal_headers
 
 log = logging.getLogger("partnergate.web")
@@ -77,6 +78,9 @@ async def metrics_endpoint(request: Request) -> Response:
             log.info("%d GET /metrics: %s", decision.status, decision.reason)
             headers = refusal_headers(decision)
             return PlainTextResponse(decision.message, decision.status, headers)
+    siblings = current_siblings()
+    if siblings is not None:
+        await siblings.sync_others()
     mapped = await probes.mapped_certificates(services.store.engine)
     own = _server_certificate(settings.tls_cert)
     family = metrics.certificate_family(mapped, own, time.time())
