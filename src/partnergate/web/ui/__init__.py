@@ -10,7 +10,20 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import certificates, entities, flows, monitor, partners, rules, signin
+from . import (
+    accounts,
+    certificates,
+    documents,
+    entities,
+    flows,
+    grid,
+    monitor,
+    partners,
+    rules,
+    search,
+    signin,
+    usage,
+)
 from .pages import STATIC, Urls, redirect
 
 
@@ -52,6 +65,15 @@ def ui_routes() -> list[BaseRoute]:
         Route("/monitor/{guid}", monitor.show),
         Route("/monitor/{guid}/attachments/{attachment_id}", monitor.attachment),
         Route("/flows", flows.index),
+        Route("/search", search.index),
+        Route("/grid", grid.index),
+        Route("/grid/bulk", grid.bulk, methods=["POST"]),
+        Route("/usage", usage.index),
+        Route("/new-document", documents.new, methods=both),
+        Route("/documents/{pid}/{id}", documents.show, methods=both),
+        Route("/accounts", accounts.index),
+        Route("/new-account/{kind}", accounts.new, methods=both),
+        Route("/accounts/{kind}/{name:path}", accounts.show, methods=both),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
