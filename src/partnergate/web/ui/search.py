@@ -77,7 +77,7 @@ SEARCHES: tuple[_Search, ...] = (
         "Alternative partners",
         ALTERNATIVE,
         ("Agency", "Scheme", "Id"),
-        lambda r: f"{r['Agency']} / {r['Scheme']} / {r['Id']}",
+        lambda r: "",
     ),
     _Search(
         "string-parameters",
