@@ -34,7 +34,9 @@ OVERFLOW = """() => {
     }
     if (!scrolls) {
       let path = el.tagName + '.' + el.className + ' ' + Math.round(box.right);
-      for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) path += ' < ' + p.tagName + '.' + p.className;
+      for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+        path += ' < ' + p.tagName + '.' + p.className;
+      }
       wide.push(path);
     }
   }
