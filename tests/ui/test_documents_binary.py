@@ -101,7 +101,10 @@ def test_each_checked_type_names_the_line(
 
 
 def test_a_good_stylesheet_is_stored_raw_and_downloads_raw(node: Server, doc_pid: str) -> None:
-    text = f'<xsl:stylesheet version="3.0" xmlns:xsl="{XSL}"><xsl:template match="/"><ok/></xsl:template></xsl:stylesheet>'
+    text = (
+        f'<xsl:stylesheet version="3.0" xmlns:xsl="{XSL}">'
+        '<xsl:template match="/"><ok/></xsl:template></xsl:stylesheet>'
+    )
     with sign_in(node, *node.admin) as ui, Api(node) as api:
         done = upload(ui, doc_pid, "", "good.xslt", text.encode())
         assert done.status_code == 303
@@ -166,9 +169,9 @@ def test_a_stylesheet_that_runs_too_long_is_stopped(node: Server, doc_pid: str) 
 @pytest.mark.parametrize("size", SIZES)
 def test_documents_in_the_browser(
     browser: Browser,
-    mapped: tuple[Server, str],
+    mapped: tuple[Server, str],  # noqa: F811
     size: str,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     server, pid = mapped
     file = tmp_path / "lookup.xml"

@@ -6,14 +6,12 @@ import base64
 import uuid
 from collections.abc import Iterator
 from html import unescape
-from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
 from ..conftest import Api, Server, start_server, stop_server
-from .conftest import sign_in, shot
+from .conftest import shot, sign_in
 from .test_search_everywhere import SIZES, admin_tab, assert_fits
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
@@ -65,7 +63,8 @@ def mapped(
                 ("MAP", MAPPING),
                 (
                     "CALLER",
-                    f'<xsl:stylesheet version="3.0" xmlns:xsl="{XSL}"><xsl:import href="pd:{pid}:MAP:Binary"/></xsl:stylesheet>',
+                    f'<xsl:stylesheet version="3.0" xmlns:xsl="{XSL}">'
+                    f'<xsl:import href="pd:{pid}:MAP:Binary"/></xsl:stylesheet>',
                 ),
             ):
                 body = {"Pid": pid, "Id": ident, "ContentType": "xsl", "Value": b64(text)}
