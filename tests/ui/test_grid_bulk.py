@@ -10,9 +10,12 @@ import uuid
 from html import unescape
 
 import httpx
+import pytest
+from playwright.sync_api import Browser, expect
 
-from ..conftest import Api
-from .conftest import csrf_of
+from ..conftest import Api, Server
+from .conftest import csrf_of, shot
+from .test_search_everywhere import SIZES, admin_tab, assert_fits
 
 KEY = re.compile(r'name="key" value="([^"]+)"')
 
@@ -199,3 +202,29 @@ def test_a_bulk_change_without_the_form_token_changes_nothing(ui: httpx.Client, 
     )
     assert refused.status_code == 403
     assert string_values(api, pid) == {"K": "v"}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_bulk_edit_in_the_browser(browser: Browser, server: Server, api: Api, size: str) -> None:
+    pid = _pid(size)
+    for ident in ("A", "B", "C"):
+        body = {"Pid": pid, "Id": ident, "Value": "old"}
+        assert api.post("StringParameters", json=body).status_code == 201
+    with admin_tab(browser, server, size) as tab:
+        tab.get_by_role("link", name="Bulk", exact=True).click()
+        tab.get_by_label("$filter").fill(f"Pid eq '{pid}'")
+        tab.get_by_role("button", name="Show").click()
+        expect(tab.get_by_role("row")).to_have_count(4)
+        assert_fits(tab)
+        shot(tab, f"grid-{size}")
+        tab.get_by_label("Select all rows on this page").check()
+        tab.get_by_label(f"Select B of {pid}").uncheck()
+        tab.get_by_label("New value").fill("new")
+        tab.get_by_role("button", name="Set column…").click()
+        expect(tab.get_by_role("heading", level=1)).to_have_text("Set Value of 2 string parameters")
+        assert string_values(api, pid) == {"A": "old", "B": "old", "C": "old"}
+        assert_fits(tab)
+        shot(tab, f"grid-preview-{size}")
+        tab.get_by_role("button", name="Confirm: edit 2").click()
+        expect(tab.locator(".flash")).to_have_text("2 string parameters changed.")
+        assert string_values(api, pid) == {"A": "new", "B": "old", "C": "new"}

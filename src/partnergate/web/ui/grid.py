@@ -58,7 +58,8 @@ OPERATIONS = ("edit", "copy", "delete")
 def columns_of(kind: Kind) -> list[str]:
     """A binary value is shown on its document page, not in a grid cell."""
     hidden = HIDDEN | ({"Value"} if kind is BINARY else set())
-    return [n for n in ENTITY_TYPES[kind.entity_set].property_names if n not in hidden]
+    names = [n for n in ENTITY_TYPES[kind.entity_set].property_names if n not in hidden]
+    return sorted(names, key=lambda n: n.startswith("LastModified"))
 
 
 @dataclass
