@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import uuid
 from html import unescape
+from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, expect
 
-from ..conftest import Server
+from ..conftest import Api, Server
 from .conftest import csrf_of, shot, sign_in
+from .test_certificates_browser import make_certificate
 from .test_search_everywhere import SIZES, admin_tab, assert_fits
 
 ROLE = "AuthGroup_TenantPartnerDirectoryConfigurator"
@@ -150,3 +153,56 @@ def test_add_a_user_in_the_browser(browser: Browser, server: Server, size: str) 
         tab.get_by_label(f"Type {name} to remove it").fill(name)
         tab.get_by_role("button", name="Remove user").click()
         expect(tab.locator(".flash")).to_contain_text(f"User '{name}' removed")
+
+
+def test_pickers_offer_the_stores_names(ui: httpx.Client, api: Api) -> None:
+    pid, user = "Pick_" + uuid.uuid4().hex[:6], _name("picked")
+    assert api.post("AuthorizedUsers", json={"Pid": pid, "User": user}).status_code == 201
+    assert user in ui.get("/ui/pickers/users").json()
+    assert pid in ui.get("/ui/pickers/partners").json()
+    assert ui.get("/ui/pickers/nothing").status_code == 404
+
+
+def test_a_certificate_upload_authorises_its_user_in_the_same_change(
+    browser: Browser, server: Server, api: Api, tmp_path: Path
+) -> None:
+    pid, user = "Cert_" + uuid.uuid4().hex[:6], _name("certuser")
+    assert (
+        api.post("StringParameters", json={"Pid": pid, "Id": "X", "Value": "1"}).status_code == 201
+    )
+    cert = tmp_path / "c.pem"
+    cert.write_bytes(
+        make_certificate(f"CN_{user}", days=90).public_bytes(serialization.Encoding.PEM)
+    )
+    with admin_tab(browser, server, "desktop") as tab:
+        tab.goto("/ui/new-certificate")
+        expect(tab.locator(f'#picker-partners option[value="{pid}"]')).to_have_count(1)
+        assert tab.get_by_label("User", exact=True).get_attribute("list") == "picker-users"
+        tab.get_by_label("User", exact=True).fill(user)
+        tab.get_by_label("Upload a file").set_input_files(str(cert))
+        tab.get_by_label("Authorise this user for partner").fill(pid)
+        tab.get_by_role("button", name="Map certificate").click()
+        expect(tab.locator(".flash")).to_contain_text(f"authorized user of partner '{pid}'")
+    assert api.get(f"AuthorizedUsers('{user}')").json()["d"]["Pid"] == pid
+
+
+def test_a_refused_authorisation_maps_no_certificate(ui: httpx.Client, api: Api) -> None:
+    user = _name("taken")
+    assert (
+        api.post("AuthorizedUsers", json={"Pid": "Owner_" + user, "User": user}).status_code == 201
+    )
+    pem = make_certificate(f"CN_{user}", days=90).public_bytes(serialization.Encoding.PEM)
+    form = ui.get("/ui/new-certificate")
+    refused = ui.post(
+        "/ui/new-certificate",
+        data={
+            "csrf": csrf_of(form.text),
+            "User": user,
+            "Text": pem.decode(),
+            "Pid": "Other_" + user,
+        },
+    )
+    assert refused.status_code == 400
+    assert "already an authorized user of partner" in unescape(refused.text)
+    mapped = api.get("CertificateUserMappings", params={"$filter": f"User eq '{user}'"})
+    assert mapped.json()["d"]["results"] == []

@@ -74,6 +74,7 @@ def ui_routes() -> list[BaseRoute]:
         Route("/accounts", accounts.index),
         Route("/new-account/{kind}", accounts.new, methods=both),
         Route("/accounts/{kind}/{name:path}", accounts.show, methods=both),
+        Route("/pickers/{what}", accounts.pickers),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 

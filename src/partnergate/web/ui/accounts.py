@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from ...model.errors import DirectoryError, InvalidValue, NotFound
 from ...security.principals import (
@@ -79,6 +79,19 @@ async def known_users(page: Page) -> list[str]:
 async def known_pids(store: DirectoryStore) -> list[str]:
     rows = (await store.list("Partners", ListRequest(top=PICKER_LIMIT))).rows
     return [str(r["Pid"]) for r in rows]
+
+
+@guarded
+async def pickers(page: Page) -> Response:
+    """The names a picker offers, for ``static/pickers.js``."""
+    what = str(page.request.path_params["what"])
+    if what == "users":
+        names = await known_users(page)
+    elif what == "partners":
+        names = await known_pids(page.services.store)
+    else:
+        raise NotFound(f"There is no picker of {what}")
+    return JSONResponse(names, headers={"Cache-Control": "no-store"})
 
 
 def _kind(page: Page) -> AccountKind:
