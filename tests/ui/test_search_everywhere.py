@@ -152,3 +152,14 @@ def test_search_from_the_header(
         shot(tab, f"search-{size}")
         group.get_by_role("link", name=findable["pid"]).click()
         tab.wait_for_url(f"**/ui/partners/{findable['pid']}")
+
+
+def test_a_group_shows_at_most_twenty_and_says_there_are_more(ui: httpx.Client, api: Api) -> None:
+    tag = "many" + uuid.uuid4().hex[:6]
+    for i in range(21):
+        body = {"Pid": f"{tag}_{i:02d}", "Id": "NOTE", "Value": tag}
+        assert api.post("StringParameters", json=body).status_code == 201
+    html = unescape(ui.get("/ui/search", params={"q": tag}).text)
+    assert f"{tag}_19" in html and f"{tag}_20" not in html
+    assert '<span class="count">20+</span>' in html
+    assert "More match" in html
