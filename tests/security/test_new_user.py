@@ -153,9 +153,7 @@ def test_a_flow_with_every_step_kind(new_user: NewUser) -> None:
          "--password-stdin", stdin=sender[1] + "\n")  # fmt: skip
     _cli(cwd, env, "users", "add", receiver[0], "--role", "newuser.receive",
          "--password-stdin", stdin=receiver[1] + "\n")  # fmt: skip
-    with httpx.Client(
-        base_url=new_user.url + "/api/v1/", auth=new_user.admin, timeout=60
-    ) as api:
+    with httpx.Client(base_url=new_user.url + "/api/v1/", auth=new_user.admin, timeout=60) as api:
         token = api.get("", headers={"X-CSRF-Token": "Fetch"}).headers["x-csrf-token"]
         api.headers.update({"X-CSRF-Token": token, "Accept": "application/json"})
         for entity_set, body in (

@@ -60,8 +60,7 @@ FLOWS = {
     "  - xslt: pd:${header.map-pid}:${header.map-id}:Binary\n",
     "script": "endpoint: /http/door/script\nsteps:\n  - script: xml.py\n",
     "text": "endpoint: /http/door/text\nsteps:\n  - script: text.py\n",
-    "template": "endpoint: /http/door/template\nsteps:\n"
-    "  - reply:\n      body: 'got ${body}'\n",
+    "template": "endpoint: /http/door/template\nsteps:\n  - reply:\n      body: 'got ${body}'\n",
     "json": "endpoint: /http/door/json\nsteps:\n"
     "  - set:\n      property.V: {jsonpath: '$.a'}\n  - reply:\n      body: ok\n",
     "soap": "endpoint: /cxf/door/soap\nsteps:\n"

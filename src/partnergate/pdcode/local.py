@@ -197,7 +197,7 @@ async def import_(
     A refused write raises :class:`DirectoryError` after the transaction rolled back.
     """
     outcome = Outcome()
-    context = read_transaction(store) if dry_run else store.begin()
+    context = read_transaction(store) if dry_run else store.begin(actor)
     async with context as directory:
         target = LocalTarget(directory)
         async for op in plan(root, target, mode, pids=pids, overlay=overlay, references=references):

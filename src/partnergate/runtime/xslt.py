@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import re
+import secrets
 import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -57,7 +58,7 @@ from lxml import etree
 
 from ..security import xmldoor
 from .directory import PartnerDirectory
-from .errors import misconfigured, missing, refused, step_timeout
+from .errors import StepError, misconfigured, missing, refused, step_timeout
 from .exchange import Exchange
 from .pduri import PD_URI, PdUri
 from .processpool import ProcessPool, WorkerLost, WorkerTimeout
@@ -104,6 +105,8 @@ class _Task:
     source: str
     params: dict[str, str]
     generation: int
+    content: bytes = b""
+    """For ``check``: the stylesheet to compile, not stored anywhere yet."""
 
 
 class XsltEngine:
@@ -176,6 +179,31 @@ class XsltEngine:
                 continue
             raise misconfigured(reply[1])
         raise misconfigured("the stylesheet keeps needing further pd: parameters")
+
+    async def check(self, content: bytes, *, time_limit: float | None = None) -> str | None:
+        """Why ``content`` does not compile as a stylesheet (Saxon's words, with the line),
+        or None if it does; nothing runs, and ``pd:`` imports resolve as in a message."""
+        loop = asyncio.get_running_loop()
+        limit = time_limit if time_limit is not None else self.time_limit
+        deadline = loop.time() + limit
+        for _ in range(MAX_MATERIALISE_ROUNDS):
+            task = _Task("check", "", "", {}, self._generation, content)
+            try:
+                reply = await self._workers().call(task, max(deadline - loop.time(), 0.001))
+            except WorkerTimeout:
+                return f"the stylesheet did not compile within {limit:g} s"
+            except WorkerLost as exc:
+                return f"the stylesheet ended its worker ({exc})"
+            if reply[0] == "ok":
+                return None
+            if reply[0] == "need":
+                try:
+                    await self._materialise(PdUri(reply[1], reply[2], "Binary"))
+                except StepError as exc:
+                    return exc.text
+                continue
+            return str(reply[1])
+        return "the stylesheet keeps needing further pd: parameters"
 
     def close(self) -> None:
         if self._pool is not None:
@@ -276,6 +304,9 @@ class _SaxonWorker:
             self._compiled.clear()
             self._generation = task.generation
         try:
+            if task.kind == "check":
+                self._check(task.content)
+                return ("ok", b"", {}, {})
             return ("ok", *self._transform(task))
         except _NeedsParameter as need:
             return ("need", need.uri.pid, need.uri.id)
@@ -308,6 +339,25 @@ class _SaxonWorker:
         for kind, name, value in sets:
             (headers if kind == "header" else properties)[name] = value
         return body, headers, properties
+
+    def _check(self, content: bytes) -> None:
+        """Compile ``content`` from a scratch file under ``pd:``, as a stored one would be."""
+        folder = self.files_dir / ".check"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{secrets.token_hex(8)}.xsl"
+        path.write_bytes(content)
+        try:
+            self.processor.new_xslt30_processor().compile_stylesheet(
+                stylesheet_text=_wrapper(f"pd:.check/{path.name}"), encoding="UTF-8"
+            )
+        except Exception as exc:
+            failure = self._failure(exc, [])
+            if isinstance(failure, _NeedsParameter):
+                raise failure from None
+            reason = self._scrub(str(exc)).replace(f"pd:.check/{path.name}", "the stylesheet")
+            raise _Failed(reason.replace(path.name, "the stylesheet")) from None
+        finally:
+            path.unlink(missing_ok=True)
 
     def _executable(self, task: _Task) -> tuple[Any, Any, str]:
         """The processor and compiled stylesheet, and the output encoding the principal

@@ -14,6 +14,7 @@ listener is not connected, nothing is trusted from memory.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sqlite3
 import time
@@ -190,7 +191,7 @@ class _AccountTable:
         stamp = now()
         row = {
             self.key: name,
-            self.secret: hash_password(secret),
+            self.secret: await asyncio.to_thread(hash_password, secret),
             "roles": " ".join(roles),
             "created_time": stamp,
             "changed_time": stamp,
@@ -230,11 +231,12 @@ class _AccountTable:
     async def set_secret(self, name: str, secret: str, actor: str | None = None) -> None:
         if not secret:
             raise InvalidValue(f"the {self.kind}'s secret must not be empty", field="secret")
+        hashed = await asyncio.to_thread(hash_password, secret)  # argon2: tens of ms of CPU
         async with begin(self.engine) as conn:
             result = await conn.execute(
                 update(self.table)
                 .where(self.table.c[self.key] == name)
-                .values({self.secret: hash_password(secret), "changed_time": now()})
+                .values({self.secret: hashed, "changed_time": now()})
             )
             if result.rowcount:
                 before = {"Secret": audit.PASSWORD_KEPT}

@@ -10,7 +10,22 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import certificates, entities, flows, history, monitor, partners, rules, signin, transfer
+from . import (
+    accounts,
+    certificates,
+    documents,
+    entities,
+    flows,
+    grid,
+    history,
+    monitor,
+    partners,
+    rules,
+    search,
+    signin,
+    transfer,
+    usage,
+)
 from .pages import STATIC, Urls, redirect
 
 
@@ -62,6 +77,16 @@ def ui_routes() -> list[BaseRoute]:
         Route("/flows", flows.index),
         Route("/export", transfer.export),
         Route("/import", transfer.import_page, methods=both),
+        Route("/search", search.index),
+        Route("/grid", grid.index),
+        Route("/grid/bulk", grid.bulk, methods=["POST"]),
+        Route("/usage", usage.index),
+        Route("/new-document", documents.new, methods=both),
+        Route("/documents/{pid}/{id}", documents.show, methods=both),
+        Route("/accounts", accounts.index),
+        Route("/new-account/{kind}", accounts.new, methods=both),
+        Route("/accounts/{kind}/{name:path}", accounts.show, methods=both),
+        Route("/pickers/{what}", accounts.pickers),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from ...model.errors import DirectoryError, InvalidValue
+from ...model.errors import Conflict, DirectoryError, InvalidValue, NotFound
 from ...odata.filter import OrderBy, PropertyRef, ValueType
 from ...security.certificates import (
     CertificateError,
@@ -23,7 +23,7 @@ from ...security.certificates import (
     load_certificate,
     load_certificates,
 )
-from ...store.directory import ListRequest
+from ...store.directory import Directory, ListRequest
 from ..downloads import download_headers
 from .directory import PAGE_SIZE, contains, partners_of_users
 from .entities import relabel
@@ -44,8 +44,18 @@ USER_FIELD = Field(
     "User",
     help="The user a sender presenting this certificate acts as.",
     max_length=150,
+    picker="users",
 )
 CERTIFICATE_FIELD = Field("Certificate", "Certificate", widget="certificate")
+PARTNER_FIELD = Field(
+    "Pid",
+    "Authorise this user for partner",
+    help="Optional: makes the user an authorized user of this partner in the same change.",
+    max_length=60,
+    required=False,
+    mono=True,
+    picker="partners",
+)
 
 
 @dataclass(frozen=True)
@@ -158,22 +168,43 @@ async def new(page: Page) -> Response:
     if page.request.method == "GET":
         return _form(page, values)
     values = {"User": page.text("User").strip(), "Text": page.text("Text")}
+    values["Pid"] = page.text("Pid").strip()
     try:
         certificate = await certificate_text(page)
-        created = await page.services.store.create(
-            MAPPINGS, {"User": values["User"], "Certificate": certificate}, page.user
-        )
+        async with page.services.store.begin(page.user) as directory:
+            if values["Pid"]:
+                await authorise_user(directory, values["User"], values["Pid"], page.user)
+            created = await directory.create(
+                MAPPINGS, {"User": values["User"], "Certificate": certificate}, page.user
+            )
     except DirectoryError as exc:
-        field = exc.field if exc.field in ("User", "Certificate") else None
+        field = exc.field if exc.field in ("User", "Certificate", "Pid") else None
         message = relabel(exc.message, (USER_FIELD, CERTIFICATE_FIELD))
         errors = {field: message} if field else {}
         return _form(page, values, exc.status, errors, "" if field else message)
     replaced = created["CreatedTime"] != created["LastModifiedTime"]
     note = " (it was mapped before; the mapping now names this user)" if replaced else ""
+    if values["Pid"]:
+        note += f"; the user is an authorized user of partner '{values['Pid']}'"
     return page.redirect(
         page.urls.certificates(q=str(created["User"])),
         f"Certificate mapped to user '{created['User']}'{note}.",
     )
+
+
+async def authorise_user(directory: Directory, user: str, pid: str, actor: str) -> None:
+    """Make ``user`` an authorised user of ``pid``, unless it already is."""
+    try:
+        current = await directory.get("AuthorizedUsers", {"User": user})
+    except NotFound:
+        await directory.create("AuthorizedUsers", {"User": user, "Pid": pid}, actor)
+        return
+    if current["Pid"] != pid:
+        raise Conflict(
+            f"User '{user}' is already an authorized user of partner '{current['Pid']}'; "
+            "move it there first",
+            field="Pid",
+        )
 
 
 def _form(
@@ -187,7 +218,7 @@ def _form(
         "certificates/new.html",
         status_code,
         section="certificates",
-        fields=(USER_FIELD, CERTIFICATE_FIELD),
+        fields=(USER_FIELD, CERTIFICATE_FIELD, PARTNER_FIELD),
         values=values,
         errors=errors or {},
         error=error,

@@ -28,6 +28,8 @@ class Field:
     max_length: int | None = None
     required: bool = True
     mono: bool = False
+    picker: str = ""
+    """``users`` or ``partners``: offer the store's names as the field is typed."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ _MOVE = Field(
     help="The partner it belongs to; give another partner's ID to move it there.",
     max_length=60,
     mono=True,
+    picker="partners",
 )
 
 STRING = Kind(
@@ -209,6 +212,7 @@ AUTHORIZED_USER = Kind(
             "User",
             help="Stored in lower case. Messages sent by this user are this partner's.",
             max_length=_max("AuthorizedUsers", "User"),
+            picker="users",
         ),
     ),
     change=(_MOVE,),
