@@ -12,6 +12,7 @@ reads are :mod:`..store.messagelog`'s.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from ..model.entities import (
     MPL_TYPES,
     EntityType,
 )
+from ..model.rules import prepare_key
 from ..odata import atom, json_format, mpl
 from ..odata.errors import BadRequest, MethodNotAllowed, NotFoundError
 from ..odata.filter import PropertyRef
@@ -72,6 +74,8 @@ async def answer(
     transaction (the request's own, or its change set's)."""
     entity_type = resource.entity_type
     assert entity_type is not None
+    if resource.key is not None:  # a key no store can hold (a NUL, too long) is 400
+        resource = replace(resource, key=prepare_key(entity_type, resource.key))
     if entity_type is FLOW_LOG_LEVEL:
         return await _log_levels(service, request, resource, method, as_json, directory)
     if method not in ("GET", "HEAD"):
