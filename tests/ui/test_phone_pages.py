@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from ..conftest import Api, Server
 from .conftest import open_tab, shot, sign_in_tab
@@ -324,3 +324,29 @@ def test_copy_a_partner_by_keyboard(sized: Page, api: Api) -> None:
     expect(sized).to_have_url(re.compile(rf"/ui/partners/{pid}_copy$"))
     fits(sized)
     assert api.get(f"StringParameters(Pid='{pid}_copy',Id='A')").json()["d"]["Value"] == "1"
+
+
+def lines_of(cell: Locator) -> int:
+    """How many lines the first text (or link) of an element takes up."""
+    return int(
+        cell.evaluate(
+            """e => { const r = document.createRange(); r.selectNodeContents(e.firstChild);
+            return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; }"""
+        )
+    )
+
+
+def test_grid_and_history_keep_ids_and_field_names_whole(
+    sized: Page, content: dict[str, str]
+) -> None:
+    """On a phone the grid scrolls inside its box rather than breaking an ID letter by
+    letter, and a history diff's field names stay on one line."""
+    pid = content["pid"]
+    sized.goto(f"/ui/grid?set=string-parameters&filter=Pid eq '{pid}'")
+    cells = sized.locator("#grid td.mono")
+    for text in (pid, "ADDRESS"):
+        assert lines_of(cells.filter(has_text=text).first) == 1, f"{text} wraps"
+    fits(sized)
+    sized.goto(f"/ui/partners/{pid}/history")
+    assert lines_of(sized.locator("table.diff th[scope=row]").filter(has_text="Value").first) == 1
+    fits(sized)
