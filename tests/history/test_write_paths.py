@@ -14,9 +14,11 @@ from html import unescape
 from pathlib import Path
 
 import httpx
+from cryptography.hazmat.primitives import serialization
 
 from ..conftest import Api, Server
 from ..ui.conftest import csrf_of
+from ..ui.test_certificates_browser import make_certificate
 from .test_history_api import _send_batch
 
 KEY = re.compile(r'name="key" value="([^"]+)"')
@@ -220,6 +222,14 @@ def test_ui_bulk_grid_apply(ui: httpx.Client, api: Api, pid: str) -> None:
         {("StringParameters", "A"): "Update", ("StringParameters", "C"): "Update"},
     )
 
+    target = pid + "_copy"
+    copy = {"operation": "copy", "target": target, "key": keys, "step": "apply", "csrf": csrf}
+    assert ui.post("/ui/grid/bulk", params=query, data=copy).status_code == 303
+    assert_one_change(
+        entries(api, target),
+        {("StringParameters", i): "Copy" for i in ("A", "B", "C")},
+    )
+
     before = len(entries(api, pid))
     delete = {"operation": "delete", "key": keys, "step": "apply", "csrf": csrf}
     assert ui.post("/ui/grid/bulk", params=query, data=delete).status_code == 303
@@ -248,6 +258,31 @@ def test_ui_document_upload_and_save(ui: httpx.Client, api: Api, pid: str) -> No
     assert [(e["Label"], e["Operation"]) for e in found] == [("CONF", "Create"), ("CONF", "Update")]
     after = json.loads(found[-1]["After"])["Value"]
     assert base64.b64decode(after["base64"]) == b'{"a": 2}'
+
+
+def test_ui_certificate_that_authorises_its_user(ui: httpx.Client, api: Api, pid: str) -> None:
+    """A mapping and the authorized user it needs: two entities, one entry each, one change."""
+    user = f"m_{pid.lower()}"
+    pem = make_certificate(f"CN_{user}", days=90).public_bytes(serialization.Encoding.PEM)
+    csrf = csrf_of(ui.get("/ui/new-certificate").text)
+    done = ui.post(
+        "/ui/new-certificate",
+        data={"csrf": csrf, "User": user, "Text": pem.decode(), "Pid": pid},
+    )
+    assert done.status_code == 303, done.text
+    mapping = api.get("CertificateUserMappings", params={"$filter": f"User eq '{user}'"})
+    (mapped,) = mapping.json()["d"]["results"]
+    label = f"{user} ({mapped['Id']})"
+    made = api.get(
+        "AuditEntries",
+        params={"$filter": f"EntitySet eq 'CertificateUserMappings' and Label eq '{label}'"},
+    ).json()["d"]["results"]
+    assert [e["Operation"] for e in made] == ["Create"]
+    authorised = entries(api, pid)
+    assert [(e["EntitySet"], e["Label"], e["Operation"]) for e in authorised] == [
+        ("AuthorizedUsers", user, "Create")
+    ]
+    assert made[0]["ChangeId"] == authorised[0]["ChangeId"]
 
 
 def _zip(files: dict[str, bytes]) -> bytes:
