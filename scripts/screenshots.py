@@ -10,6 +10,7 @@ Chromium (``/usr/bin/chromium``) driven by Playwright. Run by ``make screenshots
 from __future__ import annotations
 
 import base64
+import io
 import os
 import secrets
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -123,6 +125,12 @@ def seed(url: str, password: str, workdir: Path) -> str:
         headers = {"X-CSRF-Token": token, "Accept": "application/json"}
         for entity_set, body in entries:
             api.post(entity_set, json=body, headers=headers).raise_for_status()
+        # A change, so Receiver_1's History tab has a diff to show.
+        api.put(
+            "StringParameters(Pid='Receiver_1',Id='ADDRESS')",
+            json={"Value": "https://r1.example/v2/orders"},
+            headers=headers,
+        ).raise_for_status()
         mapping = api.post(
             "CertificateUserMappings",
             json={
@@ -135,7 +143,27 @@ def seed(url: str, password: str, workdir: Path) -> str:
         return str(mapping.json()["d"]["Id"])
 
 
-def photograph(url: str, password: str, mapping: str, out: Path) -> list[Path]:
+def import_zip(workdir: Path) -> Path:
+    """A zip as the UI's Export writes it: one new partner and one changed address."""
+    files = {
+        "partner-directory/Receiver_2/String.properties": "ADDRESS=https://r2.example/v2/in\n",
+        "partner-directory/Receiver_3/String.properties": (
+            "ADDRESS=https://r3.example/orders\nRECEIVER_NAME=Receiver Three\n"
+        ),
+        "partner-directory/Receiver_3/AlternativePartners.yaml": (
+            "- Agency: GS1\n  Id: '4012345000016'\n  Scheme: GLN\n"
+        ),
+    }
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    path = workdir / "partner-directory.zip"
+    path.write_bytes(data.getvalue())
+    return path
+
+
+def photograph(url: str, password: str, mapping: str, out: Path, upload: Path) -> list[Path]:
     pages = {
         "partners": "/ui/partners",
         "partner": "/ui/partners/Receiver_1",
@@ -144,6 +172,11 @@ def photograph(url: str, password: str, mapping: str, out: Path) -> list[Path]:
         "certificates": "/ui/certificates",
         "certificate": f"/ui/certificates/{mapping}",
         "flows": "/ui/flows",
+        "search": "/ui/search?q=receiver",
+        "grid": "/ui/grid?set=string-parameters",
+        "accounts": "/ui/accounts",
+        "document": "/ui/documents/Receiver_1/MAPPING",
+        "history": "/ui/partners/Receiver_1/history",
     }
     written: list[Path] = []
     out.mkdir(parents=True, exist_ok=True)
@@ -159,6 +192,12 @@ def photograph(url: str, password: str, mapping: str, out: Path) -> list[Path]:
                 tab.goto(path)
                 written.append(out / f"{name}-{size}.png")
                 tab.screenshot(path=str(written[-1]))
+            tab.goto("/ui/import")
+            tab.get_by_label("Zip file").set_input_files(str(upload))
+            tab.get_by_role("button", name="Show the plan").click()
+            tab.get_by_role("heading", name="Import plan").wait_for()
+            written.append(out / f"import-plan-{size}.png")
+            tab.screenshot(path=str(written[-1]))
             if size == "phone":
                 tab.goto("/ui/partners")
                 tab.get_by_role("button", name="Menu").click()
@@ -184,7 +223,8 @@ def main() -> None:
         server, url = start(Path(tmp), password)
         try:
             mapping = seed(url, password, Path(tmp))
-            for path in photograph(url, password, mapping, out):
+            upload = import_zip(Path(tmp))
+            for path in photograph(url, password, mapping, out, upload):
                 print(path)
         finally:
             server.terminate()

@@ -862,6 +862,7 @@ def pd_import(
             dry_run=dry_run,
             on_op=show,
             keep_ops=as_json,
+            actor=_actor(),
         )
 
     try:

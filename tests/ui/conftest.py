@@ -127,6 +127,13 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
         yield tab
 
 
+def unfold_menu(tab: Page) -> None:
+    """Opens the main menu where it is folded behind its button (a phone's width)."""
+    toggle = tab.get_by_role("button", name="Menu")
+    if toggle.is_visible() and toggle.get_attribute("aria-expanded") == "false":
+        toggle.click()
+
+
 def shot(tab: Page, name: str) -> None:
     """A full-page screenshot into tests/artifacts, named for the page it shows."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, expect
 
 from ..conftest import Api, Server
-from .conftest import csrf_of, shot, sign_in
+from .conftest import csrf_of, shot, sign_in, unfold_menu
 from .test_certificates_browser import make_certificate
 from .test_search_everywhere import SIZES, admin_tab, assert_fits
 
@@ -135,6 +135,7 @@ def test_someone_without_the_role_gets_no_accounts_page(server: Server) -> None:
 def test_add_a_user_in_the_browser(browser: Browser, server: Server, size: str) -> None:
     name = _name(f"b{size}")
     with admin_tab(browser, server, size) as tab:
+        unfold_menu(tab)
         tab.get_by_role("link", name="Users", exact=True).click()
         expect(tab.get_by_role("heading", name="Users and OAuth clients")).to_be_visible()
         assert_fits(tab)

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from ..conftest import Api, Server
-from .conftest import csrf_of, shot
+from .conftest import csrf_of, shot, unfold_menu
 from .test_search_everywhere import SIZES, admin_tab, assert_fits
 
 KEY = re.compile(r'name="key" value="([^"]+)"')
@@ -222,6 +222,7 @@ def test_bulk_edit_in_the_browser(browser: Browser, server: Server, api: Api, si
         body = {"Pid": pid, "Id": ident, "Value": "old"}
         assert api.post("StringParameters", json=body).status_code == 201
     with admin_tab(browser, server, size) as tab:
+        unfold_menu(tab)
         tab.get_by_role("link", name="Bulk", exact=True).click()
         tab.get_by_label("$filter").fill(f"Pid eq '{pid}'")
         tab.get_by_role("button", name="Show").click()

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, Page, expect
 
 from ..conftest import Api, Server
-from .conftest import open_tab, shot, sign_in_tab
+from .conftest import open_tab, shot, sign_in_tab, unfold_menu
 from .test_certificates_browser import make_certificate
 
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
@@ -141,6 +141,7 @@ def test_search_from_the_header(
     browser: Browser, server: Server, findable: dict[str, str], size: str
 ) -> None:
     with admin_tab(browser, server, size) as tab:
+        unfold_menu(tab)
         tab.get_by_role("searchbox", name="Search everywhere").fill("GLN")
         tab.get_by_role("searchbox", name="Search everywhere").press("Enter")
         tab.wait_for_url("**/ui/search?q=GLN")

@@ -153,7 +153,7 @@ def test_the_partner_list_tells_counts_address_change_and_total(
         (f"listed_{pid}".lower(), f"authorized user listed_{pid.lower()}"),
     ):
         page.get_by_label("Find partners").fill(query)
-        page.get_by_role("button", name="Search").click()
+        page.get_by_role("main").get_by_role("button", name="Search").click()
         expect(page.locator("#partner-total")).to_have_text(f"1 partner found for “{query}”")
         row = page.locator("tbody tr")
         expect(row).to_have_count(1)

@@ -26,6 +26,7 @@ from ...model.entities import ENTITY_TYPES
 from ...model.errors import DirectoryError, InvalidValue
 from ...odata.errors import ODataError
 from ...odata.filter import And, Expr, OrderBy, parse_filter, parse_orderby
+from ...store import audit
 from ...store.directory import Directory, DirectoryStore, ListRequest
 from ..downloads import download_headers
 from .kinds import ALTERNATIVE, AUTHORIZED_USER, BINARY, CREDENTIAL, KINDS, STRING, Kind
@@ -239,6 +240,7 @@ async def run_bulk(directory: Directory, bulk: Bulk, actor: str, outcome: Outcom
                     for n in ENTITY_TYPES[kind.entity_set].property_names
                     if n in row and n in ("Id", "Value", "ContentType")
                 }
+                directory.audit.operation = audit.COPY  # as for copies made elsewhere
                 await directory.create(kind.entity_set, {**values, "Pid": bulk.target}, actor)
                 outcome.lines.append(Line(label, pid, f"copy at {bulk.target}", bulk.target))
         except DirectoryError as exc:
