@@ -1007,6 +1007,8 @@ class Supervisor:
         self.pid = os.getpid()
         self.stopping = False
         self.failed = False
+        self.reload_pending: set[int] = set()
+        """Workers that are to reload once they serve (pids)."""
         given = metrics.multiprocess_dir()
         self.own_metrics_dir = given is None
         self.metrics_dir = given or tempfile.mkdtemp(prefix="partnergate-metrics-")
@@ -1050,7 +1052,8 @@ class Supervisor:
             if os.getppid() != self.pid:  # the supervisor ended before the line above
                 os._exit(1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for asked in (FLUSH_SIGNAL, SYNC_SIGNAL):  # until the app listens for them
+            # until the app listens for them: a SIGHUP while starting must not kill it
+            for asked in (FLUSH_SIGNAL, SYNC_SIGNAL, signal.SIGHUP):
                 signal.signal(asked, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             self.siblings.attach(index)
@@ -1074,7 +1077,8 @@ class Supervisor:
                     log.info("stopping %d workers", len(self.workers))
                 self._stop()
             elif info is not None and info.si_signo == signal.SIGHUP:
-                self._tell(signal.SIGHUP)
+                self.reload_pending = set(self.workers)
+            self._reload_serving()
             for index in self._reap():
                 if not self.stopping:
                     self._spawn(index, sockets, old_mask)
@@ -1109,6 +1113,18 @@ class Supervisor:
             if time.monotonic() - started < RESTART_PAUSE:
                 time.sleep(RESTART_PAUSE)
             replace.append(index)
+
+    def _reload_serving(self) -> None:
+        """Pass a SIGHUP on to each worker once it listens for it; one still starting
+        gets it when it serves, so no worker keeps the files of before."""
+        for pid in list(self.reload_pending):
+            entry = self.workers.get(pid)
+            if entry is None:
+                self.reload_pending.discard(pid)
+            elif self.siblings.has_served(entry[0]):
+                self.reload_pending.discard(pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGHUP)
 
     def _stop(self) -> None:
         self.stopping = True

@@ -42,6 +42,8 @@ steps:
         partner: ${property.PARTNER}
   - script: mark.py
   - log-attachment: mapped
+  - custom-header:
+      Partner: ${property.PARTNER}
   - call:
       address: ${property.ADDRESS}
       credentials: pd:${property.PARTNER}:USER:UserCredential
@@ -197,6 +199,9 @@ def test_a_flow_with_every_step_kind(new_user: NewUser) -> None:
         guid = r.headers["sap_messageprocessinglogid"]
         attachments = api.get(f"MessageProcessingLogs('{guid}')/Attachments")
         assert [a["Name"] for a in attachments.json()["d"]["results"]] == ["mapped"]
+        custom = api.get(f"MessageProcessingLogs('{guid}')/CustomHeaderProperties")
+        found = [(p["Name"], p["Value"]) for p in custom.json()["d"]["results"]]
+        assert found == [("Partner", "NEWP")]
 
         wrong = httpx.post(
             new_user.url + "/http/newuser/main",

@@ -25,7 +25,8 @@ LOOP_FLOW = "endpoint: /http/spin\ntime-limit: {limit}\nsteps:\n  - xslt: loop.x
 
 
 def children(pid: int) -> set[int]:
-    found = set()
+    """Every process below ``pid``: a server's worker processes and their Saxon workers."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -33,8 +34,12 @@ def children(pid: int) -> set[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.add(int(entry.name))
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    below = {pid}
+    while below:
+        below = {child for child, parent in parents.items() if parent in below} - found
+        found |= below
     return found
 
 

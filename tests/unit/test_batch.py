@@ -27,7 +27,9 @@ from partnergate.odata.batch import (
     parse_batch,
     serialize_batch,
 )
+from partnergate.model.entities import ENTITY_TYPES
 from partnergate.odata.errors import BadRequest
+from partnergate.odata.paths import parse_resource
 
 # The request exactly as SAP's page shows it, from its Content-type line on (bare LF).
 SAP_CONTENT_TYPE = "multipart/mixed; boundary=batch_34fcd829-64e4-4139-b880-f24aa4ee9235"
@@ -497,10 +499,6 @@ MALFORMED = {
             )
         ),
     ),
-    "URL not UTF-8": (
-        "multipart/mixed; boundary=b",
-        _batch(b"Content-Type: application/http\r\n\r\nGET Partners('\xff') HTTP/1.1\r\n"),
-    ),
 }
 
 
@@ -577,3 +575,14 @@ def test_content_length_is_computed_and_dsv_kept_if_given() -> None:
     assert b"Content-Length: 2\r\n" in body
     assert b"content-length: 999" not in body
     assert body.count(b"DataServiceVersion") == 1 and b"DataServiceVersion: 1.0" in body
+
+
+def test_a_part_whose_url_is_not_utf8_parses_and_its_path_is_400() -> None:
+    """One rule for path octets: a raw octet in a part's URL is kept percent-encoded, and
+    the part, not the whole ``$batch``, is refused when its path is decoded."""
+    body = _batch(b"Content-Type: application/http\r\n\r\nGET Partners('\xff') HTTP/1.1\r\n")
+    (part,) = parse_batch("multipart/mixed; boundary=b", body)
+    assert isinstance(part, BatchPart) and "%FF" in part.url
+    with pytest.raises(BadRequest) as caught:
+        parse_resource(part.url, ENTITY_TYPES)
+    assert caught.value.status == 400
