@@ -19,6 +19,7 @@ import pyodata
 import pytest
 from pyodata.exceptions import HttpError
 
+from partnergate.model.entities import ENTITY_TYPES
 from partnergate.odata.batch import (
     BatchPart,
     BatchResponse,
@@ -27,7 +28,6 @@ from partnergate.odata.batch import (
     parse_batch,
     serialize_batch,
 )
-from partnergate.model.entities import ENTITY_TYPES
 from partnergate.odata.errors import BadRequest
 from partnergate.odata.paths import parse_resource
 
