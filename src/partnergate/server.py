@@ -1003,7 +1003,9 @@ class Supervisor:
         self.settings = settings
         self.count = count
         self.workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
-        self.siblings = Siblings(count)
+        self.shared_dir = tempfile.mkdtemp(prefix="partnergate-")
+        """What the workers share as files: metric values, failed logins."""
+        self.siblings = Siblings(count, self.shared_dir)
         self.pid = os.getpid()
         self.stopping = False
         self.failed = False
@@ -1011,7 +1013,7 @@ class Supervisor:
         """Workers that are to reload once they serve (pids)."""
         given = metrics.multiprocess_dir()
         self.own_metrics_dir = given is None
-        self.metrics_dir = given or tempfile.mkdtemp(prefix="partnergate-metrics-")
+        self.metrics_dir = given or os.path.join(self.shared_dir, "metrics")
         """Every worker's metric values, as files; ``/metrics`` in any worker adds them up.
         ``PROMETHEUS_MULTIPROC_DIR`` names one that servers of one host share."""
 
@@ -1036,8 +1038,7 @@ class Supervisor:
         finally:
             for sock in sockets:
                 sock.close()
-            if self.own_metrics_dir:
-                shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            shutil.rmtree(self.shared_dir, ignore_errors=True)
         if self.failed:
             raise SystemExit(STARTUP_FAILURE)
 

@@ -35,7 +35,6 @@ def lenient(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterato
         "PARTNERGATE_LOGIN_FAILURES_PER_ADDRESS": "100000",
         "PARTNERGATE_LOGIN_FAILURES_PER_USER": "100000",
         "PARTNERGATE_PASSWORD_CHECKS_PER_ADDRESS": "200",
-        "PARTNERGATE_WORKERS": "1",  # timings compared within one process
     }
     srv = start_server(tmp_path_factory.mktemp("lenient"), store_url, env)
     try:
@@ -50,7 +49,6 @@ def strict(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterator
         "PARTNERGATE_LOGIN_FAILURES_PER_USER_ADDRESS": str(LIMIT),
         "PARTNERGATE_LOGIN_FAILURES_PER_ADDRESS": "8",
         "PARTNERGATE_LOGIN_FAILURES_PER_USER": "50",
-        "PARTNERGATE_WORKERS": "1",  # the limits count per process (README, Workers)
     }
     srv = start_server(tmp_path_factory.mktemp("strict"), store_url, env)
     try:
@@ -224,7 +222,6 @@ def proxied(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterato
         "PARTNERGATE_LOGIN_FAILURES_PER_USER_ADDRESS": str(LIMIT),
         "PARTNERGATE_TRUSTED_PROXIES": "127.0.0.7/32",
         "PARTNERGATE_VERIFY_FORWARDED_CERTS": "false",
-        "PARTNERGATE_WORKERS": "1",  # the limits count per process (README, Workers)
     }
     srv = start_server(tmp_path_factory.mktemp("proxied"), store_url, env)
     try:

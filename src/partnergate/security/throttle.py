@@ -12,16 +12,24 @@ Within a sliding ``window`` (seconds) a node refuses, without checking the passw
   credentials the node remembers as correct (:mod:`.login_cache`) still pass.
 
 Checks under way count as failures until they end, so a burst of concurrent guesses
-cannot overshoot a limit. Counts live in the node's memory: each node of a fleet counts
-its own, and a restart forgets them.
+cannot overshoot a limit. Failures live in the node's memory, or, with several worker
+processes, in a small SQLite file they share (:class:`SharedFailures`), so that a guesser
+gets no more tries by opening more connections; each node of a fleet counts its own, and
+a restart forgets them. Checks under way are counted per process.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import sqlite3
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger("partnergate.security")
 
 MAX_KEYS = 100_000
 
@@ -34,46 +42,127 @@ class Limits:
     window: int = 300
 
 
-class _Counter:
-    """Timestamps of failures by key, oldest first, and checks under way."""
+class Failures(Protocol):
+    """Timestamps (``time.monotonic``, the same clock in every process) of failures by key."""
+
+    def count(self, key: str, since: float) -> int: ...
+
+    def oldest(self, key: str, since: float) -> float | None: ...
+
+    def add(self, keys: list[str], now: float, since: float) -> None: ...
+
+    def forget(self, key: str) -> None: ...
+
+
+class MemoryFailures:
+    """One process's failures, at most ``MAX_KEYS`` keys (the least recent go first)."""
 
     def __init__(self) -> None:
-        self.failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self.running: dict[str, int] = {}
+        self._times: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def count(self, key: str, since: float) -> int:
-        times = self.failures.get(key)
+    def _since(self, key: str, since: float) -> deque[float] | None:
+        times = self._times.get(key)
         if times is not None:
             while times and times[0] < since:
                 times.popleft()
             if not times:
-                del self.failures[key]
-        return (len(times) if times else 0) + self.running.get(key, 0)
+                del self._times[key]
+                return None
+        return times
 
-    def retry_after(self, key: str, window: int, now: float) -> int:
-        times = self.failures.get(key)
-        return max(1, math.ceil(times[0] + window - now)) if times else 1
+    def count(self, key: str, since: float) -> int:
+        times = self._since(key, since)
+        return len(times) if times else 0
 
-    def add(self, key: str, now: float) -> None:
-        times = self.failures.get(key)
-        if times is None:
-            times = self.failures[key] = deque()
-            while len(self.failures) > MAX_KEYS:
-                self.failures.popitem(last=False)
-        times.append(now)
+    def oldest(self, key: str, since: float) -> float | None:
+        times = self._since(key, since)
+        return times[0] if times else None
+
+    def add(self, keys: list[str], now: float, since: float) -> None:
+        for key in keys:
+            times = self._times.get(key)
+            if times is None:
+                times = self._times[key] = deque()
+                while len(self._times) > MAX_KEYS:
+                    self._times.popitem(last=False)
+            times.append(now)
 
     def forget(self, key: str) -> None:
-        self.failures.pop(key, None)
+        self._times.pop(key, None)
 
-    def start(self, key: str) -> None:
-        self.running[key] = self.running.get(key, 0) + 1
 
-    def stop(self, key: str) -> None:
-        left = self.running.get(key, 0) - 1
-        if left > 0:
-            self.running[key] = left
-        else:
-            self.running.pop(key, None)
+class SharedFailures:
+    """Failures in a SQLite file that the worker processes of one server share.
+
+    Failed logins are rare next to messages, and a check asks one indexed question, so
+    the file (on the supervisor's temporary directory, in WAL mode, never synced) costs
+    tens of microseconds where a password check costs tens of milliseconds. Should the
+    file fail, the process counts in its own memory and says so once.
+    """
+
+    PRUNE_EVERY = 1000
+
+    def __init__(self, path: str | Path) -> None:
+        self._memory = MemoryFailures()
+        self._broken = False
+        self._added = 0
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout = 1000")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = OFF")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, at REAL NOT NULL)"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS failures_key_at ON failures (key, at)")
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        if not self._broken:
+            self._broken = True
+            log.error("shared login failure counts unavailable (%s); counting per process", exc)
+
+    def count(self, key: str, since: float) -> int:
+        if not self._broken:
+            try:
+                sql = "SELECT COUNT(*) FROM failures WHERE key = ? AND at >= ?"
+                return int(self._db.execute(sql, (key, since)).fetchone()[0])
+            except sqlite3.Error as exc:
+                self._failed(exc)
+        return self._memory.count(key, since)
+
+    def oldest(self, key: str, since: float) -> float | None:
+        if not self._broken:
+            try:
+                sql = "SELECT MIN(at) FROM failures WHERE key = ? AND at >= ?"
+                found = self._db.execute(sql, (key, since)).fetchone()[0]
+                return float(found) if found is not None else None
+            except sqlite3.Error as exc:
+                self._failed(exc)
+        return self._memory.oldest(key, since)
+
+    def add(self, keys: list[str], now: float, since: float) -> None:
+        if not self._broken:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._db.executemany(
+                        "INSERT INTO failures (key, at) VALUES (?, ?)", [(k, now) for k in keys]
+                    )
+                    self._added += 1
+                    if self._added % self.PRUNE_EVERY == 0:
+                        self._db.execute("DELETE FROM failures WHERE at < ?", (since,))
+                return
+            except sqlite3.Error as exc:
+                self._failed(exc)
+        self._memory.add(keys, now, since)
+
+    def forget(self, key: str) -> None:
+        if not self._broken:
+            try:
+                self._db.execute("DELETE FROM failures WHERE key = ?", (key,))
+                return
+            except sqlite3.Error as exc:
+                self._failed(exc)
+        self._memory.forget(key)
 
 
 @dataclass(frozen=True)
@@ -83,9 +172,11 @@ class Throttled:
 
 
 class LoginThrottle:
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, failures: Failures | None = None) -> None:
         self.limits = limits or Limits()
-        self._counter = _Counter()
+        self._failures: Failures = failures if failures is not None else MemoryFailures()
+        self._running: dict[str, int] = {}
+        """Checks under way in this process, by key."""
 
     def _keys(self, kind: str, name: str, address: str) -> list[tuple[str, int, str]]:
         limits = self.limits
@@ -98,18 +189,20 @@ class LoginThrottle:
     def check(self, kind: str, name: str, address: str) -> Throttled | None:
         """Whether a login of ``name`` from ``address`` is to be refused untried."""
         now = time.monotonic()
-        since = now - self.limits.window
+        window = self.limits.window
+        since = now - window
         for key, limit, what in self._keys(kind, name, address):
-            if self._counter.count(key, since) >= limit:
+            if self._failures.count(key, since) + self._running.get(key, 0) >= limit:
+                oldest = self._failures.oldest(key, since)
+                retry = max(1, math.ceil(oldest + window - now)) if oldest is not None else 1
                 return Throttled(
-                    self._counter.retry_after(key, self.limits.window, now),
-                    f"too many failed logins for {what} ({limit} in {self.limits.window} s)",
+                    retry, f"too many failed logins for {what} ({limit} in {window} s)"
                 )
         return None
 
     def start(self, kind: str, name: str, address: str) -> None:
         for key, _, _ in self._keys(kind, name, address):
-            self._counter.start(key)
+            self._running[key] = self._running.get(key, 0) + 1
 
     def finish(
         self, kind: str, name: str, address: str, succeeded: bool, counted: bool = True
@@ -118,11 +211,14 @@ class LoginThrottle:
         now = time.monotonic()
         keys = self._keys(kind, name, address)
         for key, _, _ in keys:
-            self._counter.stop(key)
+            left = self._running.get(key, 0) - 1
+            if left > 0:
+                self._running[key] = left
+            else:
+                self._running.pop(key, None)
         if not counted:
             return
         if succeeded:
-            self._counter.forget(keys[0][0])
+            self._failures.forget(keys[0][0])
         else:
-            for key, _, _ in keys:
-                self._counter.add(key, now)
+            self._failures.add([key for key, _, _ in keys], now, now - self.limits.window)

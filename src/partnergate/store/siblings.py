@@ -39,8 +39,10 @@ _current: Siblings | None = None
 
 
 class Siblings:
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, directory: str | None = None) -> None:
         self.count = count
+        self.directory = directory
+        """A directory of the supervisor's that every worker may write files to."""
         self._page = mmap.mmap(-1, _SLOT.size * count)
         self.index: int | None = None
 

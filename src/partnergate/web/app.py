@@ -32,7 +32,7 @@ from ..security.password_checks import PasswordChecks
 from ..security.secretbox import SecretBox
 from ..security.senders import Senders
 from ..security.throttle import Limits as LoginLimits
-from ..security.throttle import LoginThrottle
+from ..security.throttle import LoginThrottle, SharedFailures
 from ..store import audit, database
 from ..store.accounts import AccountCache, Clients, Users, server_key
 from ..store.changes import ChangeListener, SqliteChangeLog
@@ -242,6 +242,14 @@ def receiver_pool(settings: Settings) -> ReceiverPool:
     return ReceiverPool(keystores=keystores, ca_file=settings.receiver_ca)
 
 
+def shared_failures() -> SharedFailures | None:
+    """Failed logins counted over every worker of this server; None in one process."""
+    siblings = current_siblings()
+    if siblings is None or siblings.directory is None:
+        return None
+    return SharedFailures(Path(siblings.directory) / "logins.sqlite")
+
+
 async def build_services(settings: Settings) -> Services:
     engine = database.create_engine(settings.db, query_time_limit=settings.query_time_limit)
     await database.upgrade(engine)
@@ -286,7 +294,8 @@ async def build_services(settings: Settings) -> Services:
                 per_address=settings.login_failures_per_address,
                 per_user=settings.login_failures_per_user,
                 window=settings.login_failure_window,
-            )
+            ),
+            shared_failures(),
         ),
         checks=checks,
         version=lambda: changes.stamp(IDENTITY_SETS),
