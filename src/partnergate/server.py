@@ -1105,10 +1105,16 @@ class Supervisor:
                 if code != 0:
                     log.warning("worker %d (pid %d) ended with %s", index, pid, code)
                 continue
-            if code == STARTUP_FAILURE or not served:
+            running = any(self.siblings.has_served(i) for i, _ in self.workers.values())
+            if (code == STARTUP_FAILURE or not served) and not running:
                 log.error("worker %d (pid %d) could not start (%s); stopping", index, pid, code)
                 self.failed = True
                 self._stop()
+                continue
+            if not served:  # others serve: what failed (the store away?) may pass
+                log.error("worker %d (pid %d) could not start (%s); trying again", index, pid, code)
+                time.sleep(RESTART_PAUSE)
+                replace.append(index)
                 continue
             log.error("worker %d (pid %d) ended with %s; starting another", index, pid, code)
             if time.monotonic() - started < RESTART_PAUSE:

@@ -18,7 +18,9 @@ from typing import Any
 
 from starlette.responses import Response
 
-from ...model.errors import NotFound
+from ...model.entities import MESSAGE_PROCESSING_LOG
+from ...model.errors import DirectoryError, NotFound
+from ...model.rules import prepare_key
 from ...odata.filter import And, Compare, CompareOp, Expr, Literal, Or, OrderBy, PropertyRef
 from ...odata.filter import ValueType as T
 from ...runtime.messagelog import LOG_LEVELS
@@ -225,9 +227,21 @@ def split_error(text: str | None, step: str | None) -> str:
     return text
 
 
+def _guid(page: Page) -> str:
+    """The message ID in the path; one no store can hold (a NUL, too long) names nothing."""
+    guid = str(page.request.path_params["guid"])
+    try:
+        prepare_key(MESSAGE_PROCESSING_LOG, {"MessageGuid": guid})
+    except DirectoryError:
+        raise NotFound(
+            f"MessageProcessingLog (MessageGuid='{guid[:100]}') does not exist"
+        ) from None
+    return guid
+
+
 @guarded
 async def show(page: Page) -> Response:
-    guid = str(page.request.path_params["guid"])
+    guid = _guid(page)
     await page.services.store.catch_up()
     engine = page.services.store.engine
     row = await store.get_log(engine, guid)
@@ -311,7 +325,9 @@ async def log_level(page: Page) -> Response:
 async def attachment(page: Page) -> Response:
     """An attachment's bytes, as a download: what a sender sent must never run here."""
     params = page.request.path_params
-    guid, attachment_id = str(params["guid"]), str(params["attachment_id"])
+    guid, attachment_id = _guid(page), str(params["attachment_id"])
+    if "\x00" in attachment_id:
+        raise NotFound(f"message {guid} has no such attachment")
     found = await page.services.message_log.attachment(attachment_id)
     if found is None or found.message_guid != guid:
         raise NotFound(f"message {guid} has no attachment {attachment_id}")
