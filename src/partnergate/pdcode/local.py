@@ -4,6 +4,7 @@ API uses apply to every row)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ class LocalTarget:
         return [r.pid for r in rows]
 
     async def partners(self, pids: list[str]) -> dict[str, Partner]:
+        await self.directory.flush()  # the transaction's own creates, as any read sees them
         out: dict[str, Partner] = {}
 
         def get(pid: str) -> Partner:
@@ -102,6 +104,7 @@ class LocalTarget:
     async def owners(
         self, alternatives: set[tuple[str, str, str]], users: set[str]
     ) -> tuple[dict[tuple[str, str, str], str], dict[str, str]]:
+        await self.directory.flush()
         alt_owner: dict[tuple[str, str, str], str] = {}
         for part in chunks(sorted(alternatives)):
             query = select(_AP.c.agency, _AP.c.scheme, _AP.c.id, _AP.c.pid).where(
@@ -144,13 +147,19 @@ async def export(store: DirectoryStore, root: Path, pids: Iterable[str] | None =
         chosen = every if wanted is None else [p for p in every if p in set(wanted)]
         for chunk in chunks(chosen):
             found = await source.partners(chunk)
-            for pid in chunk:
-                files.write_partner(root, found[pid])
-                count += 1
+            await asyncio.to_thread(_write_partners, root, [found[pid] for pid in chunk])
+            count += len(chunk)
         if wanted is None:
-            files.remove_stale(root, set(chosen))
-            files.write_certificates(root, await source.certificates())
+            await asyncio.to_thread(files.remove_stale, root, set(chosen))
+            wanted_certs = await source.certificates()
+            await asyncio.to_thread(files.write_certificates, root, wanted_certs)
     return count
+
+
+def _write_partners(root: Path, partners: list[Partner]) -> None:
+    """In a thread: an export of thousands of partners never stalls the event loop."""
+    for partner in partners:
+        files.write_partner(root, partner)
 
 
 @dataclass
@@ -211,6 +220,7 @@ async def import_(
                     await apply_op(directory, op, actor)
                 except DirectoryError as exc:
                     raise ImportRefused(op, exc) from None
+                await directory.settle()
                 if len(directory.changes) >= COMPACT_AT:
                     directory.changes[:] = compact(directory.changes)
     outcome.applied = not dry_run

@@ -58,6 +58,10 @@ UPSERT_ON_POST = frozenset({"UserCredentialParameters", "CertificateUserMappings
 credential's audit pairs then both show the last POST; a mapping keeps its creation."""
 
 
+SETTLE_AT = 5_000
+"""Waiting inserts or history entries that :meth:`Directory.settle` writes out."""
+
+
 @dataclass(frozen=True)
 class ListRequest:
     """What to read from a collection; the filter is an ``odata.filter`` expression."""
@@ -129,6 +133,8 @@ class Directory:
     audit: audit.Recorder = field(default_factory=audit.Recorder)
     _pending: dict[str, dict[tuple[object, ...], dict[str, object]]] = field(default_factory=dict)
     """Inserts that wait for :meth:`flush`, by entity set and key."""
+    _waiting: int = 0
+    """How many inserts wait."""
 
     # -- reading ---------------------------------------------------------------------
 
@@ -147,6 +153,7 @@ class Directory:
         been inserted alone (the whole unit of work then rolls back).
         """
         pending, self._pending = self._pending, {}
+        self._waiting = 0
         for entity_set, rows in pending.items():
             entity_type = ENTITY_TYPES[entity_set]
             table = ENTITY_TABLES[entity_set]
@@ -165,6 +172,16 @@ class Directory:
                         raise AlreadyExists(
                             f"{entity_type.name} {_describe(described)} already exists"
                         )
+
+    async def settle(self) -> None:
+        """Write what waits once there is much of it, so that a long unit of work (an
+        import of millions of rows) keeps its memory flat; it still commits or rolls back
+        as one."""
+        if self._waiting >= SETTLE_AT:
+            await self.flush()
+        if len(self.audit.records) >= SETTLE_AT:
+            await self.flush()
+            await self.audit.spill(self.conn, now())
 
     async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
         """The statement's column names and rows (tuples)."""
@@ -367,6 +384,7 @@ class Directory:
         if stored in waiting:
             raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists")
         waiting[stored] = row
+        self._waiting += 1
 
     async def _insert(
         self, table: Table, entity_type: EntityType, key: dict[str, object], row: dict[str, object]
