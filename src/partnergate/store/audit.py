@@ -106,7 +106,7 @@ def key_text(key: Mapping[str, object]) -> str:
     return _KEY_JSON.encode({k: str(v) for k, v in key.items()})
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     entity_set: str
     key: dict[str, object]

@@ -84,8 +84,8 @@ Listener = Callable[[list[Change]], Awaitable[None] | None]
 
 def now() -> datetime:
     """Naive UTC at millisecond precision: what ``/Date(ms)/`` can carry back."""
-    t = datetime.now(UTC).replace(tzinfo=None)
-    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+    t = datetime.now(UTC)
+    return t.replace(tzinfo=None, microsecond=t.microsecond // 1000 * 1000)
 
 
 def _key_where(table: Table, entity_type: EntityType, key: dict[str, object]) -> ColumnElement:
@@ -101,6 +101,12 @@ def _by_key(entity_set: str) -> Select:
     cols = columns_of(table, entity_type.keys)
     where = and_(*(cols[name] == bindparam(name) for name in entity_type.keys))
     return select(table).where(where)
+
+
+@functools.cache
+def _columns(entity_set: str) -> tuple[tuple[str, str], ...]:
+    """Each property of the set with its column."""
+    return tuple((name, column_name(name)) for name in ENTITY_TYPES[entity_set].property_names)
 
 
 _ENTITY_PLANS: dict[tuple[EntityType, tuple[str, ...]], tuple[tuple[str, int], ...]] = {}
@@ -335,7 +341,7 @@ class Directory:
                 await self._insert(table, entity_type, key, row)
             else:
                 self._defer_insert(entity_set, entity_type, key, row)
-            created = {name: row.get(column_name(name)) for name in entity_type.property_names}
+            created = {name: row.get(column) for name, column in _columns(entity_set)}
             self._audit(entity_set, key, None, audit.snapshot(entity_set, created), actor)
             return created
         if entity_type is USER_CREDENTIAL_PARAMETER:
