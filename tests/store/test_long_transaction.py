@@ -89,7 +89,7 @@ def test_a_refused_write_after_entries_were_written_leaves_nothing(
     async def main() -> None:
         store = await _store(store_url, tmp_path)
         try:
-            with pytest.raises(AlreadyExists):
+            with pytest.raises(AlreadyExists, match="P00007"):
                 async with store.begin("importer") as d:
                     for n in range(COUNT):
                         await d.create("StringParameters", _create(pid, n), "importer")

@@ -278,7 +278,8 @@ def _bulk_insert(dialect: Dialect) -> tuple[str, Callable[[Any], Any] | None]:
     database does."""
     compiled = insert(audit_entries).compile(dialect=dialect)
     assert tuple(compiled.positiontup or ()) == COLUMNS
-    return str(compiled), audit_entries.c.time.type.bind_processor(dialect)
+    time = audit_entries.c.time.type.dialect_impl(dialect)
+    return str(compiled), time.bind_processor(dialect)
 
 
 async def record_one(
