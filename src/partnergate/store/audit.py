@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from json.encoder import encode_basestring
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -97,13 +98,15 @@ def label_of(entity_set: str, entity: Mapping[str, object]) -> str:
     return str(entity.get("Id", ""))
 
 
-_KEY_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
 _STATE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 """Made once: ``json.dumps`` with options makes an encoder per call."""
+_text = encode_basestring
+"""A string as JSON, as ``json.dumps(..., ensure_ascii=False)`` writes it."""
 
 
 def key_text(key: Mapping[str, object]) -> str:
-    return _KEY_JSON.encode({k: str(v) for k, v in key.items()})
+    """The key as JSON, keys sorted: ``json.dumps`` of the key with its values as text."""
+    return "{" + ", ".join(f"{_text(k)}: {_text(str(v))}" for k, v in sorted(key.items())) + "}"
 
 
 @dataclass(slots=True)
@@ -304,6 +307,8 @@ async def record_one(
 def _json(state: Snapshot | None) -> str | None:
     if state is None:
         return None
+    if all(type(v) is str for v in state.values()):  # most states: built without a walk
+        return "{" + ",".join(f"{_text(k)}:{_text(v)}" for k, v in state.items()) + "}"
     return _STATE_JSON.encode(state)
 
 
