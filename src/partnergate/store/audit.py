@@ -18,6 +18,7 @@ import base64
 import functools
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -235,8 +236,13 @@ class Recorder:
         sql, time = _bulk_insert(conn.dialect)
         stamp = self.stamp or stamp
         rows = self._rows(records, stamp, time(stamp) if time is not None else stamp)
-        if rows:
-            await conn.exec_driver_sql(sql, rows if len(rows) > 1 else rows[0])
+        if len(rows) == 1:
+            await conn.exec_driver_sql(_single_insert(conn.dialect), rows[0])
+        elif rows and conn.dialect.name == "postgresql":
+            columns = tuple(list(c) for c in zip(*rows, strict=True))
+            await conn.exec_driver_sql(sql, columns)
+        elif rows:
+            await conn.exec_driver_sql(sql, rows)
 
     async def _resume(self, conn: AsyncConnection, records: list[Record]) -> None:
         """Merge into each record the entry :meth:`spill` wrote for its entity earlier."""
@@ -275,14 +281,26 @@ COLUMNS = (
 
 
 @functools.cache
+def _single_insert(dialect: Dialect) -> str:
+    compiled = insert(audit_entries).compile(dialect=dialect)
+    assert tuple(compiled.positiontup or ()) == COLUMNS
+    return str(compiled)
+
+
+@functools.cache
 def _bulk_insert(dialect: Dialect) -> tuple[str, Callable[[Any], Any] | None]:
     """The driver's own ``INSERT`` of :data:`COLUMNS` and how it takes a time: an import
     writes millions of entries, and per-row parameter processing would cost more than the
-    database does."""
-    compiled = insert(audit_entries).compile(dialect=dialect)
-    assert tuple(compiled.positiontup or ()) == COLUMNS
-    time = audit_entries.c.time.type.dialect_impl(dialect)
-    return str(compiled), time.bind_processor(dialect)
+    database does. PostgreSQL takes one array per column (``unnest``), SQLite rows."""
+    time = audit_entries.c.time.type.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name != "postgresql":
+        return _single_insert(dialect), time
+    types = [
+        re.sub(r"\(\d+\)", "", audit_entries.c[c].type.compile(dialect=dialect)) for c in COLUMNS
+    ]
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+    quoted = ", ".join(f'"{c}"' for c in COLUMNS)
+    return f"INSERT INTO audit_entries ({quoted}) SELECT * FROM unnest({arrays})", time
 
 
 async def record_one(
