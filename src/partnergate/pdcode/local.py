@@ -206,6 +206,7 @@ async def import_(
     A refused write raises :class:`DirectoryError` after the transaction rolled back.
     """
     outcome = Outcome()
+    compact_at = COMPACT_AT
     context = read_transaction(store) if dry_run else store.begin(actor)
     async with context as directory:
         target = LocalTarget(directory)
@@ -221,8 +222,10 @@ async def import_(
                 except DirectoryError as exc:
                     raise ImportRefused(op, exc) from None
                 await directory.settle()
-                if len(directory.changes) >= COMPACT_AT:
+                if len(directory.changes) >= compact_at:
                     directory.changes[:] = compact(directory.changes)
+                    # One event per partner stays: fold again only when the list doubled.
+                    compact_at = max(COMPACT_AT, 2 * len(directory.changes))
     outcome.applied = not dry_run
     return outcome
 
