@@ -65,6 +65,7 @@ class LocalTarget:
         self.directory = directory
         self.conn: AsyncConnection = directory.conn
         self.hashed_passwords = hashed_passwords
+        self._present: set[str] | None = None
 
     async def all_pids(self) -> list[str]:
         pids = union(*(select(t.c.pid.label("pid")) for t in PARTNER_TABLES.values()))
@@ -74,7 +75,15 @@ class LocalTarget:
 
     async def partners(self, pids: list[str]) -> dict[str, Partner]:
         await self.directory.flush()  # the transaction's own creates, as any read sees them
+        if self._present is None:
+            # Pids the store held before anything was written: an import writes a Pid's
+            # entities only in that Pid's turn, so the others need no look (and on
+            # PostgreSQL the tables' statistics know nothing of rows this transaction wrote).
+            self._present = set(await self.all_pids())
+        pids = [pid for pid in pids if pid in self._present]
         out: dict[str, Partner] = {}
+        if not pids:
+            return out
 
         def get(pid: str) -> Partner:
             partner = out.get(pid)
