@@ -165,7 +165,7 @@ class Recorder:
             operation = operation or earlier.operation
             user = user or earlier.user
             resumed = earlier.resumed
-        elif self.spilled_pids and str(key.get("Pid")) in self.spilled_pids:
+        elif self.spilled_pids and "Pid" in key and str(key["Pid"]) in self.spilled_pids:
             resumed = True
         self.records[ident] = Record(
             entity_set, dict(key), before, after, user, operation, text, resumed
