@@ -12,6 +12,7 @@ Edm.DateTime; ``None`` where the property is null.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -62,7 +63,7 @@ class EntityType:
     def has_property(self, name: str) -> bool:
         return name in self._by_name
 
-    @property
+    @functools.cached_property
     def property_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.properties)
 

@@ -18,6 +18,7 @@ Lengths are counted on the value as stored, i.e. after case folding.
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from .entities import (
     AUTHORIZED_USER,
     BINARY_PARAMETER,
     CERTIFICATE_USER_MAPPING,
+    ENTITY_TYPES,
     STRING_PARAMETER,
     USER_CREDENTIAL_PARAMETER,
     EdmType,
@@ -139,6 +141,7 @@ def storable(*texts: str) -> bool:
     return not any(NOT_TEXT.search(text) for text in texts)
 
 
+@functools.lru_cache(maxsize=256)
 def audit_user(name: str) -> str:
     """The user a write is recorded under (``CreatedBy``/``LastModifiedBy``): one line,
     cut to the fields' MaxLength, as SAP keeps what fits."""
@@ -241,13 +244,22 @@ def check_certificate_bytes(value: bytes) -> None:
         ) from None
 
 
+@functools.cache
+def _skipped(entity_set: str) -> frozenset[str]:
+    """Properties a write never sets: the audit fields and what the store computes."""
+    return frozenset(AUDIT_NAMES) | frozenset(COMPUTED.get(entity_set, ()))
+
+
+@functools.cache
+def _checked(entity_set: str) -> tuple[Property, ...]:
+    skip = _skipped(entity_set)
+    return tuple(p for p in ENTITY_TYPES[entity_set].properties if p.name not in skip)
+
+
 def _check_all(
     entity_type: EntityType, values: dict[str, object], limits: Limits, *, required: bool
 ) -> None:
-    skip = set(AUDIT_NAMES) | set(COMPUTED.get(entity_type.entity_set, ()))
-    for prop in entity_type.properties:
-        if prop.name in skip:
-            continue
+    for prop in _checked(entity_type.entity_set):
         if prop.name not in values:
             if required and not prop.nullable:
                 raise InvalidValue(f"Property '{prop.name}' is missing", field=prop.name)
@@ -329,7 +341,7 @@ def prepare_create(
     values = _fold(entity_type, values)
     _check_all(entity_type, values, limits, required=True)
     out = _check_specific(entity_type.entity_set, values)
-    skip = set(AUDIT_NAMES) | set(COMPUTED.get(entity_type.entity_set, ()))
+    skip = _skipped(entity_type.entity_set)
     out = {k: v for k, v in out.items() if k not in skip}
     if entity_type is ALTERNATIVE_PARTNER:
         out["Hexagency"] = hex_key(str(out["Agency"]))

@@ -77,6 +77,8 @@ _UNESCAPE = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", "f": "\f"}
 
 def unescape_value(text: str) -> str:
     """FlashPipe's escapes, read left to right, and Java's ``\\t``, ``\\uXXXX``."""
+    if "\\" not in text:
+        return text
     out: list[str] = []
     i = 0
     while i < len(text):

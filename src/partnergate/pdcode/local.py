@@ -4,6 +4,7 @@ API uses apply to every row)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class LocalTarget:
         self.directory = directory
         self.conn: AsyncConnection = directory.conn
         self.hashed_passwords = hashed_passwords
+        self._present: set[str] | None = None
 
     async def all_pids(self) -> list[str]:
         pids = union(*(select(t.c.pid.label("pid")) for t in PARTNER_TABLES.values()))
@@ -72,7 +74,16 @@ class LocalTarget:
         return [r.pid for r in rows]
 
     async def partners(self, pids: list[str]) -> dict[str, Partner]:
+        await self.directory.flush()  # the transaction's own creates, as any read sees them
+        if self._present is None:
+            # Pids the store held before anything was written: an import writes a Pid's
+            # entities only in that Pid's turn, so the others need no look (and on
+            # PostgreSQL the tables' statistics know nothing of rows this transaction wrote).
+            self._present = set(await self.all_pids())
+        pids = [pid for pid in pids if pid in self._present]
         out: dict[str, Partner] = {}
+        if not pids:
+            return out
 
         def get(pid: str) -> Partner:
             partner = out.get(pid)
@@ -102,6 +113,7 @@ class LocalTarget:
     async def owners(
         self, alternatives: set[tuple[str, str, str]], users: set[str]
     ) -> tuple[dict[tuple[str, str, str], str], dict[str, str]]:
+        await self.directory.flush()
         alt_owner: dict[tuple[str, str, str], str] = {}
         for part in chunks(sorted(alternatives)):
             query = select(_AP.c.agency, _AP.c.scheme, _AP.c.id, _AP.c.pid).where(
@@ -144,13 +156,19 @@ async def export(store: DirectoryStore, root: Path, pids: Iterable[str] | None =
         chosen = every if wanted is None else [p for p in every if p in set(wanted)]
         for chunk in chunks(chosen):
             found = await source.partners(chunk)
-            for pid in chunk:
-                files.write_partner(root, found[pid])
-                count += 1
+            await asyncio.to_thread(_write_partners, root, [found[pid] for pid in chunk])
+            count += len(chunk)
         if wanted is None:
-            files.remove_stale(root, set(chosen))
-            files.write_certificates(root, await source.certificates())
+            await asyncio.to_thread(files.remove_stale, root, set(chosen))
+            wanted_certs = await source.certificates()
+            await asyncio.to_thread(files.write_certificates, root, wanted_certs)
     return count
+
+
+def _write_partners(root: Path, partners: list[Partner]) -> None:
+    """In a thread: an export of thousands of partners never stalls the event loop."""
+    for partner in partners:
+        files.write_partner(root, partner)
 
 
 @dataclass
@@ -197,6 +215,7 @@ async def import_(
     A refused write raises :class:`DirectoryError` after the transaction rolled back.
     """
     outcome = Outcome()
+    compact_at = COMPACT_AT
     context = read_transaction(store) if dry_run else store.begin(actor)
     async with context as directory:
         target = LocalTarget(directory)
@@ -211,8 +230,11 @@ async def import_(
                     await apply_op(directory, op, actor)
                 except DirectoryError as exc:
                     raise ImportRefused(op, exc) from None
-                if len(directory.changes) >= COMPACT_AT:
+                await directory.settle()
+                if len(directory.changes) >= compact_at:
                     directory.changes[:] = compact(directory.changes)
+                    # One event per partner stays: fold again only when the list doubled.
+                    compact_at = max(COMPACT_AT, 2 * len(directory.changes))
     outcome.applied = not dry_run
     return outcome
 

@@ -7,6 +7,7 @@ local store, or a remote ``/api/v1``. Partners are compared in chunks, so a dire
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -111,6 +112,11 @@ def desired_partners(
         yield partner
 
 
+def _read(root: Path, pids: list[str], overlay: Overlay | None, references: bool) -> list[Partner]:
+    """In a thread: reading thousands of files never stalls the event loop."""
+    return list(desired_partners(root, pids, overlay, references))
+
+
 async def plan(
     root: Path,
     target: Target,
@@ -125,8 +131,8 @@ async def plan(
     ``references=False`` refuses ``env:``/``file:`` password references: a directory that
     arrives from a browser must not make the server read its own environment or files.
     """
-    for chunk in chunks(files.list_pids(root, pids)):
-        desired = list(desired_partners(root, chunk, overlay, references))
+    for chunk in chunks(await asyncio.to_thread(files.list_pids, root, pids)):
+        desired = await asyncio.to_thread(_read, root, chunk, overlay, references)
         current = await target.partners(chunk)
         alternatives = set().union(*(p.alternatives for p in desired))
         users = set().union(*(p.users for p in desired))
@@ -141,7 +147,7 @@ async def plan(
                 user_owner={k: v for k, v in user_owner.items() if v != partner.pid},
             ):
                 yield op
-    wanted = files.read_certificates(root) if pids is None else None
+    wanted = await asyncio.to_thread(files.read_certificates, root) if pids is None else None
     if wanted is not None:
         current_certs = await target.certificates()
         if current_certs is None:

@@ -15,14 +15,19 @@ up to :data:`FULL_VALUE_BYTES` in full (base64), larger ones as SHA-256 and size
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from json.encoder import encode_basestring
+from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..model.entities import AUDIT_NAMES, ENTITY_TYPES
@@ -50,14 +55,19 @@ def binary_snapshot(value: bytes) -> dict[str, object]:
     return kept
 
 
+@functools.cache
+def _kept_names(entity_set: str) -> tuple[str, ...]:
+    names = ENTITY_TYPES[entity_set].property_names
+    return tuple(name for name in names if name not in AUDIT_NAMES)
+
+
 def snapshot(
     entity_set: str, entity: Mapping[str, object], *, password: str | None = None
 ) -> Snapshot:
     """What the history keeps of one entity's state; ``password`` replaces a password."""
-    entity_type = ENTITY_TYPES[entity_set]
     out: Snapshot = {}
-    for name in entity_type.property_names:
-        if name in AUDIT_NAMES or name not in entity:
+    for name in _kept_names(entity_set):
+        if name not in entity:
             continue
         value = entity[name]
         if isinstance(value, bytes | bytearray):
@@ -89,11 +99,18 @@ def label_of(entity_set: str, entity: Mapping[str, object]) -> str:
     return str(entity.get("Id", ""))
 
 
+_STATE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Made once: ``json.dumps`` with options makes an encoder per call."""
+_text = encode_basestring
+"""A string as JSON, as ``json.dumps(..., ensure_ascii=False)`` writes it."""
+
+
 def key_text(key: Mapping[str, object]) -> str:
-    return json.dumps({k: str(v) for k, v in key.items()}, sort_keys=True, ensure_ascii=False)
+    """The key as JSON, keys sorted: ``json.dumps`` of the key with its values as text."""
+    return "{" + ", ".join(f"{_text(k)}: {_text(str(v))}" for k, v in sorted(key.items())) + "}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     entity_set: str
     key: dict[str, object]
@@ -101,15 +118,34 @@ class Record:
     after: Snapshot | None
     user: str | None
     operation: str | None
+    entity_key: str = ""
+    """:func:`key_text` of the key."""
+    resumed: bool = False
+    """An entry for this entity may have been written already in this transaction."""
+
+
+SEQUENCE_DIGITS = 7
+"""Digits of an entry's number within its change: Ids sort as written up to 10,000,000."""
 
 
 @dataclass
 class Recorder:
-    """The changes of one transaction, one record per entity (later writes merge in)."""
+    """The changes of one transaction, one record per entity (later writes merge in).
+
+    A long transaction (an import of millions of rows) writes its records as it goes
+    (:meth:`spill`) so its memory stays flat; an entity written again after that still
+    ends as one entry.
+    """
 
     operation: str | None = None
     """Set for a whole transaction (a rename, a copy, a restore); else from the change."""
     records: dict[tuple[str, str], Record] = field(default_factory=dict)
+    change_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    stamp: datetime | None = None
+    """The change's time: that of its first entries written, shared by all of them."""
+    written: int = 0
+    spilled_pids: set[str] = field(default_factory=set)
+    """Pids of the entities whose entries :meth:`spill` wrote."""
 
     def record(
         self,
@@ -120,54 +156,151 @@ class Recorder:
         user: str | None,
         operation: str | None = None,
     ) -> None:
-        ident = (entity_set, key_text(key))
+        text = key_text(key)
+        ident = (entity_set, text)
         earlier = self.records.get(ident)
+        resumed = False
         if earlier is not None:
             before = earlier.before
             operation = operation or earlier.operation
             user = user or earlier.user
-        self.records[ident] = Record(entity_set, dict(key), before, after, user, operation)
+            resumed = earlier.resumed
+        elif self.spilled_pids and "Pid" in key and str(key["Pid"]) in self.spilled_pids:
+            resumed = True
+        self.records[ident] = Record(
+            entity_set, dict(key), before, after, user, operation, text, resumed
+        )
 
     def rows(self, stamp: datetime) -> list[dict[str, object]]:
-        change_id = secrets.token_hex(16)
-        rows: list[dict[str, object]] = []
-        for record in self.records.values():
-            if record.before is None and record.after is None:
+        records = list(self.records.values())
+        return [dict(zip(COLUMNS, row, strict=True)) for row in self._rows(records, stamp)]
+
+    def _rows(
+        self, records: list[Record], stamp: datetime, time: object = None
+    ) -> list[tuple[object, ...]]:
+        """The entries as tuples of :data:`COLUMNS`; ``time`` as the driver takes the stamp."""
+        stamp = self.stamp = self.stamp or stamp
+        time = stamp if time is None else time
+        prefix = f"{stamp:%Y%m%d%H%M%S%f}-{self.change_id[:8]}-"
+        change_id, operation_of_all = self.change_id, self.operation
+        rows: list[tuple[object, ...]] = []
+        for record in records:
+            before, after = record.before, record.after
+            if before is None and after is None:
                 continue  # created and deleted in one transaction: nothing changed
-            operation = self.operation or record.operation
+            operation = operation_of_all or record.operation
             if operation is None:
-                operation = (
-                    CREATE if record.before is None else DELETE if record.after is None else UPDATE
-                )
-            state = record.after if record.after is not None else record.before
+                operation = CREATE if before is None else DELETE if after is None else UPDATE
+            state = after if after is not None else before
             assert state is not None
             pid = state.get("Pid")
-            previous = record.before.get("Pid") if record.before is not None else None
+            previous = before.get("Pid") if before is not None else None
             rows.append(
-                {
-                    "id": f"{stamp:%Y%m%d%H%M%S%f}-{change_id[:8]}-{len(rows):05d}",
-                    "change_id": change_id,
-                    "time": stamp,
-                    "user": record.user,
-                    "operation": operation,
-                    "entity_set": record.entity_set,
-                    "pid": pid,
-                    "previous_pid": previous if previous != pid else None,
-                    "entity_key": key_text(record.key),
-                    "label": label_of(record.entity_set, state)[:600],
-                    "before": _json(record.before),
-                    "after": _json(record.after),
-                }
+                (
+                    f"{prefix}{self.written:0{SEQUENCE_DIGITS}d}",
+                    change_id,
+                    time,
+                    record.user,
+                    operation,
+                    record.entity_set,
+                    pid,
+                    previous if previous != pid else None,
+                    record.entity_key or key_text(record.key),
+                    label_of(record.entity_set, state)[:600],
+                    _json(before),
+                    _json(after),
+                )
             )
+            self.written += 1
         return rows
+
+    async def spill(self, conn: AsyncConnection, stamp: datetime) -> None:
+        """Write the entries of entities that belong to a partner by key (parameters) now,
+        inside the transaction, and forget them; the rest waits for :meth:`write`."""
+        out = [r for r in self.records.values() if "Pid" in r.key]
+        if not out:
+            return
+        await self._resume(conn, out)
+        for record in out:
+            self.spilled_pids.add(str(record.key["Pid"]))
+            del self.records[(record.entity_set, record.entity_key)]
+        await self._insert(conn, out, stamp)
 
     async def write(self, conn: AsyncConnection, stamp: datetime) -> None:
         """Inside the writing transaction, just before it commits."""
-        rows = self.rows(stamp)
+        records = list(self.records.values())
+        await self._resume(conn, records)
+        await self._insert(conn, records, stamp)
+
+    async def _insert(self, conn: AsyncConnection, records: list[Record], stamp: datetime) -> None:
+        sql, time = _bulk_insert(conn.dialect)
+        stamp = self.stamp or stamp
+        rows = self._rows(records, stamp, time(stamp) if time is not None else stamp)
         if len(rows) == 1:
-            await conn.execute(insert(audit_entries), rows[0])
+            await conn.exec_driver_sql(_single_insert(conn.dialect), rows[0])
+        elif rows and conn.dialect.name == "postgresql":
+            columns = tuple(list(c) for c in zip(*rows, strict=True))
+            await conn.exec_driver_sql(sql, columns)
         elif rows:
-            await conn.execute(insert(audit_entries), rows)
+            await conn.exec_driver_sql(sql, rows)
+
+    async def _resume(self, conn: AsyncConnection, records: list[Record]) -> None:
+        """Merge into each record the entry :meth:`spill` wrote for its entity earlier."""
+        for record in records:
+            if not record.resumed:
+                continue
+            t = audit_entries
+            query = select(t.c.id, t.c.before, t.c.user).where(
+                t.c.pid == str(record.key["Pid"]),
+                t.c.change_id == self.change_id,
+                t.c.entity_set == record.entity_set,
+                t.c.entity_key == record.entity_key,
+            )
+            found = (await conn.execute(query)).first()
+            record.resumed = False
+            if found is not None:
+                record.before = parse(found.before)
+                record.user = record.user or found.user
+                await conn.execute(delete(t).where(t.c.id == found.id))
+
+
+COLUMNS = (
+    "id",
+    "change_id",
+    "time",
+    "user",
+    "operation",
+    "entity_set",
+    "pid",
+    "previous_pid",
+    "entity_key",
+    "label",
+    "before",
+    "after",
+)
+
+
+@functools.cache
+def _single_insert(dialect: Dialect) -> str:
+    compiled = insert(audit_entries).compile(dialect=dialect)
+    assert tuple(compiled.positiontup or ()) == COLUMNS
+    return str(compiled)
+
+
+@functools.cache
+def _bulk_insert(dialect: Dialect) -> tuple[str, Callable[[Any], Any] | None]:
+    """The driver's own ``INSERT`` of :data:`COLUMNS` and how it takes a time: an import
+    writes millions of entries, and per-row parameter processing would cost more than the
+    database does. PostgreSQL takes one array per column (``unnest``), SQLite rows."""
+    time = audit_entries.c.time.type.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name != "postgresql":
+        return _single_insert(dialect), time
+    types = [
+        re.sub(r"\(\d+\)", "", audit_entries.c[c].type.compile(dialect=dialect)) for c in COLUMNS
+    ]
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+    quoted = ", ".join(f'"{c}"' for c in COLUMNS)
+    return f"INSERT INTO audit_entries ({quoted}) SELECT * FROM unnest({arrays})", time
 
 
 async def record_one(
@@ -192,7 +325,9 @@ async def record_one(
 def _json(state: Snapshot | None) -> str | None:
     if state is None:
         return None
-    return json.dumps(state, ensure_ascii=False, separators=(",", ":"))
+    if all(type(v) is str for v in state.values()):  # most states: built without a walk
+        return "{" + ",".join(f"{_text(k)}:{_text(v)}" for k, v in state.items()) + "}"
+    return _STATE_JSON.encode(state)
 
 
 def parse(text: object) -> Snapshot | None:

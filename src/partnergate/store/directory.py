@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, select, union, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Select
@@ -58,6 +61,10 @@ UPSERT_ON_POST = frozenset({"UserCredentialParameters", "CertificateUserMappings
 credential's audit pairs then both show the last POST; a mapping keeps its creation."""
 
 
+SETTLE_AT = 5_000
+"""Waiting inserts or history entries that :meth:`Directory.settle` writes out."""
+
+
 @dataclass(frozen=True)
 class ListRequest:
     """What to read from a collection; the filter is an ``odata.filter`` expression."""
@@ -80,8 +87,8 @@ Listener = Callable[[list[Change]], Awaitable[None] | None]
 
 def now() -> datetime:
     """Naive UTC at millisecond precision: what ``/Date(ms)/`` can carry back."""
-    t = datetime.now(UTC).replace(tzinfo=None)
-    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+    t = datetime.now(UTC)
+    return t.replace(tzinfo=None, microsecond=t.microsecond // 1000 * 1000)
 
 
 def _key_where(table: Table, entity_type: EntityType, key: dict[str, object]) -> ColumnElement:
@@ -97,6 +104,51 @@ def _by_key(entity_set: str) -> Select:
     cols = columns_of(table, entity_type.keys)
     where = and_(*(cols[name] == bindparam(name) for name in entity_type.keys))
     return select(table).where(where)
+
+
+@functools.cache
+def _columns(entity_set: str) -> tuple[tuple[str, str], ...]:
+    """Each property of the set with its column."""
+    return tuple((name, column_name(name)) for name in ENTITY_TYPES[entity_set].property_names)
+
+
+@functools.cache
+def _counted_insert(
+    entity_set: str, columns: tuple[str, ...], dialect: Dialect
+) -> tuple[str, tuple[tuple[str, Callable[[Any], Any] | None], ...]]:
+    """``INSERT … ON CONFLICT DO NOTHING`` of these columns as the driver takes it, and
+    how each value is bound (SQLite keeps times as text)."""
+    table = ENTITY_TABLES[entity_set]
+    statement = sqlite_insert(table).on_conflict_do_nothing()
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    order = tuple(compiled.positiontup or ())
+    assert sorted(order) == sorted(columns)
+    processors = tuple(
+        (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in order
+    )
+    return str(compiled), processors
+
+
+@functools.cache
+def _array_insert(entity_set: str, columns: tuple[str, ...]) -> str:
+    """``INSERT … SELECT * FROM unnest($1::T[], …) ON CONFLICT DO NOTHING RETURNING <key>``:
+    one statement and one array per column, however many rows. The arrays' types carry no
+    length, so that the columns' own limits still refuse what is too long."""
+    table = ENTITY_TABLES[entity_set]
+    entity_type = ENTITY_TYPES[entity_set]
+    dialect = postgresql.dialect()
+    types = [_ARRAY_TYPE.sub("", table.c[c].type.compile(dialect=dialect)) for c in columns]
+    keys = [f'"{column_name(k)}"' for k in entity_type.keys]
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    return (
+        f'INSERT INTO "{table.name}" ({quoted}) SELECT * FROM unnest({arrays}) '
+        f"ON CONFLICT DO NOTHING RETURNING {', '.join(keys)}"
+    )
+
+
+_ARRAY_TYPE = re.compile(r"\(\d+\)")
+"""A length in a type name: ``VARCHAR(60)`` → ``VARCHAR``."""
 
 
 _ENTITY_PLANS: dict[tuple[EntityType, tuple[str, ...]], tuple[tuple[str, int], ...]] = {}
@@ -129,6 +181,8 @@ class Directory:
     audit: audit.Recorder = field(default_factory=audit.Recorder)
     _pending: dict[str, dict[tuple[object, ...], dict[str, object]]] = field(default_factory=dict)
     """Inserts that wait for :meth:`flush`, by entity set and key."""
+    _waiting: int = 0
+    """How many inserts wait."""
 
     # -- reading ---------------------------------------------------------------------
 
@@ -147,7 +201,14 @@ class Directory:
         been inserted alone (the whole unit of work then rolls back).
         """
         pending, self._pending = self._pending, {}
+        self._waiting = 0
         for entity_set, rows in pending.items():
+            if self.conn.dialect.name == "sqlite" and await self._insert_counted(entity_set, rows):
+                continue
+            if self.conn.dialect.name == "postgresql" and await self._insert_arrays(
+                entity_set, rows
+            ):
+                continue
             entity_type = ENTITY_TYPES[entity_set]
             table = ENTITY_TABLES[entity_set]
             keys = list(columns_of(table, entity_type.keys).values())
@@ -165,6 +226,80 @@ class Directory:
                         raise AlreadyExists(
                             f"{entity_type.name} {_describe(described)} already exists"
                         )
+
+    async def _insert_counted(
+        self, entity_set: str, rows: dict[tuple[object, ...], dict[str, object]]
+    ) -> bool:
+        """SQLite: the rows through the driver's ``executemany``, which counts what it
+        wrote: an import writes millions of rows this way, at what a plain bulk insert
+        costs. False if the rows differ in shape (nothing written: the general statement
+        must run); a key that existed is refused by name.
+        """
+        first = next(iter(rows.values()))
+        sql, processors = _counted_insert(entity_set, tuple(first), self.conn.dialect)
+        if any(len(row) != len(processors) for row in rows.values()):
+            return False
+        # Rows created in one millisecond share their times: each is made text once.
+        bound = [(c, p if p is None else functools.lru_cache(256)(p)) for c, p in processors]
+        try:
+            params = [
+                tuple(row[c] if p is None else p(row[c]) for c, p in bound) for row in rows.values()
+            ]
+        except (KeyError, TypeError):  # a row of another shape, a value that is not hashable
+            return False
+        result = await self.conn.exec_driver_sql(sql, params)
+        if result.rowcount != len(params):
+            await self._refuse_existing(entity_set, rows)
+        return True
+
+    async def _insert_arrays(
+        self, entity_set: str, rows: dict[tuple[object, ...], dict[str, object]]
+    ) -> bool:
+        """PostgreSQL: the rows as one array per column, ``unnest`` into the table, what
+        was written returned; False if the rows differ in shape (nothing written)."""
+        first = next(iter(rows.values()))
+        columns = tuple(first)
+        if any(len(row) != len(columns) for row in rows.values()):
+            return False
+        try:
+            arrays = tuple([row[c] for row in rows.values()] for c in columns)
+        except KeyError:
+            return False
+        result = await self.conn.exec_driver_sql(_array_insert(entity_set, columns), arrays)
+        written = {tuple(r) for r in result}
+        if len(written) != len(rows):
+            entity_type = ENTITY_TYPES[entity_set]
+            for key in rows:
+                if key not in written:
+                    described = dict(zip(entity_type.keys, key, strict=True))
+                    raise AlreadyExists(f"{entity_type.name} {_describe(described)} already exists")
+        return True
+
+    async def _refuse_existing(
+        self, entity_set: str, rows: dict[tuple[object, ...], dict[str, object]]
+    ) -> None:
+        """Some keys existed (``DO NOTHING`` kept those rows): name the first of them, the
+        first row whose stored form is not the one written."""
+        entity_type = ENTITY_TYPES[entity_set]
+        keys = list(rows)
+        for key, row in rows.items():
+            described = dict(zip(entity_type.keys, key, strict=True))
+            stored = (await self.conn.execute(_by_key(entity_set), described)).first()
+            if stored is None or any(stored._mapping[c] != v for c, v in row.items()):
+                break
+        else:
+            described = dict(zip(entity_type.keys, keys[0], strict=True))
+        raise AlreadyExists(f"{entity_type.name} {_describe(described)} already exists")
+
+    async def settle(self) -> None:
+        """Write what waits once there is much of it, so that a long unit of work (an
+        import of millions of rows) keeps its memory flat; it still commits or rolls back
+        as one."""
+        if self._waiting >= SETTLE_AT:
+            await self.flush()
+        if len(self.audit.records) >= SETTLE_AT:
+            await self.flush()
+            await self.audit.spill(self.conn, now())
 
     async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
         """The statement's column names and rows (tuples)."""
@@ -318,7 +453,7 @@ class Directory:
                 await self._insert(table, entity_type, key, row)
             else:
                 self._defer_insert(entity_set, entity_type, key, row)
-            created = {name: row.get(column_name(name)) for name in entity_type.property_names}
+            created = {name: row.get(column) for name, column in _columns(entity_set)}
             self._audit(entity_set, key, None, audit.snapshot(entity_set, created), actor)
             return created
         if entity_type is USER_CREDENTIAL_PARAMETER:
@@ -367,6 +502,7 @@ class Directory:
         if stored in waiting:
             raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists")
         waiting[stored] = row
+        self._waiting += 1
 
     async def _insert(
         self, table: Table, entity_type: EntityType, key: dict[str, object], row: dict[str, object]

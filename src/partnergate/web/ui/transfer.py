@@ -12,7 +12,10 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import shutil
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.datastructures import UploadFile
@@ -36,8 +39,8 @@ MODES = (
 async def export(page: Page) -> Response:
     """All partners, or those ticked on the partner list (``?pid=…``, repeatable)."""
     pids = [p for p in page.request.query_params.getlist("pid") if p] or None
-    with tempfile.TemporaryDirectory(prefix="pd-export-") as tmp:
-        root = Path(tmp) / "partner-directory"
+    async with _scratch("pd-export-") as tmp:
+        root = tmp / "partner-directory"
         await local.export(page.services.store, root, pids)
         data = await asyncio.to_thread(archive.pack, root)
     name = "partner-directory.zip" if pids is None else f"partner-directory-{len(pids)}.zip"
@@ -56,16 +59,16 @@ async def import_page(page: Page) -> Response:
         data = await upload.read()
     else:
         try:
-            data = base64.b64decode(page.text("zip"), validate=True)
+            data = await asyncio.to_thread(base64.b64decode, page.text("zip"), validate=True)
         except (binascii.Error, ValueError):
             data = b""
     if not data:
         return _form(page, mode, "Choose a zip file exported by partnergate or FlashPipe.")
     confirmed = page.text("digest")
     try:
-        with tempfile.TemporaryDirectory(prefix="pd-import-") as tmp:
+        async with _scratch("pd-import-") as tmp:
             limit = page.services.settings.max_body_bytes * 10
-            root = await asyncio.to_thread(archive.unpack, data, Path(tmp), limit)
+            root = await asyncio.to_thread(archive.unpack, data, tmp, limit)
             outcome = await local.import_(
                 page.services.store, root, mode=mode, dry_run=True, references=False
             )
@@ -94,6 +97,17 @@ async def import_page(page: Page) -> Response:
         f"{counts['delete']} deleted, in one transaction."
     )
     return page.redirect(page.urls.partners(), flash)
+
+
+@asynccontextmanager
+async def _scratch(prefix: str) -> AsyncIterator[Path]:
+    """A temporary folder made and removed in a thread: a large export or upload holds
+    thousands of files, and neither step may stall the event loop."""
+    tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=prefix))
+    try:
+        yield tmp
+    finally:
+        await asyncio.to_thread(shutil.rmtree, tmp, ignore_errors=True)
 
 
 def _form(page: Page, mode: str, error: str) -> Response:
