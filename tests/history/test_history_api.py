@@ -12,27 +12,9 @@ import pytest
 import requests
 
 from ..conftest import Api, Server
+from .conftest import entries
 
 CREDENTIAL_PASSWORD = "s3cret-" + uuid.uuid4().hex
-
-
-def entries(api: Api, pid: str) -> list[dict]:
-    """All history entries naming ``pid``, oldest first (following ``__next``)."""
-    url = "AuditEntries"
-    params: dict[str, str] | None = {
-        "$filter": f"Pid eq '{pid}' or PreviousPid eq '{pid}'",
-        "$orderby": "Id",
-    }
-    found: list[dict] = []
-    while url:
-        answer = api.get(url, params=params)
-        assert answer.status_code == 200, answer.text
-        body = answer.json()["d"]
-        found += body["results"]
-        url = body.get("__next", "")
-        url = url.split("/api/v1/", 1)[1] if url else ""
-        params = None
-    return found
 
 
 def test_single_writes_leave_one_entry_each(api: Api, pid: str) -> None:

@@ -11,17 +11,9 @@ import httpx
 
 from ..conftest import Api, Server
 from ..ui.conftest import csrf_of
+from .conftest import entries
 
 SECRET = "pw-" + "x7Qk9"
-
-
-def entries(api: Api, pid: str) -> list[dict]:
-    answer = api.get(
-        "AuditEntries",
-        params={"$filter": f"Pid eq '{pid}' or PreviousPid eq '{pid}'", "$orderby": "Id"},
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()["d"]["results"]
 
 
 def post_form(ui: httpx.Client, path: str, data: dict[str, str]) -> httpx.Response:

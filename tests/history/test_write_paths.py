@@ -19,27 +19,10 @@ from cryptography.hazmat.primitives import serialization
 from ..conftest import Api, Server
 from ..ui.conftest import csrf_of
 from ..ui.test_certificates_browser import make_certificate
+from .conftest import entries
 from .test_history_api import _send_batch
 
 KEY = re.compile(r'name="key" value="([^"]+)"')
-
-
-def entries(api: Api, pid: str) -> list[dict]:
-    """Every history entry naming ``pid``, oldest first, all pages."""
-    url = "AuditEntries"
-    params: dict[str, str] | None = {
-        "$filter": f"Pid eq '{pid}' or PreviousPid eq '{pid}'",
-        "$orderby": "Id",
-    }
-    found: list[dict] = []
-    while url:
-        answer = api.get(url, params=params)
-        assert answer.status_code == 200, answer.text
-        body = answer.json()["d"]
-        found += body["results"]
-        url = body.get("__next", "").split("/api/v1/", 1)[-1] if body.get("__next") else ""
-        params = None
-    return found
 
 
 def since(api: Api, pid: str, before: int) -> list[dict]:

@@ -9,17 +9,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from partnergate.runtime.exchange import new_message_id
 from partnergate.runtime.messagelog import COMPLETED, MessageLogEntry, utcnow
 from partnergate.store import database
 from partnergate.store.messagelog import StoreMessageLog
 
-from ..ui.conftest import CHROMIUM, CHROMIUM_ARGS, open_tab, run_async, shot, sign_in_tab
+from ..ui.conftest import chromium, open_tab, run_async, shot, sign_in_tab
 from .conftest import Scenario, order, send
 
 PAGE_SIZE = 50
@@ -27,16 +26,9 @@ PAGE_SIZE = 50
 
 @pytest.fixture(scope="module")
 def browser(scenario: Scenario) -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    """Chromium after the scenario's server, so the store outlives the browser's loop."""
+    with chromium() as launched:
+        yield launched
 
 
 def write_entries(store_url: str, entries: list[MessageLogEntry]) -> None:

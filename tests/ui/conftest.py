@@ -34,6 +34,8 @@ CHROMIUM_ARGS = [
 T = TypeVar("T")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+"""Window sizes every page must fit: a desktop's and a phone's."""
 
 
 def csrf_of(html: str) -> str:
@@ -67,21 +69,28 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, headless; the test is skipped where it is not installed."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
 @pytest.fixture(scope="module")
 def browser(server: Server) -> Iterator[Browser]:
     """Chromium for a module; after the server, so the store outlives the browser's loop.
     Playwright's sync API keeps an event loop running in the main thread while it is open,
     so it closes before modules that call ``asyncio.run`` themselves."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @contextmanager
@@ -124,6 +133,24 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
     with open_tab(browser, server) as tab:
         sign_in_tab(tab, *server.admin)
         tab.wait_for_url("**/ui/partners")
+        yield tab
+
+
+@contextmanager
+def admin_tab(browser: Browser, server: Server, size: str) -> Iterator[Page]:
+    """A signed-in admin's browser tab of one of :data:`SIZES`."""
+    with open_tab(browser, server) as tab:
+        width, height = SIZES[size]
+        tab.set_viewport_size({"width": width, "height": height})
+        sign_in_tab(tab, *server.admin)
+        tab.wait_for_url("**/ui/partners")
+        yield tab
+
+
+@pytest.fixture(params=list(SIZES))
+def sized(request: pytest.FixtureRequest, browser: Browser, server: Server) -> Iterator[Page]:
+    """A signed-in admin's tab, once for each of :data:`SIZES`."""
+    with admin_tab(browser, server, request.param) as tab:
         yield tab
 
 

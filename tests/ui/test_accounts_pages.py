@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, expect
 
 from ..conftest import Api, Server
-from .conftest import csrf_of, shot, sign_in, unfold_menu
+from .conftest import SIZES, admin_tab, csrf_of, shot, sign_in, unfold_menu
 from .test_certificates_browser import make_certificate
-from .test_search_everywhere import SIZES, admin_tab, assert_fits
+from .test_search_everywhere import assert_fits
 
 ROLE = "AuthGroup_TenantPartnerDirectoryConfigurator"
 SECRET = re.compile(r'<output class="secret-once" id="secret"[^>]*>([^<]+)</output>')

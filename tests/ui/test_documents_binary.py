@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from ..conftest import Api, Server
-from .conftest import csrf_of, shot, sign_in
-from .test_search_everywhere import SIZES, admin_tab, assert_fits
+from .conftest import SIZES, admin_tab, csrf_of, shot, sign_in
+from .test_search_everywhere import assert_fits
 from .test_usage_where_used import XSL, mapped  # noqa: F401 - the module's node
 
 BAD_XSLT = f"""<xsl:stylesheet version="3.0" xmlns:xsl="{XSL}">

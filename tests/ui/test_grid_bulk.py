@@ -14,8 +14,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from ..conftest import Api, Server
-from .conftest import csrf_of, shot, unfold_menu
-from .test_search_everywhere import SIZES, admin_tab, assert_fits
+from .conftest import SIZES, admin_tab, csrf_of, shot, unfold_menu
+from .test_search_everywhere import assert_fits
 
 KEY = re.compile(r'name="key" value="([^"]+)"')
 

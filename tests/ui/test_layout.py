@@ -19,7 +19,6 @@ from ..conftest import Api, Server
 from .conftest import open_tab, shot, sign_in_tab
 from .test_certificates_browser import make_certificate
 
-SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 MENU = ("Partners", "Certificates", "Mapping rules", "Monitor", "Flows")
 LONG = "X" * 60
 
@@ -85,16 +84,6 @@ def overflow(tab: Page) -> int:
             " - document.documentElement.clientWidth"
         )
     )
-
-
-@pytest.fixture(params=list(SIZES))
-def sized(request: pytest.FixtureRequest, browser: Browser, server: Server) -> Iterator[Page]:
-    width, height = SIZES[request.param]
-    with open_tab(browser, server) as tab:
-        tab.set_viewport_size({"width": width, "height": height})
-        sign_in_tab(tab, *server.admin)
-        tab.wait_for_url("**/ui/partners")
-        yield tab
 
 
 def test_no_page_is_wider_than_the_window(sized: Page, content: dict[str, str]) -> None:

@@ -10,15 +10,14 @@ import io
 import re
 import uuid
 import zipfile
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from ..conftest import Api, Server
-from .conftest import open_tab, shot, sign_in_tab
+from .conftest import shot
 from .test_layout import overflow
-from .test_search_everywhere import SIZES, assert_fits
+from .test_search_everywhere import assert_fits
 
 MENU = ("Partners", "Certificates", "Mapping rules", "Monitor", "Flows", "Bulk", "Users")
 XSLT = b"""<xsl:stylesheet version="3.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
@@ -76,16 +75,6 @@ def pages(c: dict[str, str]) -> list[str]:
         f"/ui/partners/{pid}/rename",
         f"/ui/partners/{pid}/copy",
     ]
-
-
-@pytest.fixture(params=list(SIZES))
-def sized(request: pytest.FixtureRequest, browser: Browser, server: Server) -> Iterator[Page]:
-    width, height = SIZES[request.param]
-    with open_tab(browser, server) as tab:
-        tab.set_viewport_size({"width": width, "height": height})
-        sign_in_tab(tab, *server.admin)
-        tab.wait_for_url("**/ui/partners")
-        yield tab
 
 
 def size_of(tab: Page) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from html import unescape
 
 import httpx
@@ -14,10 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, Page, expect
 
 from ..conftest import Api, Server
-from .conftest import open_tab, shot, sign_in_tab, unfold_menu
+from .conftest import SIZES, admin_tab, shot, unfold_menu
 from .test_certificates_browser import make_certificate
-
-SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 
 OVERFLOW = """() => {
   const width = document.documentElement.clientWidth;
@@ -51,16 +47,6 @@ def assert_fits(tab: Page) -> None:
     """
     tab.wait_for_load_state("load")
     assert tab.evaluate(OVERFLOW) == [], f"wider than the {tab.viewport_size} viewport"
-
-
-@contextmanager
-def admin_tab(browser: Browser, server: Server, size: str) -> Iterator[Page]:
-    with open_tab(browser, server) as tab:
-        width, height = SIZES[size]
-        tab.set_viewport_size({"width": width, "height": height})
-        sign_in_tab(tab, *server.admin)
-        tab.wait_for_url("**/ui/partners")
-        yield tab
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from ..conftest import Api, Server, start_server, stop_server
-from .conftest import shot, sign_in
-from .test_search_everywhere import SIZES, admin_tab, assert_fits
+from .conftest import SIZES, admin_tab, shot, sign_in
+from .test_search_everywhere import assert_fits
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 FLOW = """flow: Mapping by partner

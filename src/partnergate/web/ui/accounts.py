@@ -109,13 +109,10 @@ async def _account(page: Page, kind: AccountKind) -> Account:
     return account
 
 
-def _list_page(
-    page: Page,
-    users: list[Account],
-    clients: list[Account],
-    status_code: int = 200,
-    **extra: object,
-) -> Response:
+async def _list_page(page: Page, status_code: int = 200, **extra: object) -> Response:
+    """The accounts page as the store holds them now, with *extra* for a refused form."""
+    users = await page.services.users.list()
+    clients = await page.services.clients.list()
     context: dict[str, object] = {
         "errors": {},
         "error": "",
@@ -138,9 +135,7 @@ def _list_page(
 
 @guarded
 async def index(page: Page) -> Response:
-    users = await page.services.users.list()
-    clients = await page.services.clients.list()
-    return _list_page(page, users, clients)
+    return await _list_page(page)
 
 
 @guarded
@@ -154,12 +149,8 @@ async def new(page: Page) -> Response:
         roles = roles_of(page)
         await kind.table(page).add(name, secret, roles)
     except DirectoryError as exc:
-        users = await page.services.users.list()
-        clients = await page.services.clients.list()
-        return _list_page(
+        return await _list_page(
             page,
-            users,
-            clients,
             exc.status,
             errors={exc.field or "name": exc.message},
             values={"name": name, "other_roles": page.text("other_roles")},

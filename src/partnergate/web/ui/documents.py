@@ -320,6 +320,25 @@ async def _try(page: Page, row: dict[str, object]) -> Response:
     return await _render(page, row, sample=sample, params=page.text("params"), tried=tried)
 
 
+def _new_form(
+    page: Page,
+    values: dict[str, str],
+    status_code: int = 200,
+    *,
+    error: str = "",
+    check: Check | None = None,
+) -> Response:
+    return page.render(
+        "documents/new.html",
+        status_code,
+        section="partners",
+        values=values,
+        error=error,
+        check=check,
+        content_types=CONTENT_TYPE_NAMES,
+    )
+
+
 @guarded
 async def new(page: Page) -> Response:
     pid = page.query.get("pid", "") if page.request.method == "GET" else page.text("pid").strip()
@@ -329,14 +348,7 @@ async def new(page: Page) -> Response:
         "ContentType": page.text("ContentType") or "auto",
     }
     if page.request.method == "GET":
-        return page.render(
-            "documents/new.html",
-            section="partners",
-            values=values,
-            error="",
-            check=None,
-            content_types=CONTENT_TYPE_NAMES,
-        )
+        return _new_form(page, values)
     check = None
     try:
         uploaded = await _upload(page)
@@ -348,24 +360,10 @@ async def new(page: Page) -> Response:
         content_type = _content_type(page, filename)
         check = await _save(page, pid, ident, content, content_type, create=True)
     except DirectoryError as exc:
-        return page.render(
-            "documents/new.html",
-            exc.status,
-            section="partners",
-            values=values,
-            error=exc.message,
-            check=None,
-            content_types=CONTENT_TYPE_NAMES,
-        )
+        return _new_form(page, values, exc.status, error=exc.message)
     if check is not None:
-        return page.render(
-            "documents/new.html",
-            422,
-            section="partners",
-            values=values,
-            error="Nothing was saved: the check failed.",
-            check=check,
-            content_types=CONTENT_TYPE_NAMES,
+        return _new_form(
+            page, values, 422, error="Nothing was saved: the check failed.", check=check
         )
     return page.redirect(
         page.urls.base + f"/documents/{segment(pid)}/{segment(ident)}",

@@ -362,6 +362,26 @@ def _grid(
     )
 
 
+def _preview(
+    page: Page,
+    query: Query,
+    status_code: int,
+    change: Bulk | None,
+    outcome: Outcome,
+    *,
+    applied: bool = False,
+) -> Response:
+    return page.render(
+        "grid/preview.html",
+        status_code,
+        section="grid",
+        query=query,
+        bulk=change,
+        outcome=outcome,
+        applied=applied,
+    )
+
+
 @guarded
 async def bulk(page: Page) -> Response:
     """Preview a bulk change (``step=preview``), run it (``step=apply``), or export."""
@@ -377,15 +397,7 @@ async def bulk(page: Page) -> Response:
             return export(kind, rows, fmt)
         change = Bulk.from_form(page, kind)
     except DirectoryError as exc:
-        return page.render(
-            "grid/preview.html",
-            exc.status,
-            section="grid",
-            query=query,
-            bulk=None,
-            outcome=Outcome([], exc.message),
-            applied=False,
-        )
+        return _preview(page, query, exc.status, None, Outcome([], exc.message))
     if page.text("step") == "apply":
         outcome = await apply(store, change, page.user)
         if not outcome.failure:
@@ -399,25 +411,9 @@ async def bulk(page: Page) -> Response:
                 page.urls.base + "/grid?" + _query_string(query),
                 f"{n} {kind.title.lower() if n == 1 else kind.titles.lower()} {verb}.",
             )
-        return page.render(
-            "grid/preview.html",
-            409,
-            section="grid",
-            query=query,
-            bulk=change,
-            outcome=outcome,
-            applied=True,
-        )
+        return _preview(page, query, 409, change, outcome, applied=True)
     outcome = await preview(store, change, page.user)
-    return page.render(
-        "grid/preview.html",
-        409 if outcome.failure else 200,
-        section="grid",
-        query=query,
-        bulk=change,
-        outcome=outcome,
-        applied=False,
-    )
+    return _preview(page, query, 409 if outcome.failure else 200, change, outcome)
 
 
 def _query_string(query: Query) -> str:

@@ -8,9 +8,10 @@ as the API; one change (a transaction, e.g. a rename) is shown as one block.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 
@@ -21,11 +22,13 @@ from ...store.copies import COPIED_WITH_PARTNER, copy_entry, copy_partner, renam
 from ...store.directory import ListRequest
 from ...store.restore import restore as restore_entry
 from ...store.restore import restore_change
-from .directory import SECTIONS, load_partner
+from .directory import SECTIONS, Parts, load_partner
 from .entities import current_entity, kind_of
 from .highlight import decode
 from .kinds import ALTERNATIVE, AUTHORIZED_USER, KINDS, Field, Kind
 from .pages import Page, guarded
+
+T = TypeVar("T")
 
 PAGE_SIZE = 50
 TEXT_TYPES = ("xml", "xsl", "xsd", "json", "text")
@@ -196,36 +199,40 @@ async def index(page: Page) -> Response:
     )
 
 
-@guarded
-async def restore(page: Page) -> Response:
-    """POST only: change the entity back to its state before the entry's change."""
-    entry_id = str(page.request.path_params["id"])
-    pid = page.path_param("pid")
-    back = page.urls.partner(pid) + "/history"
+async def _undo(page: Page, work: Callable[[Any], Awaitable[str]]) -> Response:
+    """POST only: run *work* in one transaction and go back to the partner's history."""
+    back = page.urls.partner(page.path_param("pid")) + "/history"
     if page.request.method != "POST":
         return page.redirect(back)
     try:
         async with page.services.store.begin(page.user) as directory:
-            done = await restore_entry(directory, entry_id, page.user)
+            done = await work(directory)
     except DirectoryError as exc:
         return page.redirect(back, f"Nothing was restored: {exc.message}", "error")
-    return page.redirect(back, f"Restored: {done}.")
+    return page.redirect(back, done)
+
+
+@guarded
+async def restore(page: Page) -> Response:
+    """POST only: change the entity back to its state before the entry's change."""
+    entry_id = str(page.request.path_params["id"])
+
+    async def work(directory: Any) -> str:
+        return f"Restored: {await restore_entry(directory, entry_id, page.user)}."
+
+    return await _undo(page, work)
 
 
 @guarded
 async def undo_change(page: Page) -> Response:
     """POST only: undo every entry of one change, in one transaction."""
     change_id = str(page.request.path_params["change"])
-    pid = page.path_param("pid")
-    back = page.urls.partner(pid) + "/history"
-    if page.request.method != "POST":
-        return page.redirect(back)
-    try:
-        async with page.services.store.begin(page.user) as directory:
-            count = await restore_change(directory, change_id, page.user)
-    except DirectoryError as exc:
-        return page.redirect(back, f"Nothing was restored: {exc.message}", "error")
-    return page.redirect(back, f"Restored: the change of {count} entities is undone.")
+
+    async def work(directory: Any) -> str:
+        count = await restore_change(directory, change_id, page.user)
+        return f"Restored: the change of {count} entities is undone."
+
+    return await _undo(page, work)
 
 
 def _form(
@@ -248,58 +255,72 @@ def _form(
     )
 
 
-@guarded
-async def rename(page: Page) -> Response:
-    pid = page.path_param("pid")
+async def _move(
+    page: Page,
+    context: dict[str, Any],
+    values: dict[str, str],
+    work: Callable[[Any], Awaitable[T]],
+    done: Callable[[T], Response],
+) -> Response:
+    """Run *work* in one transaction; a refusal shows the form again with what was typed."""
+    try:
+        async with page.services.store.begin(page.user) as directory:
+            result = await work(directory)
+    except DirectoryError as exc:
+        return _form(
+            page, "history/move.html", exc.status, error=exc.message, values=values, **context
+        )
+    return done(result)
+
+
+async def _partner(page: Page, pid: str) -> Parts:
     parts = await load_partner(page.services.store, pid)
     if parts is None:
         raise NotFound(f"Partner '{pid}' does not exist")
+    return parts
+
+
+@guarded
+async def rename(page: Page) -> Response:
+    pid = page.path_param("pid")
+    parts = await _partner(page, pid)
     total = sum(len(rows) for rows in parts.values())
     context = {"pid": pid, "fields": (NEW_PID,), "total": total, "mode": "rename"}
     if page.request.method == "GET":
         return _form(page, "history/move.html", **context)
     new = page.text("Pid").strip()
-    try:
-        async with page.services.store.begin(page.user) as directory:
-            moved = await rename_partner(directory, pid, new, page.user)
-    except DirectoryError as exc:
-        return _form(
-            page, "history/move.html", exc.status, error=exc.message, values={"Pid": new}, **context
-        )
-    return page.redirect(
-        page.urls.partner(new),
-        f"Partner '{pid}' renamed to '{new}': {moved.total} "
-        f"entit{'y' if moved.total == 1 else 'ies'} moved in one change.",
+    return await _move(
+        page,
+        context,
+        {"Pid": new},
+        lambda directory: rename_partner(directory, pid, new, page.user),
+        lambda moved: page.redirect(
+            page.urls.partner(new),
+            f"Partner '{pid}' renamed to '{new}': {moved.total} "
+            f"entit{'y' if moved.total == 1 else 'ies'} moved in one change.",
+        ),
     )
 
 
 @guarded
 async def copy(page: Page) -> Response:
     pid = page.path_param("pid")
-    parts = await load_partner(page.services.store, pid)
-    if parts is None:
-        raise NotFound(f"Partner '{pid}' does not exist")
+    parts = await _partner(page, pid)
     copied = sum(len(parts[k.slug]) for k in SECTIONS if k.entity_set in COPIED_WITH_PARTNER)
     left = sum(len(parts[k.slug]) for k in SECTIONS if k.entity_set not in COPIED_WITH_PARTNER)
     context = {"pid": pid, "fields": (TARGET_PID,), "total": copied, "left": left, "mode": "copy"}
     if page.request.method == "GET":
         return _form(page, "history/move.html", **context)
     target = page.text("Pid").strip()
-    try:
-        async with page.services.store.begin(page.user) as directory:
-            moved = await copy_partner(directory, pid, target, page.user)
-    except DirectoryError as exc:
-        return _form(
-            page,
-            "history/move.html",
-            exc.status,
-            error=exc.message,
-            values={"Pid": target},
-            **context,
-        )
-    return page.redirect(
-        page.urls.partner(target),
-        f"{moved.total} parameter{'' if moved.total == 1 else 's'} of '{pid}' copied here.",
+    return await _move(
+        page,
+        context,
+        {"Pid": target},
+        lambda directory: copy_partner(directory, pid, target, page.user),
+        lambda moved: page.redirect(
+            page.urls.partner(target),
+            f"{moved.total} parameter{'' if moved.total == 1 else 's'} of '{pid}' copied here.",
+        ),
     )
 
 
@@ -330,23 +351,17 @@ async def copy_one(page: Page) -> Response:
     values = {f.name: page.text(f.name).strip() for f in fields}
     target = values.pop("Pid")
     values = {name: value for name, value in values.items() if value}
-    try:
-        async with page.services.store.begin(page.user) as directory:
-            created = await copy_entry(
-                directory, kind.entity_set, kind.key_of(row), target, page.user, values
-            )
-    except DirectoryError as exc:
-        return _form(
-            page,
-            "history/move.html",
-            exc.status,
-            error=exc.message,
-            values={"Pid": target, **values},
-            **context,
-        )
-    return page.redirect(
-        page.urls.partner(target, kind.slug),
-        f"{kind.title} '{kind.label_of(created)}' copied from partner '{pid}'.",
+    return await _move(
+        page,
+        context,
+        {"Pid": target, **values},
+        lambda directory: copy_entry(
+            directory, kind.entity_set, kind.key_of(row), target, page.user, values
+        ),
+        lambda created: page.redirect(
+            page.urls.partner(target, kind.slug),
+            f"{kind.title} '{kind.label_of(created)}' copied from partner '{pid}'.",
+        ),
     )
 
 
