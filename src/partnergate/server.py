@@ -54,6 +54,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from . import logs, metrics
 from .config import ConfigError, Settings
 from .security.certificates import CertificateError, der_bytes, load_certificates
+from .security.throttle import FAILURES_FILE, SharedFailures
 from .store.siblings import FLUSH_SIGNAL, SYNC_SIGNAL, Siblings
 from .store.siblings import current as current_siblings
 from .web.app import create_app
@@ -1028,6 +1029,7 @@ class Supervisor:
             asyncio.run(_prepare(self.settings))
             if self.own_metrics_dir:
                 metrics.prepare_workers(self.metrics_dir)
+            SharedFailures.prepare(os.path.join(self.shared_dir, FAILURES_FILE))
             old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
             try:
                 for index in range(self.count):

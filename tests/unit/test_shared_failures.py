@@ -17,6 +17,7 @@ def _fail_once(path: str) -> None:
 
 def test_failures_in_one_process_count_in_another(tmp_path: Path) -> None:
     path = str(tmp_path / "logins.sqlite")
+    SharedFailures.prepare(path)
     mine = LoginThrottle(LIMITS, SharedFailures(path))
     context = multiprocessing.get_context("spawn")
     for _ in range(3):
@@ -33,6 +34,7 @@ def test_failures_in_one_process_count_in_another(tmp_path: Path) -> None:
 
 def test_a_correct_login_forgets_the_guesses_for_every_process(tmp_path: Path) -> None:
     path = tmp_path / "logins.sqlite"
+    SharedFailures.prepare(path)
     one, two = (LoginThrottle(LIMITS, SharedFailures(path)) for _ in range(2))
     one.finish("user", "carol", "198.51.100.1", False)
     one.finish("user", "carol", "198.51.100.1", False)
@@ -43,9 +45,17 @@ def test_a_correct_login_forgets_the_guesses_for_every_process(tmp_path: Path) -
 
 
 def test_a_file_that_fails_falls_back_to_counting_in_memory(tmp_path: Path) -> None:
+    SharedFailures.prepare(tmp_path / "logins.sqlite")
     failures = SharedFailures(tmp_path / "logins.sqlite")
     throttle = LoginThrottle(LIMITS, failures)
     failures._db.close()  # the file is gone from under the process
     for _ in range(3):
         throttle.finish("user", "dave", "192.0.2.1", False)
     assert throttle.check("user", "dave", "192.0.2.1") is not None
+
+
+def test_a_file_that_cannot_be_opened_counts_in_memory(tmp_path: Path) -> None:
+    throttle = LoginThrottle(LIMITS, SharedFailures(tmp_path / "no-such-folder" / "x.sqlite"))
+    for _ in range(3):
+        throttle.finish("user", "erin", "192.0.2.2", False)
+    assert throttle.check("user", "erin", "192.0.2.2") is not None

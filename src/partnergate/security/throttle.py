@@ -32,6 +32,8 @@ from typing import Protocol
 log = logging.getLogger("partnergate.security")
 
 MAX_KEYS = 100_000
+FAILURES_FILE = "logins.sqlite"
+"""The name of :class:`SharedFailures`' file in the directory the workers share."""
 
 
 @dataclass(frozen=True)
@@ -106,14 +108,29 @@ class SharedFailures:
         self._memory = MemoryFailures()
         self._broken = False
         self._added = 0
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout = 1000")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = OFF")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, at REAL NOT NULL)"
-        )
-        self._db.execute("CREATE INDEX IF NOT EXISTS failures_key_at ON failures (key, at)")
+        try:
+            self._db = self._open(path)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    @staticmethod
+    def _open(path: str | Path) -> sqlite3.Connection:
+        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout = 1000")
+        db.execute("PRAGMA synchronous = OFF")
+        return db
+
+    @classmethod
+    def prepare(cls, path: str | Path) -> None:
+        """Make the file, once, before the processes that share it start (a journal mode
+        changes only without other connections)."""
+        db = cls._open(path)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, at REAL NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS failures_key_at ON failures (key, at)")
+        finally:
+            db.close()
 
     def _failed(self, exc: sqlite3.Error) -> None:
         if not self._broken:

@@ -31,8 +31,8 @@ from ..security.gate import Allowed, Gate, Policy, Refused
 from ..security.password_checks import PasswordChecks
 from ..security.secretbox import SecretBox
 from ..security.senders import Senders
+from ..security.throttle import FAILURES_FILE, LoginThrottle, SharedFailures
 from ..security.throttle import Limits as LoginLimits
-from ..security.throttle import LoginThrottle, SharedFailures
 from ..store import audit, database
 from ..store.accounts import AccountCache, Clients, Users, server_key
 from ..store.changes import ChangeListener, SqliteChangeLog
@@ -247,7 +247,7 @@ def shared_failures() -> SharedFailures | None:
     siblings = current_siblings()
     if siblings is None or siblings.directory is None:
         return None
-    return SharedFailures(Path(siblings.directory) / "logins.sqlite")
+    return SharedFailures(Path(siblings.directory) / FAILURES_FILE)
 
 
 async def build_services(settings: Settings) -> Services:
