@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from json.encoder import encode_basestring
+from json.encoder import c_make_encoder, encode_basestring
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -101,13 +101,32 @@ def label_of(entity_set: str, entity: Mapping[str, object]) -> str:
 
 _STATE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 """Made once: ``json.dumps`` with options makes an encoder per call."""
+_STATE_CHUNKS: Callable[[object, int], list[str]] | None = (
+    c_make_encoder(None, _STATE_JSON.default, encode_basestring, None, ":", ",", False, False, True)
+    if c_make_encoder is not None
+    else None
+)
+"""What ``_STATE_JSON.encode`` runs, called directly: an import encodes millions of states."""
 _text = encode_basestring
 """A string as JSON, as ``json.dumps(..., ensure_ascii=False)`` writes it."""
 
 
+@functools.cache
+def _key_prefixes(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Each key name, sorted, with the JSON that comes before its value."""
+    return tuple(
+        (name, ("{" if i == 0 else ", ") + _text(name) + ": ")
+        for i, name in enumerate(sorted(names))
+    )
+
+
 def key_text(key: Mapping[str, object]) -> str:
     """The key as JSON, keys sorted: ``json.dumps`` of the key with its values as text."""
-    return "{" + ", ".join(f"{_text(k)}: {_text(str(v))}" for k, v in sorted(key.items())) + "}"
+    out = ""
+    for name, prefix in _key_prefixes(tuple(key)):
+        value = key[name]
+        out += prefix + _text(value if type(value) is str else str(value))
+    return out + "}" if out else "{}"
 
 
 @dataclass(slots=True)
@@ -183,35 +202,46 @@ class Recorder:
         time = stamp if time is None else time
         prefix = f"{stamp:%Y%m%d%H%M%S%f}-{self.change_id[:8]}-"
         change_id, operation_of_all = self.change_id, self.operation
+        written = self.written
         rows: list[tuple[object, ...]] = []
+        append = rows.append
         for record in records:
             before, after = record.before, record.after
-            if before is None and after is None:
-                continue  # created and deleted in one transaction: nothing changed
-            operation = operation_of_all or record.operation
-            if operation is None:
-                operation = CREATE if before is None else DELETE if after is None else UPDATE
-            state = after if after is not None else before
-            assert state is not None
+            if before is None:
+                if after is None:
+                    continue  # created and deleted in one transaction: nothing changed
+                operation = operation_of_all or record.operation or CREATE
+                state, previous = after, None
+            else:
+                operation = operation_of_all or record.operation
+                if operation is None:
+                    operation = DELETE if after is None else UPDATE
+                state = after if after is not None else before
+                previous = before.get("Pid")
             pid = state.get("Pid")
-            previous = before.get("Pid") if before is not None else None
-            rows.append(
+            entity_set = record.entity_set
+            if entity_set in _LABELLED_BY_ID:
+                label = str(state.get("Id", ""))
+            else:
+                label = label_of(entity_set, state)
+            append(
                 (
-                    f"{prefix}{self.written:0{SEQUENCE_DIGITS}d}",
+                    f"{prefix}{written:0{SEQUENCE_DIGITS}d}",
                     change_id,
                     time,
                     record.user,
                     operation,
-                    record.entity_set,
+                    entity_set,
                     pid,
                     previous if previous != pid else None,
                     record.entity_key or key_text(record.key),
-                    label_of(record.entity_set, state)[:600],
+                    label[:600],
                     _json(before),
                     _json(after),
                 )
             )
-            self.written += 1
+            written += 1
+        self.written = written
         return rows
 
     async def spill(self, conn: AsyncConnection, stamp: datetime) -> None:
@@ -238,6 +268,8 @@ class Recorder:
         rows = self._rows(records, stamp, time(stamp) if time is not None else stamp)
         if len(rows) == 1:
             await conn.exec_driver_sql(_single_insert(conn.dialect), rows[0])
+        elif len(rows) >= COPY_AT and await _copy(conn, rows):
+            pass
         elif rows and conn.dialect.name == "postgresql":
             columns = tuple(list(c) for c in zip(*rows, strict=True))
             await conn.exec_driver_sql(sql, columns)
@@ -278,6 +310,29 @@ COLUMNS = (
     "before",
     "after",
 )
+
+
+_LABELLED_BY_ID = frozenset(
+    {"StringParameters", "BinaryParameters", "UserCredentialParameters", "CertificateMappingRules"}
+)
+"""Sets whose entities :func:`label_of` names by their ``Id``."""
+
+COPY_AT = 1_000
+"""Entries from which PostgreSQL gets them by ``COPY`` (an import's batches), not ``INSERT``."""
+
+
+async def _copy(conn: AsyncConnection, rows: list[tuple[object, ...]]) -> bool:
+    """PostgreSQL: the entries by ``COPY … FROM STDIN`` (binary), in the transaction; it
+    parses and plans nothing per row, so an import's history costs about what its rows
+    do. False where it cannot (SQLite, or no transaction open on the driver's connection)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None or not driver.is_in_transaction():
+        return False
+    await driver.copy_records_to_table("audit_entries", records=rows, columns=COLUMNS)
+    return True
 
 
 @functools.cache
@@ -325,8 +380,8 @@ async def record_one(
 def _json(state: Snapshot | None) -> str | None:
     if state is None:
         return None
-    if all(type(v) is str for v in state.values()):  # most states: built without a walk
-        return "{" + ",".join(f"{_text(k)}:{_text(v)}" for k, v in state.items()) + "}"
+    if _STATE_CHUNKS is not None:
+        return "".join(_STATE_CHUNKS(state, 0))
     return _STATE_JSON.encode(state)
 
 
