@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -238,13 +239,20 @@ audit_entries = Table(
     Column("operation", String(20), nullable=False),
     Column("entity_set", String(60), nullable=False),
     Column("pid", String(60), index=True),
-    Column("previous_pid", String(60), index=True),
+    Column("previous_pid", String(60)),
     Column("entity_key", Text, nullable=False),
     Column("label", String(600)),
     Column("before", Text),
     Column("after", Text),
+    Index(
+        "ix_audit_entries_previous_pid",
+        "previous_pid",
+        sqlite_where=text("previous_pid IS NOT NULL"),
+        postgresql_where=text("previous_pid IS NOT NULL"),
+    ),
 )
-"""The change history: one row per entity a committed write changed (:mod:`.audit`)."""
+"""The change history: one row per entity a committed write changed (:mod:`.audit`).
+``previous_pid`` is indexed only where set (a move): no query looks for its NULLs."""
 
 ENTITY_TABLES: dict[str, Table] = {
     "StringParameters": string_parameters,
