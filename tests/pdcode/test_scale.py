@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from partnergate.pdcode.sync import CHUNK
 from partnergate.store.directory import SETTLE_AT
 
 from ..conftest import Api, Server, cli
@@ -47,12 +48,20 @@ def test_a_large_import_records_one_entry_per_entity_in_one_change(
         assert _count(api, "AuditEntries", "EntitySet eq 'StringParameters'") == rows
         assert _count(api, "AuditEntries", "EntitySet eq 'AuthorizedUsers'") == 1
         entries = api.get(
-            "AuditEntries", params={"$select": "Id,ChangeId,Operation", "$orderby": "Id"}
+            "AuditEntries", params={"$select": "Id,ChangeId,Operation,Time", "$orderby": "Id"}
         ).json()["d"]["results"]
         change = entries[-1]["ChangeId"]
         assert _count(api, "AuditEntries", f"ChangeId eq '{change}'") == rows + 1
         assert _count(api, "AuditEntries", "Operation ne 'Create'") == 0
+        first, last = (
+            api.get(
+                "AuditEntries",
+                params={"$filter": f"ChangeId eq '{change}'", "$orderby": order, "$top": "1"},
+            ).json()["d"]["results"][0]
+            for order in ("Id", "Id desc")
+        )
     assert len({len(e["Id"]) for e in entries}) == 1
+    assert first["Time"] == last["Time"], "one import, one moment"
 
 
 def test_a_row_refused_after_thousands_were_written_leaves_nothing(
@@ -68,3 +77,24 @@ def test_a_row_refused_after_thousands_were_written_leaves_nothing(
         assert _count(api, "StringParameters") == 0
         assert _count(api, "AuditEntries", "EntitySet eq 'StringParameters'") == 0
         assert _count(api, "AuthorizedUsers") == 0
+
+
+def test_an_authorised_user_given_to_two_partners_is_refused_across_chunks(
+    servers: Callable[..., Server], tmp_path: Path
+) -> None:
+    """The two partners are compared in different chunks: the second is not a move."""
+    root = tmp_path / "pd"
+    for p in range(CHUNK + 1):
+        folder = root / f"Claim_{p:04d}"
+        folder.mkdir(parents=True)
+        (folder / "String.properties").write_text("URL=https://r.example\n")
+    for p in (0, CHUNK):
+        (root / f"Claim_{p:04d}" / "AuthorizedUsers.yaml").write_text("- twice\n")
+    target = servers()
+    done = cli("pd", "import", str(root), env=target.env)
+    assert done.returncode == 1
+    assert "'twice' is given to both Claim_0000 and Claim_0500" in done.stderr
+    with Api(target) as api:
+        assert _count(api, "AuthorizedUsers") == 0
+        assert _count(api, "StringParameters") == 0
+        assert _count(api, "AuditEntries", "EntitySet eq 'StringParameters'") == 0

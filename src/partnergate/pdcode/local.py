@@ -182,7 +182,10 @@ class Outcome:
 async def apply_op(directory: Directory, op: Op, actor: str) -> None:
     if op.action == "delete":
         await directory.delete(op.entity_set, op.key)
-    elif op.action == "create" or op.entity_set in _UPSERT_SETS:
+    elif op.action == "create":
+        # The plan read the target: the key is not there, so no upsert's look is needed.
+        await directory.create(op.entity_set, _create_values(op), actor, new=True)
+    elif op.entity_set in _UPSERT_SETS:
         await directory.create(op.entity_set, _create_values(op), actor)
     else:
         await directory.update(op.entity_set, op.key, dict(op.values), actor)

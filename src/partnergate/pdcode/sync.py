@@ -117,6 +117,32 @@ def _read(root: Path, pids: list[str], overlay: Overlay | None, references: bool
     return list(desired_partners(root, pids, overlay, references))
 
 
+@dataclass
+class Claims:
+    """Which partner of the files holds each authorised user and alternative partner: their
+    keys are global, so two partners giving the same one is a contradiction in the files,
+    refused whichever chunks the two fall in (else the later one would read as a move)."""
+
+    users: dict[str, str] = field(default_factory=dict)
+    alternatives: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    def check(self, partner: Partner) -> None:
+        for user in sorted(partner.users):
+            owner = self.users.setdefault(user, partner.pid)
+            if owner != partner.pid:
+                raise files.LayoutError(
+                    f"authorised user {user!r} is given to both {owner} and {partner.pid}; "
+                    "a user belongs to one partner"
+                )
+        for alt in sorted(partner.alternatives):
+            owner = self.alternatives.setdefault(alt, partner.pid)
+            if owner != partner.pid:
+                raise files.LayoutError(
+                    f"alternative partner {' / '.join(alt)} is given to both {owner} and "
+                    f"{partner.pid}; it belongs to one partner"
+                )
+
+
 async def plan(
     root: Path,
     target: Target,
@@ -131,8 +157,11 @@ async def plan(
     ``references=False`` refuses ``env:``/``file:`` password references: a directory that
     arrives from a browser must not make the server read its own environment or files.
     """
+    claims = Claims()
     for chunk in chunks(await asyncio.to_thread(files.list_pids, root, pids)):
         desired = await asyncio.to_thread(_read, root, chunk, overlay, references)
+        for partner in desired:
+            claims.check(partner)
         current = await target.partners(chunk)
         alternatives = set().union(*(p.alternatives for p in desired))
         users = set().union(*(p.users for p in desired))

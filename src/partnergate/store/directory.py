@@ -425,8 +425,12 @@ class Directory:
         self.changes.append(Change(entity_set, key, str(pid) if pid is not None else None))
 
     async def create(
-        self, entity_set: str, values: dict[str, object], actor: str
+        self, entity_set: str, values: dict[str, object], actor: str, *, new: bool = False
     ) -> dict[str, object]:
+        """Create an entity (a POST); one of :data:`UPSERT_ON_POST` whose key exists is
+        updated, unless ``new`` says the caller knows it is not there (an import planned
+        it): then its insert waits for :meth:`flush` as the others' do, and an existing key
+        is refused."""
         entity_type = ENTITY_TYPES[entity_set]
         if entity_type is PARTNER:
             raise NotSupported(
@@ -447,7 +451,9 @@ class Directory:
             created_by=actor, created_time=stamp, last_modified_by=actor, last_modified_time=stamp
         )
         self._record(entity_set, key, entity.get("Pid"))
-        if entity_set not in UPSERT_ON_POST:
+        if entity_set not in UPSERT_ON_POST or new:
+            if entity_type is USER_CREDENTIAL_PARAMETER:
+                row["password_enc"] = self.secretbox.encrypt(str(entity["Password"]))
             if entity_type is ALTERNATIVE_PARTNER:
                 await self._check_alternative_unique(entity)
                 await self._insert(table, entity_type, key, row)
