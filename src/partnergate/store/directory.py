@@ -131,19 +131,18 @@ def _counted_insert(
 
 @functools.cache
 def _array_insert(entity_set: str, columns: tuple[str, ...]) -> str:
-    """``INSERT … SELECT * FROM unnest($1::T[], …) ON CONFLICT DO NOTHING RETURNING <key>``:
-    one statement and one array per column, however many rows. The arrays' types carry no
-    length, so that the columns' own limits still refuse what is too long."""
+    """``INSERT … SELECT * FROM unnest($1::T[], …) ON CONFLICT DO NOTHING``: one statement
+    and one array per column, however many rows; its count tells whether a key existed.
+    The arrays' types carry no length, so that the columns' own limits still refuse what
+    is too long."""
     table = ENTITY_TABLES[entity_set]
-    entity_type = ENTITY_TYPES[entity_set]
     dialect = postgresql.dialect()
     types = [_ARRAY_TYPE.sub("", table.c[c].type.compile(dialect=dialect)) for c in columns]
-    keys = [f'"{column_name(k)}"' for k in entity_type.keys]
     arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
     quoted = ", ".join(f'"{c}"' for c in columns)
     return (
         f'INSERT INTO "{table.name}" ({quoted}) SELECT * FROM unnest({arrays}) '
-        f"ON CONFLICT DO NOTHING RETURNING {', '.join(keys)}"
+        "ON CONFLICT DO NOTHING"
     )
 
 
@@ -256,7 +255,8 @@ class Directory:
         self, entity_set: str, rows: dict[tuple[object, ...], dict[str, object]]
     ) -> bool:
         """PostgreSQL: the rows as one array per column, ``unnest`` into the table, what
-        was written returned; False if the rows differ in shape (nothing written)."""
+        was written counted (a key that existed is refused by name); False if the rows
+        differ in shape (nothing written)."""
         first = next(iter(rows.values()))
         columns = tuple(first)
         if any(len(row) != len(columns) for row in rows.values()):
@@ -266,13 +266,8 @@ class Directory:
         except KeyError:
             return False
         result = await self.conn.exec_driver_sql(_array_insert(entity_set, columns), arrays)
-        written = {tuple(r) for r in result}
-        if len(written) != len(rows):
-            entity_type = ENTITY_TYPES[entity_set]
-            for key in rows:
-                if key not in written:
-                    described = dict(zip(entity_type.keys, key, strict=True))
-                    raise AlreadyExists(f"{entity_type.name} {_describe(described)} already exists")
+        if result.rowcount != len(rows):
+            await self._refuse_existing(entity_set, rows)
         return True
 
     async def _refuse_existing(
