@@ -266,10 +266,10 @@ class Recorder:
         sql, time = _bulk_insert(conn.dialect)
         stamp = self.stamp or stamp
         rows = self._rows(records, stamp, time(stamp) if time is not None else stamp)
+        if len(rows) >= COPY_AT and await _copy(conn, rows):
+            return
         if len(rows) == 1:
             await conn.exec_driver_sql(_single_insert(conn.dialect), rows[0])
-        elif len(rows) >= COPY_AT and await _copy(conn, rows):
-            pass
         elif rows and conn.dialect.name == "postgresql":
             columns = tuple(list(c) for c in zip(*rows, strict=True))
             await conn.exec_driver_sql(sql, columns)
@@ -322,9 +322,9 @@ COPY_AT = 1_000
 
 
 async def _copy(conn: AsyncConnection, rows: list[tuple[object, ...]]) -> bool:
-    """PostgreSQL: the entries by ``COPY … FROM STDIN`` (binary), in the transaction; it
-    parses and plans nothing per row, so an import's history costs about what its rows
-    do. False where it cannot (SQLite, or no transaction open on the driver's connection)."""
+    """PostgreSQL: the entries by ``COPY … FROM STDIN`` (binary), in the transaction: no
+    statement to parse and plan, no arrays to unnest. False where it cannot (SQLite, or no
+    transaction open on the driver's connection)."""
     if conn.dialect.name != "postgresql":
         return False
     raw = await conn.get_raw_connection()
