@@ -34,6 +34,8 @@ _NAMED = re.compile(r"(header|property)\.(.+)")
 
 def as_text(value: Any) -> str:
     """How any header, property or lookup result reads inside text."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, bytes | bytearray):
