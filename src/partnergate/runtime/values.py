@@ -66,6 +66,11 @@ class Template:
             self._literal = ""
         elif len(self._parts) == 1 and isinstance(self._parts[0], str):
             self._literal = self._parts[0]
+        self._property: str | None = None
+        """The property's name when the text is that one property: most pids and addresses."""
+        if len(self._parts) == 1 and isinstance(self._parts[0], tuple):
+            kind, name = self._parts[0]
+            self._property = name if kind == "property" else None
 
     @staticmethod
     def _placeholder(inner: str) -> tuple[str, str]:
@@ -86,6 +91,8 @@ class Template:
     def render(self, exchange: Exchange, escape: Callable[[str], str] | None = None) -> str:
         if self._literal is not None:
             return self._literal
+        if self._property is not None and escape is None:
+            return as_text(exchange.properties.get(self._property))
         out = []
         for part in self._parts:
             if isinstance(part, str):
