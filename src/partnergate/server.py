@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 import shutil
@@ -816,6 +817,9 @@ class Server(uvicorn.Server):
         self._sighup = False
         self.drain_seconds = settings.drain_seconds
         self._drain: threading.Timer | None = None
+        self.own_process = False
+        """Whether the process serves only this server (``serve``, or a worker of it):
+        then what startup made is moved out of the garbage collector's way."""
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         """SIGTERM or SIGINT: ``/ready`` answers 503 from now on; with ``drain_seconds``
@@ -908,6 +912,12 @@ class Server(uvicorn.Server):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
             self._sighup = True
         self.started = True
+        if self.own_process:
+            # Startup's objects (modules, the app, caches' structures) live as long as the
+            # process; frozen, the full collections that messages trigger no longer walk
+            # them again, each of which took tens of milliseconds under load.
+            gc.collect()
+            gc.freeze()
         siblings = current_siblings()
         if siblings is not None:
             siblings.serving()
@@ -958,6 +968,7 @@ def _serve_app(settings: Settings, sockets: list[socket.socket] | None = None) -
     if trust is None:
         trust = app.state.certificate_trust = CertificateTrust.from_settings(settings)
     server = Server(app, settings)
+    server.own_process = True
     if settings.trusted_proxies:
         server.on_reload("client CA bundle for forwarded certificates", trust.reload)
     if settings.flows:

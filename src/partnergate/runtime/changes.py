@@ -69,6 +69,9 @@ class Changes:
     def __init__(self) -> None:
         self._generations: dict[str, int] = {}
         self._everything = 0
+        self._sums: dict[tuple[str, ...], int] = {}
+        """:meth:`generation` by the sets asked for, until the next change: a cache asks
+        before every message, and nothing changes between most of them."""
         self._subscribers: list[tuple[Subscriber, Callable[[], None]]] = []
         self._sources: list[ChangeSource] = []
         self.live: Callable[[], bool] = lambda: True
@@ -89,6 +92,7 @@ class Changes:
         for change in changes:
             for entity_set in _touched(change.entity_set):
                 self._generations[entity_set] = self._generations.get(entity_set, 0) + 1
+        self._sums.clear()
         for on_changes, _ in self._subscribers:
             try:
                 on_changes(changes)
@@ -98,6 +102,7 @@ class Changes:
     def gap(self) -> None:
         """Changes may have been missed (a lost connection, a pruned log): forget all."""
         self._everything += 1
+        self._sums.clear()
         for _, on_gap in self._subscribers:
             try:
                 on_gap()
@@ -126,6 +131,14 @@ class Changes:
 
     def generation(self, entity_sets: Iterable[str]) -> int:
         """Advances whenever one of ``entity_sets`` changes (or everything may have)."""
+        if isinstance(entity_sets, tuple):
+            known = self._sums.get(entity_sets)
+            if known is None:
+                known = self._sums[entity_sets] = self._sum(entity_sets)
+            return known
+        return self._sum(entity_sets)
+
+    def _sum(self, entity_sets: Iterable[str]) -> int:
         return self._everything + sum(self._generations.get(name, 0) for name in entity_sets)
 
     def stamp(self, entity_sets: Iterable[str]) -> int | None:

@@ -12,8 +12,8 @@ answered 500 without internals and logged with its traceback.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
+from time import perf_counter
 
 from .. import logs, metrics
 from .directory import PartnerDirectory
@@ -91,14 +91,15 @@ class Engine:
         error: str | None = None
         reply: Reply | None = None
         steps: list[RunStep] = []
-        clock = time.perf_counter()
+        services, notes, traced = self.services, exchange.notes, level == TRACE
+        clock = perf_counter()
         for index, step in enumerate(flow.steps, start=1):
-            exchange.notes.clear()
-            before = self._snapshot(exchange) if level == TRACE else None
-            began = time.perf_counter()
+            notes.clear()
+            before = self._snapshot(exchange) if traced else None
             step_error: str | None = None
+            began = perf_counter()
             try:
-                reply = await metrics.run_step(step, flow.name, exchange, self.services)
+                reply = await step.run(exchange, services)
             except StepError as exc:
                 failed_step, error = step.label, exc.detail
                 step_error = exc.detail
@@ -108,8 +109,12 @@ class Engine:
                 failed_step, error = step.label, "internal error (see the server log)"
                 step_error = error
                 reply = _failure(exchange, 500, f"{step.label} failed: internal error")
+            except BaseException:
+                metrics.step_finished(flow.name, step.label, perf_counter() - began)
+                raise
+            ended = perf_counter()
+            metrics.step_finished(flow.name, step.label, ended - began)
             if level != NONE:
-                ended = time.perf_counter()
                 steps.append(
                     RunStep(
                         index,
@@ -119,10 +124,10 @@ class Engine:
                         int((began - clock) * 1_000_000),
                         int((ended - began) * 1_000_000),
                         FAILED if step_error is not None else COMPLETED,
-                        "; ".join(exchange.notes)[:1000],
+                        "; ".join(notes)[:1000] if notes else "",
                         step_error,
                         before,
-                        self._snapshot(exchange) if level == TRACE else None,
+                        self._snapshot(exchange) if traced else None,
                     )
                 )
             if reply is not None:

@@ -34,6 +34,8 @@ _NAMED = re.compile(r"(header|property)\.(.+)")
 
 def as_text(value: Any) -> str:
     """How any header, property or lookup result reads inside text."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, bytes | bytearray):
@@ -64,6 +66,11 @@ class Template:
             self._literal = ""
         elif len(self._parts) == 1 and isinstance(self._parts[0], str):
             self._literal = self._parts[0]
+        self._property: str | None = None
+        """The property's name when the text is that one property: most pids and addresses."""
+        if len(self._parts) == 1 and isinstance(self._parts[0], tuple):
+            kind, name = self._parts[0]
+            self._property = name if kind == "property" else None
 
     @staticmethod
     def _placeholder(inner: str) -> tuple[str, str]:
@@ -84,6 +91,8 @@ class Template:
     def render(self, exchange: Exchange, escape: Callable[[str], str] | None = None) -> str:
         if self._literal is not None:
             return self._literal
+        if self._property is not None and escape is None:
+            return as_text(exchange.properties.get(self._property))
         out = []
         for part in self._parts:
             if isinstance(part, str):

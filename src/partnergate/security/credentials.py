@@ -86,7 +86,11 @@ def plausible(name: str, secret: str) -> bool:
     return (
         0 < len(name) <= MAX_NAME
         and len(secret) <= MAX_SECRET
-        and not any(unicodedata.category(c) in ("Cc", "Cs") for c in name)
+        # printable ASCII has neither, and is what almost every name is
+        and (
+            (name.isascii() and name.isprintable())
+            or not any(unicodedata.category(c) in ("Cc", "Cs") for c in name)
+        )
     )
 
 

@@ -423,16 +423,21 @@ class Gate:
 
     async def _sender(self, facts: Facts) -> SenderIdentity | Refused:
         assert self.senders is not None, "the gate was built without senders"
+        headers = facts.values(b"authorization")
+        key = b""
+        if len(headers) == 1:
+            key = hashlib.blake2b(headers[0], key=self._header_key, digest_size=32).digest()
+            known = self._resolved.get(key)
+            # the very header that resolved before, and nothing it depends on changed
+            # since: what it says cannot differ, so it need not be read again
+            if known is not None and known.stamp == self._stamp():
+                if known.until > time.monotonic():
+                    return known.identity
         credentials = self._authorization(facts)
         if isinstance(credentials, Refused):
             return _with_challenge(credentials, REALM if credentials.status == 401 else None)
         if credentials is not None:
-            (raw,) = facts.values(b"authorization")
-            key = hashlib.blake2b(raw, key=self._header_key, digest_size=32).digest()
             stamp = self._stamp()
-            known = self._resolved.get(key)
-            if known is not None and known.stamp == stamp and known.until > time.monotonic():
-                return known.identity
             checked = await self._principal(credentials, self._source(facts))
             if isinstance(checked, Refused):
                 return _with_challenge(checked, REALM if checked.status == 401 else None)

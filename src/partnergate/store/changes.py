@@ -8,6 +8,10 @@ only if it commits:
   commit); every process LISTENs (:class:`ChangeListener`) and publishes what others
   changed. A process that loses its listening connection forgets everything once it is
   back, since it may have missed notifications; until then it trusts nothing from memory.
+  Each notification carries its sender's notice number, which the workers of one
+  ``serve`` also leave in their shared page (:class:`SiblingNotices`): a worker whose
+  next message arrives before a sibling's notification forgets everything rather than
+  serve it from before that write.
 - SQLite: a row in ``change_log``, whose ``seq`` grows in commit order (SQLite has one
   writer at a time). Several processes share one WAL file (the workers of ``serve``, the
   CLI); each reads the rows it has not seen (:class:`SqliteChangeLog`) before each message.
@@ -35,9 +39,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..runtime.changes import Change
+from . import siblings
 from .tables import change_log
 
-__all__ = ["CHANNEL", "Change", "ChangeListener", "SqliteChangeLog", "node", "publish"]
+__all__ = [
+    "CHANNEL",
+    "Change",
+    "ChangeListener",
+    "SiblingNotices",
+    "SqliteChangeLog",
+    "node",
+    "publish",
+]
 
 log = logging.getLogger("partnergate.store")
 
@@ -48,6 +61,8 @@ KEEP_ROWS = 10_000
 """Rows ``change_log`` keeps; a process further behind than that forgets everything."""
 
 _node: tuple[int, str] = (0, "")
+_notices = 0
+"""Change notifications this process has sent (each one's number)."""
 
 
 def node() -> str:
@@ -69,19 +84,25 @@ def _changes(items: list[dict[str, Any]]) -> list[Change]:
     return [Change(i["s"], i["k"], i["p"]) for i in items]
 
 
-def encode(changes: Sequence[Change]) -> str:
-    payload = json.dumps({"n": node(), "c": _items(changes)}, separators=(",", ":"))
+def encode(changes: Sequence[Change], notice: int = 0) -> str:
+    payload = json.dumps({"n": node(), "q": notice, "c": _items(changes)}, separators=(",", ":"))
     if len(payload.encode()) > MAX_PAYLOAD:
-        payload = json.dumps({"n": node(), "all": True})
+        payload = json.dumps({"n": node(), "q": notice, "all": True})
     return payload
 
 
-def decode(payload: str) -> tuple[str, list[Change] | None]:
-    """The sending process and its changes; ``None`` means "drop everything"."""
+def decode(payload: str) -> tuple[str, int, list[Change] | None]:
+    """The sending process, its notice number and its changes; ``None`` means "drop
+    everything"."""
     data = json.loads(payload)
+    notice = int(data.get("q", 0))
     if data.get("all"):
-        return data["n"], None
-    return data["n"], _changes(data["c"])
+        return data["n"], notice, None
+    return data["n"], notice, _changes(data["c"])
+
+
+def _sender(name: str) -> int:
+    return int(name, 16)
 
 
 async def publish(conn: AsyncConnection, changes: Sequence[Change]) -> None:
@@ -89,7 +110,13 @@ async def publish(conn: AsyncConnection, changes: Sequence[Change]) -> None:
     if not changes:
         return
     if conn.dialect.name == "postgresql":
-        await conn.execute(select(func.pg_notify(CHANNEL, encode(changes))))
+        global _notices
+        _notices += 1
+        notice = _notices
+        await conn.execute(select(func.pg_notify(CHANNEL, encode(changes, notice))))
+        page = siblings.current()
+        if page is not None:
+            page.notified(_sender(node()), notice)
         return
     text = json.dumps(_items(changes), separators=(",", ":"))
     stamp = datetime.now(UTC).replace(tzinfo=None)
@@ -172,6 +199,28 @@ def _map_wal_index(path: str, size: int) -> mmap.mmap | None:
         return None
 
 
+class SiblingNotices:
+    """A ``ChangeSource`` for the workers of one ``serve`` on PostgreSQL: "everything may
+    have changed" while a sibling has sent a notice the listener has not heard yet.
+
+    A sibling announces a notice in the shared page before it commits, so the notice may
+    also be one that is still to commit or that rolled back: forgetting everything once
+    covers both, and the notice counts as heard from then on.
+    """
+
+    def __init__(self, page: siblings.Siblings, listener: ChangeListener) -> None:
+        self.page = page
+        self.heard = listener.heard
+
+    def poll(self) -> list[Change] | None:
+        behind = False
+        for sender, notice in self.page.notices():
+            if self.heard.get(sender, 0) < notice:
+                self.heard[sender] = notice
+                behind = True
+        return None if behind else []
+
+
 class ChangeListener:
     """LISTENs on PostgreSQL and hands other processes' changes to ``on_changes``."""
 
@@ -186,15 +235,20 @@ class ChangeListener:
         self.on_changes = on_changes
         self.on_gap = on_gap
         self.ready = asyncio.Event()
+        self.heard: dict[int, int] = {}
+        """The last notice number heard from each sender."""
 
     def _receive(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
-            sender, changes = decode(payload)
+            sender, notice, changes = decode(payload)
+            number = _sender(sender)
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed change notification")
             return
         if sender == node():
             return
+        if notice > self.heard.get(number, 0):
+            self.heard[number] = notice
         if changes is None:
             self.on_gap()
         else:

@@ -87,6 +87,12 @@ TRACE_HOURS = 24
 TRACE_MAX_BYTES = 100 * 1024 * 1024
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+"""``json.dumps(value, separators=(",", ":"))`` without building an encoder per call."""
+_compact_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+""":data:`_compact` with non-ASCII characters as they are."""
+
+
 def error_information(entry: MessageLogEntry) -> str | None:
     """``<step label>: <why>``; the label already starts with ``step <n>``."""
     if entry.error is None and entry.failed_step is None:
@@ -113,22 +119,18 @@ def _row(entry: MessageLogEntry) -> dict[str, object]:
         "error_information": error_information(entry),
         "steps": _steps_text(entry.steps) if entry.steps else None,
         "adapter_attributes": (
-            json.dumps(entry.adapter_attributes, separators=(",", ":"))
-            if entry.adapter_attributes
-            else None
+            _compact(entry.adapter_attributes) if entry.adapter_attributes else None
         ),
     }
 
 
 def _steps_text(steps: Sequence[RunStep]) -> str:
     """A message's step lines as one JSON text; times in microseconds after its start."""
-    return json.dumps(
+    return _compact_text(
         [
             [s.index, s.step_id, s.kind, s.offset_us, s.duration_us, s.status, s.summary, s.error]
             for s in steps
-        ],
-        separators=(",", ":"),
-        ensure_ascii=False,
+        ]
     )
 
 
@@ -167,7 +169,7 @@ def _trace(step: RunStep) -> str | None:
         "before": step.before.as_dict() if step.before else None,
         "after": step.after.as_dict() if step.after else None,
     }
-    return json.dumps(document, separators=(",", ":"))
+    return _compact(document)
 
 
 def _trace_row(message_guid: str, step: RunStep) -> dict[str, object] | None:
@@ -184,7 +186,12 @@ def _trace_row(message_guid: str, step: RunStep) -> dict[str, object] | None:
 
 
 def _traces_of(entries: Sequence[MessageLogEntry]) -> list[dict[str, object]]:
-    rows = (_trace_row(e.message_guid, s) for e in entries for s in e.steps)
+    rows = (
+        _trace_row(e.message_guid, s)
+        for e in entries
+        for s in e.steps
+        if s.before is not None or s.after is not None  # traced: a step at TRACE
+    )
     return [r for r in rows if r is not None]
 
 
@@ -300,7 +307,7 @@ class _SqliteWriter:
         children: list[tuple[Table, list[dict[str, object]]]],
     ) -> None:
         """One transaction; the caller holds the store's write lock."""
-        batch = json.dumps(self._entry_columns.values(entries), separators=(",", ":"))
+        batch = _compact(self._entry_columns.values(entries))
         attached: list[tuple[object, ...]] = []
         batches: list[tuple[str, str]] = []
         for table, rows in children:
@@ -310,7 +317,7 @@ class _SqliteWriter:
                 attached = [tuple(v) for v in self._attachment_columns.values(rows)]
                 continue
             statement, columns = self._children[table.name]
-            batches.append((statement, json.dumps(columns.values(rows), separators=(",", ":"))))
+            batches.append((statement, _compact(columns.values(rows))))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._write, batch, batches, attached)
 

@@ -8,6 +8,11 @@ with entries waiting signals it (SIGUSR1) to write them now, and waits until a b
 that started after the read began has been written. When no sibling has entries
 waiting, as between bursts, a read costs a look at the page.
 
+On PostgreSQL each worker also says here which change notification it sent last, so a
+sibling that has not heard it yet, when its next message arrives, forgets what it holds
+instead of serving that message from what the write changed (``NOTIFY`` is delivered at
+commit, but a loop busy with a message reads it later).
+
 The page is anonymous shared memory made by the supervisor before it forks the workers.
 Each field has one writer, its worker; an aligned 8-byte store is atomic here.
 """
@@ -25,9 +30,9 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("partnergate.store")
 
-_SLOT = struct.Struct("=qqqqqq")
+_SLOT = struct.Struct("=qqqqqqqq")
 """pid, entries waiting (0/1), batches started, batches written, serving (0/1), metric
-syncs done"""
+syncs done, this process's change-notification sender (a number), its last notice"""
 WAIT_SECONDS = 2.0
 """How long a read waits for a sibling's log at most (a stuck sibling delays no more)."""
 FLUSH_SIGNAL = signal.SIGUSR1
@@ -50,12 +55,12 @@ class Siblings:
         """In the worker ``index``, after the fork: this is us."""
         global _current
         self.index = index
-        _SLOT.pack_into(self._page, _SLOT.size * index, os.getpid(), 0, 0, 0, 0, 0)
+        _SLOT.pack_into(self._page, _SLOT.size * index, os.getpid(), 0, 0, 0, 0, 0, 0, 0)
         _current = self
 
     def clear(self, index: int) -> None:
         """In the supervisor: worker ``index`` has ended."""
-        _SLOT.pack_into(self._page, _SLOT.size * index, 0, 0, 0, 0, 0, 0)
+        _SLOT.pack_into(self._page, _SLOT.size * index, 0, 0, 0, 0, 0, 0, 0, 0)
 
     def serving(self) -> None:
         """This worker has started and listens."""
@@ -65,8 +70,8 @@ class Siblings:
         """In the supervisor: whether worker ``index`` got as far as listening."""
         return bool(self._slot(index)[4])
 
-    def _slot(self, index: int) -> tuple[int, int, int, int, int, int]:
-        return _SLOT.unpack_from(self._page, _SLOT.size * index)  # type: ignore[return-value]
+    def _slot(self, index: int) -> tuple[int, ...]:
+        return _SLOT.unpack_from(self._page, _SLOT.size * index)
 
     def _set(self, field: int, value: int) -> None:
         assert self.index is not None
@@ -81,7 +86,7 @@ class Siblings:
         self._set(2, self._slot(self.index)[2] + 1)  # type: ignore[arg-type]
 
     def batch_written(self) -> None:
-        _, _, started, _, _, _ = self._slot(self.index)  # type: ignore[arg-type]
+        started = self._slot(self.index)[2]  # type: ignore[arg-type]
         self._set(3, started)
 
     # -- reading the others' ---------------------------------------------------------------
@@ -92,7 +97,7 @@ class Siblings:
         for index in range(self.count):
             if index == self.index:
                 continue
-            pid, waiting, started, _, _, _ = self._slot(index)
+            pid, waiting, started = self._slot(index)[:3]
             if not waiting or pid <= 0:
                 continue
             try:
@@ -103,7 +108,7 @@ class Siblings:
         deadline = time.monotonic() + WAIT_SECONDS
         for index, started in marks:
             while True:
-                pid, waiting, _, written, _, _ = self._slot(index)
+                pid, waiting, _, written = self._slot(index)[:4]
                 if not waiting or written > started:
                     break
                 if time.monotonic() > deadline:
@@ -123,6 +128,23 @@ class Siblings:
 
         loop.add_signal_handler(FLUSH_SIGNAL, lambda: loop.create_task(run()))
 
+    # -- change notifications --------------------------------------------------------------
+
+    def notified(self, sender: int, notice: int) -> None:
+        """This worker has sent (or is about to commit) change notice ``notice``."""
+        self._set(6, sender)
+        self._set(7, notice)
+
+    def notices(self) -> list[tuple[int, int]]:
+        """Each sibling's sender number and the last notice it sent."""
+        found = []
+        for index in range(self.count):
+            if index != self.index:
+                slot = self._slot(index)
+                if slot[0] > 0 and slot[7]:
+                    found.append((slot[6], slot[7]))
+        return found
+
     # -- metrics ---------------------------------------------------------------------------
 
     async def sync_others(self) -> None:
@@ -132,7 +154,7 @@ class Siblings:
         for index in range(self.count):
             if index == self.index:
                 continue
-            pid, _, _, _, serving, synced = self._slot(index)
+            pid, _, _, _, serving, synced = self._slot(index)[:6]
             if pid <= 0 or not serving:
                 continue
             try:

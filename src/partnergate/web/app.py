@@ -35,7 +35,7 @@ from ..security.throttle import FAILURES_FILE, LoginThrottle, SharedFailures
 from ..security.throttle import Limits as LoginLimits
 from ..store import audit, database
 from ..store.accounts import AccountCache, Clients, Users, server_key
-from ..store.changes import ChangeListener, SqliteChangeLog
+from ..store.changes import ChangeListener, SiblingNotices, SqliteChangeLog
 from ..store.directory import DirectoryStore, now
 from ..store.messagelog import StoreMessageLog
 from ..store.reader import StoreReader
@@ -432,6 +432,8 @@ def create_app(settings: Settings) -> Gateway | AccessLog:
         if services.store.engine.dialect.name == "postgresql":
             listener = ChangeListener(settings.db, services.changes.publish, services.changes.gap)
             services.accounts.live = services.changes.live = listener.ready.is_set
+            if services.message_log.siblings is not None:
+                services.changes.add_source(SiblingNotices(services.message_log.siblings, listener))
             tasks.append(asyncio.create_task(listener.run()))
         try:
             yield

@@ -183,11 +183,11 @@ def _header_names(specs: tuple[str, ...]) -> frozenset[bytes]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _load_pem(pem: str) -> tuple[x509.Certificate, str]:
-    """The certificate and its subject, parsed once: a kept-alive sender presents the same
-    certificate on every request."""
+def _load_pem(pem: str) -> tuple[x509.Certificate, str, datetime, datetime]:
+    """The certificate, its subject and validity period, read once: a kept-alive sender
+    presents the same certificate on every request."""
     cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
-    return cert, cert.subject.rfc4514_string()
+    return cert, cert.subject.rfc4514_string(), cert.not_valid_before_utc, cert.not_valid_after_utc
 
 
 def _headers(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -237,7 +237,7 @@ def _from_tls(scope: Mapping[str, Any]) -> ClientCertResult:
     if not pems:
         return ClientCertResult(reason="no client certificate on the TLS connection")
     try:
-        (leaf, subject), *rest = (_load_pem(pem) for pem in pems)
+        (leaf, subject, not_before, not_after), *rest = (_load_pem(pem) for pem in pems)
     except ValueError as exc:
         return ClientCertResult(
             refusal=CertRefusal.REJECTED, reason=f"TLS client certificate unreadable: {exc}"
@@ -245,14 +245,14 @@ def _from_tls(scope: Mapping[str, Any]) -> ClientCertResult:
     # OpenSSL checked the validity period at the handshake; a kept-alive connection can
     # outlive the certificate.
     now = datetime.now(UTC)
-    if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+    if not not_before <= now <= not_after:
         return ClientCertResult(
             refusal=CertRefusal.REJECTED,
             reason=f"TLS client certificate '{subject}' expired after the handshake",
         )
     return ClientCertResult(
         leaf,
-        tuple(cert for cert, _ in rest),
+        tuple(cert for cert, *_ in rest),
         CertSource.TLS,
         reason=f"certificate '{subject}' presented on the TLS connection, verified in the "
         "handshake",

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -155,7 +156,26 @@ def _adapter_attributes(
     if facts.peer:
         seen.append(("ClientIp", facts.peer))
     if facts.certificate is not None:
-        seen.append(("CertificateSubject", facts.certificate.subject.rfc4514_string()))
-        seen.append(("CertificateIssuer", facts.certificate.issuer.rfc4514_string()))
+        subject, issuer = _names(facts.certificate)
+        seen.append(("CertificateSubject", subject))
+        seen.append(("CertificateIssuer", issuer))
     seen.append(("AuthenticatedUser", who.user))
     return [(adapter_id, name, value) for name, value in seen]
+
+
+def _names(certificate: x509.Certificate) -> tuple[str, str]:
+    """Subject and issuer as RFC 4514 text, once per certificate object: a kept-alive
+    sender presents the same one (:mod:`.client_cert` reads each PEM once) with every
+    message, and hashing a certificate costs about what it saves."""
+    found = _NAMES.get(id(certificate))
+    if found is None or found[0] is not certificate:
+        if len(_NAMES) >= MAX_NAMES:
+            _NAMES.clear()
+        names = certificate.subject.rfc4514_string(), certificate.issuer.rfc4514_string()
+        found = _NAMES[id(certificate)] = (certificate, *names)
+    return found[1], found[2]
+
+
+MAX_NAMES = 256
+_NAMES: dict[int, tuple[x509.Certificate, str, str]] = {}
+"""By ``id``; each entry holds its certificate, so no other object can take that id."""
