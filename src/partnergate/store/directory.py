@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import operator
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -151,21 +152,29 @@ _ARRAY_TYPE = re.compile(r"\(\d+\)")
 """A length in a type name: ``VARCHAR(60)`` → ``VARCHAR``."""
 
 
-_ENTITY_PLANS: dict[tuple[EntityType, tuple[str, ...]], tuple[tuple[str, int], ...]] = {}
+_ENTITY_PLANS: dict[tuple[int, tuple[str, ...]], tuple[EntityType, tuple[str, ...], Any]] = {}
 
 
-def _entity_plan(entity_type: EntityType, names: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
-    """Which result column each property of the entity reads, for rows of that shape."""
-    plan = _ENTITY_PLANS.get((entity_type, names))
-    if plan is None:
+def _entity_plan(
+    entity_type: EntityType, names: tuple[str, ...]
+) -> tuple[tuple[str, ...], Callable[[Any], Sequence[Any]]]:
+    """The properties of the entity that rows of that shape hold, and what takes their
+    values out of a row, in that order."""
+    found = _ENTITY_PLANS.get((id(entity_type), names))
+    if found is None:
         where = {name: i for i, name in enumerate(names)}
-        plan = tuple(
+        plan = [
             (prop, where[column_name(prop)])
             for prop in entity_type.property_names
             if column_name(prop) in where
-        )
-        _ENTITY_PLANS[(entity_type, names)] = plan
-    return plan
+        ]
+        props = tuple(prop for prop, _ in plan)
+        indexes = [i for _, i in plan]
+        take: Any = operator.itemgetter(*indexes) if len(indexes) > 1 else None
+        if take is None:
+            take = (lambda row, i=indexes[0]: (row[i],)) if indexes else (lambda row: ())
+        found = _ENTITY_PLANS[(id(entity_type), names)] = (entity_type, props, take)
+    return found[1], found[2]
 
 
 @dataclass
@@ -325,8 +334,8 @@ class Directory:
         *,
         hashed_password: bool = False,
     ) -> list[dict[str, object]]:
-        plan = _entity_plan(entity_type, names)
-        out = [{prop: row[i] for prop, i in plan} for row in rows]
+        props, take = _entity_plan(entity_type, names)
+        out = [dict(zip(props, take(row), strict=True)) for row in rows]
         if entity_type is USER_CREDENTIAL_PARAMETER:
             secret = names.index("password_enc")
             for entity, row in zip(out, rows, strict=True):
@@ -590,7 +599,9 @@ class Directory:
 
 
 class Reading(Directory):
-    """A unit of work that only reads, each statement in one trip (:mod:`.reads`)."""
+    """A unit of work that only reads, each statement in one trip (:mod:`.reads`).
+
+    It holds nothing of one request: the store hands the same one to every reader."""
 
     def __init__(self, reads: Reads, secretbox: SecretBox, limits: rules.Limits) -> None:
         super().__init__(None, secretbox, limits)  # type: ignore[arg-type]
@@ -602,7 +613,7 @@ class Reading(Directory):
     async def _rows_by_key(
         self, entity_set: str, key: dict[str, object]
     ) -> tuple[tuple[str, ...], list[Any]]:
-        return await self.reads.prepared(("key", entity_set), lambda: _by_key(entity_set), key)
+        return await self.reads.by_key(entity_set, lambda: _by_key(entity_set), key)
 
     @asynccontextmanager
     async def _bounded(self) -> AsyncIterator[None]:
@@ -611,6 +622,23 @@ class Reading(Directory):
 
 Unit = Directory
 """What the API driver works on: one request's or one change set's unit of work."""
+
+
+class _ReadUnit:
+    """:meth:`DirectoryStore.read` where reads need no connection of their own."""
+
+    __slots__ = ("store", "reading")
+
+    def __init__(self, store: DirectoryStore, reading: Reading) -> None:
+        self.store = store
+        self.reading = reading
+
+    async def __aenter__(self) -> Directory:
+        await self.store.catch_up()
+        return self.reading
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 def _certificate_mapping(values: dict[str, object]) -> dict[str, object]:
@@ -664,6 +692,9 @@ class DirectoryStore:
         self.before_read: list[Callable[[], Awaitable[None]]] = []
         """Run before every read: writers that buffer (the message log) catch up first."""
         self.reads: Reads | None = open_reads(engine)
+        self._reading = (
+            None if self.reads is None else Reading(self.reads, self.secretbox, self.limits)
+        )
 
     @asynccontextmanager
     async def begin(
@@ -693,19 +724,21 @@ class DirectoryStore:
         for catch_up in self.before_read:
             await catch_up()
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Directory]:
+    def read(self) -> AbstractAsyncContextManager[Directory]:
         """A unit of work that reads what is committed."""
+        if self._reading is not None:
+            return _ReadUnit(self, self._reading)
+        return self._read_on_engine()
+
+    @asynccontextmanager
+    async def _read_on_engine(self) -> AsyncIterator[Directory]:
         await self.catch_up()
-        if self.reads is not None:
-            yield Reading(self.reads, self.secretbox, self.limits)
-            return
         async with self.engine.connect() as conn:
             yield Directory(conn, self.secretbox, self.limits)
 
     async def close(self) -> None:
         if self.reads is not None:
-            reads, self.reads = self.reads, None
+            reads, self.reads, self._reading = self.reads, None, None
             await reads.close()
 
     async def get(self, entity_set: str, key: dict[str, object], **kw: bool) -> dict[str, object]:
