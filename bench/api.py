@@ -428,6 +428,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> str:
         "PARTNERGATE_DB": url,
         "PARTNERGATE_HTTP": f"{LOOPBACK}:{port}",
         "PARTNERGATE_DATA_DIR": str(work / "data"),
+        "PARTNERGATE_WORKERS": "1",
     }
     user, password = "bench_admin", secrets.token_urlsafe(12)
     client_id, secret = "bench_client", secrets.token_urlsafe(18)
