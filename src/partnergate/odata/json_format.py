@@ -11,6 +11,7 @@ a string); OData V2 URI Conventions (the ``$format`` option).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
@@ -91,6 +92,13 @@ def _date(value: object) -> str:
 
 
 Entry = Callable[[dict[str, object], str], str]
+"""Writes one entity; takes the service root as :func:`_open_text` gives it."""
+
+
+def _open_text(base_url: str) -> str:
+    """The service root as the start of a JSON string: an entity's path after it needs
+    no escaping, being percent-encoded ASCII without quotes or backslashes."""
+    return _text(base_url)[:-1]
 
 
 def _entry_writer(entity_type: EntityType, select: tuple[str, ...] | None) -> Entry:
@@ -103,9 +111,9 @@ def _entry_writer(entity_type: EntityType, select: tuple[str, ...] | None) -> En
     pieces = [
         repr('{"__metadata":{"id":'),
         "uri",
-        repr(',"uri":'),
+        repr('","uri":'),
         "uri",
-        repr(',"type":' + _text(entity_type.qualified_name) + "}"),
+        repr('","type":' + _text(entity_type.qualified_name) + "}"),
     ]
     reads = []
     for i, prop in enumerate(selected_properties(entity_type, select)):
@@ -121,9 +129,9 @@ def _entry_writer(entity_type: EntityType, select: tuple[str, ...] | None) -> En
             names["_json_value"] = _json_value
     pieces.append(repr("}"))
     source = (
-        "def entry(values, base_url):\n"
+        "def entry(values, base_text):\n"
         "    get = values.get\n"
-        "    uri = _text(base_url + _path(values))\n"
+        "    uri = base_text + _path(values)\n"
         + "".join(reads)
         + "    return ''.join(("
         + ", ".join(pieces)
@@ -137,7 +145,7 @@ _ENTRY_WRITERS: dict[tuple[int, tuple[str, ...] | None], tuple[EntityType, Entry
 
 
 def entry_writer(entity_type: EntityType, select: Collection[str] | None = None) -> Entry:
-    """The writer of one entity as JSON text, built once per type and ``$select``."""
+    """The writer of one entity as JSON text, made once per type and ``$select``."""
     chosen = None if select is None else tuple(select)
     key = (id(entity_type), chosen)
     found = _ENTRY_WRITERS.get(key)
@@ -161,7 +169,7 @@ def entry_json(
     ``values`` must hold the key properties (they form the URI) even when ``select``
     leaves them out of the body.
     """
-    entry = entry_writer(entity_type, select)(values, base_url)
+    entry = entry_writer(entity_type, select)(values, _open_text(base_url))
     return ('{"d":' + entry + "}").encode("utf-8")
 
 
@@ -179,7 +187,8 @@ def feed_json(
     Format's examples; ``next_url`` is the absolute URL of the next page of server paging.
     """
     entry = entry_writer(entity_type, select)
-    parts = ['{"d":{"results":[', ",".join([entry(row, base_url) for row in rows]), "]"]
+    base_text = _open_text(base_url)
+    parts = ['{"d":{"results":[', ",".join([entry(row, base_text) for row in rows]), "]"]
     if count is not None:
         parts.append(',"__count":' + _text(str(count)))
     if next_url is not None:
@@ -356,11 +365,22 @@ def negotiate(accept_header: str | None, format_option: str | None) -> Format:
             f"Unsupported $format {quote_name(format_option)}; use json, atom or xml",
         )
     if accept_header:
-        ranges = _accept_ranges(accept_header)
-        ranges.sort(key=lambda r: r[0], reverse=True)  # stable: ties keep header order
-        for _, media in ranges:
-            if media in _JSON_TYPES:
-                return "json"
-            if media in _ATOM_TYPES:
-                return "atom"
+        if len(accept_header) <= 256:
+            return _remembered(accept_header)
+        return _accepted(accept_header)
     return "atom"
+
+
+def _accepted(accept_header: str) -> Format:
+    ranges = _accept_ranges(accept_header)
+    ranges.sort(key=lambda r: r[0], reverse=True)  # stable: ties keep header order
+    for _, media in ranges:
+        if media in _JSON_TYPES:
+            return "json"
+        if media in _ATOM_TYPES:
+            return "atom"
+    return "atom"
+
+
+_remembered = functools.lru_cache(maxsize=256)(_accepted)
+"""Clients send the same ``Accept`` header each time."""

@@ -71,6 +71,8 @@ def decode_segment(segment: str) -> str:
 
 def split_path(path: str) -> list[str]:
     """The non-empty segments of a resource path, each decoded once."""
+    if "%" not in path:  # nothing to decode
+        return [s for s in path.split("/") if s]
     return [decode_segment(s) for s in path.split("/") if s]
 
 

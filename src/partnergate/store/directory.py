@@ -14,6 +14,7 @@ import hashlib
 import logging
 import operator
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from ..security import certificates
 from ..security.secretbox import SecretBox
 from . import audit, database
 from .changes import Change, publish
-from .filtering import compile_filter, compile_orderby
+from .filtering import compile_filter, compile_orderby, with_stand_ins
 from .reads import Reads, open_reads
 from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
 
@@ -60,6 +61,15 @@ HONOURS_USER_OPTION = frozenset(
 UPSERT_ON_POST = frozenset({"UserCredentialParameters", "CertificateUserMappings"})
 """POST of an existing key updates it (SAP-doc 79c06dd; Security Content API). A user
 credential's audit pairs then both show the last POST; a mapping keeps its creation."""
+
+
+_STAND_IN = secrets.token_hex(8)
+
+
+def _stand_in(index: int) -> str:
+    """What stands for a filter's string literal in the statement built for its shape;
+    a client cannot guess its random part."""
+    return f"\x00{_STAND_IN}.{index}\x00"
 
 
 SETTLE_AT = 5_000
@@ -386,12 +396,18 @@ class Directory:
     async def _list(self, entity_set: str, request: ListRequest) -> Page:
         entity_type = ENTITY_TYPES[entity_set]
         source, cols = self._source(entity_set)
-        where = compile_filter(request.filter, cols) if request.filter is not None else None
-        rows: list[dict[str, object]] = []
-        if request.top != 0:
+        given = request.filter
+        shape, values = (None, []) if given is None else with_stand_ins(given, _stand_in)
+        stand_ins = [_stand_in(i) for i in range(len(values))]
+
+        def where(expr: Any) -> ColumnElement | None:
+            return compile_filter(expr, cols) if expr is not None else None
+
+        def rows_query(expr: Any) -> Select:
             query: Select = select(source)
-            if where is not None:
-                query = query.where(where)
+            condition = where(expr)
+            if condition is not None:
+                query = query.where(condition)
             order = compile_orderby(request.orderby, cols) if request.orderby else []
             key_cols = [cols[k] for k in entity_type.keys if cols.get(k) is not None]
             if entity_type is ALTERNATIVE_PARTNER:
@@ -401,18 +417,48 @@ class Directory:
                 query = query.limit(request.top)
             if request.skip:
                 query = query.offset(request.skip)
-            names, found = await self._rows(query)
+            return query
+
+        def count_query(expr: Any) -> Select:
+            counter = select(func.count()).select_from(source)
+            condition = where(expr)
+            return counter if condition is None else counter.where(condition)
+
+        rows: list[dict[str, object]] = []
+        if request.top != 0:
+            shape_key = (entity_set, shape, tuple(request.orderby), request.top, request.skip)
+            names, found = await self._rows_shaped(
+                shape_key, lambda: rows_query(shape), stand_ins, values, lambda: rows_query(given)
+            )
             if entity_type is PARTNER:
                 rows = [{"Pid": r[0]} for r in found]
             else:
                 rows = self._entities(entity_type, names, found)
         count = None
         if request.count:
-            counter = select(func.count()).select_from(source)
-            if where is not None:
-                counter = counter.where(where)
-            count = int((await self._rows(counter))[1][0][0])
+            found = (
+                await self._rows_shaped(
+                    (entity_set, shape, "count"),
+                    lambda: count_query(shape),
+                    stand_ins,
+                    values,
+                    lambda: count_query(given),
+                )
+            )[1]
+            count = int(found[0][0])
         return Page(rows, count)
+
+    async def _rows_shaped(
+        self,
+        name: Any,
+        build: Callable[[], Select],
+        stand_ins: list[str],
+        values: list[str],
+        statement: Callable[[], Select],
+    ) -> tuple[tuple[str, ...], list[Any]]:
+        """The rows of ``statement()``; a :class:`Reading` builds the statement of the
+        shape ``name`` stands for once (:meth:`.reads.Reads.shaped`)."""
+        return await self._rows(statement())
 
     async def partner_exists(self, pid: str) -> bool:
         probes = [
@@ -507,7 +553,7 @@ class Directory:
         row: dict[str, object],
     ) -> None:
         waiting = self._pending.setdefault(entity_set, {})
-        stored = tuple(key[name] for name in entity_type.keys)
+        stored = tuple([key[name] for name in entity_type.keys])
         if stored in waiting:
             raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists")
         waiting[stored] = row
@@ -609,6 +655,16 @@ class Reading(Directory):
 
     async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
         return await self.reads.rows(statement)
+
+    async def _rows_shaped(
+        self,
+        name: Any,
+        build: Callable[[], Select],
+        stand_ins: list[str],
+        values: list[str],
+        statement: Callable[[], Select],
+    ) -> tuple[tuple[str, ...], list[Any]]:
+        return await self.reads.shaped(name, build, stand_ins, values, statement)
 
     async def _rows_by_key(
         self, entity_set: str, key: dict[str, object]

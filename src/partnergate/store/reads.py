@@ -62,6 +62,10 @@ def _converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | Non
     return functools.lru_cache(maxsize=1024)(convert)
 
 
+_UNSHAPED = object()
+"""A shape read through its own statement each time (:meth:`Reads.shaped`)."""
+
+
 class Reads:
     """Runs read-only statements in one trip each."""
 
@@ -70,6 +74,7 @@ class Reads:
         self.limit = limit
         self._compiled: dict[Any, Compiled] = {}
         self._prepared: dict[Hashable, Compiled] = {}
+        self._shaped: dict[Hashable, Any] = {}
 
     def compile(self, statement: Select) -> tuple[Compiled, list[Any]]:
         key = statement._generate_cache_key()
@@ -105,6 +110,43 @@ class Reads:
     async def rows(self, statement: Select) -> tuple[tuple[str, ...], list[Row]]:
         compiled, params = self.compile(statement)
         return await self._rows(compiled, params)
+
+    async def shaped(
+        self,
+        name: Hashable,
+        build: Callable[[], Select],
+        stand_ins: Sequence[str],
+        values: Sequence[str],
+        statement: Callable[[], Select],
+    ) -> tuple[tuple[str, ...], list[Row]]:
+        """Rows of ``statement()``, which is ``build()`` with ``values`` in place of the
+        ``stand_ins`` (each a parameter's whole value, unprocessed): the statement of the
+        shape that ``name`` stands for is built and compiled once, and each read only
+        binds its values. A shape whose stand-ins cannot all be found this way is read
+        through ``statement()``."""
+        found = self._shaped.get(name)
+        if found is None:
+            found = self._shape(build(), stand_ins)
+            if len(self._shaped) > 2000:
+                self._shaped.clear()
+            self._shaped[name] = found
+        if found is _UNSHAPED:
+            return await self.rows(statement())
+        compiled, params, slots = found
+        params = list(params)
+        for position, index in slots:
+            params[position] = values[index]
+        return await self._rows(compiled, params)
+
+    def _shape(self, statement: Select, stand_ins: Sequence[str]) -> Any:
+        compiled, params = self.compile(statement)
+        slots = []
+        for index, stand_in in enumerate(stand_ins):
+            positions = [i for i, value in enumerate(params) if value == stand_in]
+            if len(positions) != 1:
+                return _UNSHAPED
+            slots.append((positions[0], index))
+        return compiled, params, tuple(slots)
 
     async def by_key(
         self, name: Hashable, build: Callable[[], Select], values: dict[str, Any]
