@@ -47,7 +47,7 @@ from ..security import certificates
 from ..security.secretbox import SecretBox
 from . import audit, database
 from .changes import Change, publish
-from .filtering import compile_filter, compile_orderby, with_stand_ins
+from .filtering import compile_filter, compile_orderby, pinned, with_stand_ins
 from .reads import Reads, open_reads
 from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
 
@@ -64,6 +64,39 @@ credential's audit pairs then both show the last POST; a mapping keeps its creat
 
 
 _STAND_IN = secrets.token_hex(8)
+
+
+NEAR_ROWS = 2_000
+"""Most rows a page may take from one range of the primary key's index and still be
+read on the event loop's thread (:meth:`.reads.Reads.shaped`)."""
+
+
+@functools.cache
+def _primary_key(entity_set: str) -> tuple[str, ...]:
+    """The properties of the table's primary key, in the index's column order."""
+    entity_type = ENTITY_TYPES[entity_set]
+    table = ENTITY_TABLES.get(entity_set)
+    if table is None:
+        return ()
+    by_column = {column_name(p): p for p in entity_type.property_names}
+    names = tuple(by_column.get(c.name) for c in table.primary_key.columns)
+    return () if None in names else names  # type: ignore[return-value]
+
+
+def _key_prefix(entity_set: str, shape: Any) -> bool:
+    """Whether a filter is ``Prop eq '…'`` for the leading properties of the primary key
+    (``Pid eq '…'``, joined by ``and``): every row of that index range then matches, so a
+    page of it reads no more rows than it returns."""
+    named = pinned(shape) if entity_set in UNFILTERED_KEYS else None
+    key = _primary_key(entity_set)
+    return bool(named) and bool(key) and named == set(key[: len(named or ())])
+
+
+UNFILTERED_KEYS = frozenset(
+    {"StringParameters", "BinaryParameters", "UserCredentialParameters", "AuthorizedUsers"}
+)
+"""Sets whose key properties are their columns as stored (AlternativePartners filter on
+what the hex keys encode, Partners are a union)."""
 
 
 def _stand_in(index: int) -> str:
@@ -427,8 +460,19 @@ class Directory:
         rows: list[dict[str, object]] = []
         if request.top != 0:
             shape_key = (entity_set, shape, tuple(request.orderby), request.top, request.skip)
+            near = (
+                request.top is not None
+                and request.top + request.skip <= NEAR_ROWS
+                and not request.orderby
+                and _key_prefix(entity_set, shape)
+            )
             names, found = await self._rows_shaped(
-                shape_key, lambda: rows_query(shape), stand_ins, values, lambda: rows_query(given)
+                shape_key,
+                lambda: rows_query(shape),
+                stand_ins,
+                values,
+                lambda: rows_query(given),
+                near=near,
             )
             if entity_type is PARTNER:
                 rows = [{"Pid": r[0]} for r in found]
@@ -443,6 +487,7 @@ class Directory:
                     stand_ins,
                     values,
                     lambda: count_query(given),
+                    near=False,
                 )
             )[1]
             count = int(found[0][0])
@@ -455,6 +500,8 @@ class Directory:
         stand_ins: list[str],
         values: list[str],
         statement: Callable[[], Select],
+        *,
+        near: bool,
     ) -> tuple[tuple[str, ...], list[Any]]:
         """The rows of ``statement()``; a :class:`Reading` builds the statement of the
         shape ``name`` stands for once (:meth:`.reads.Reads.shaped`)."""
@@ -663,8 +710,10 @@ class Reading(Directory):
         stand_ins: list[str],
         values: list[str],
         statement: Callable[[], Select],
+        *,
+        near: bool,
     ) -> tuple[tuple[str, ...], list[Any]]:
-        return await self.reads.shaped(name, build, stand_ins, values, statement)
+        return await self.reads.shaped(name, build, stand_ins, values, statement, near=near)
 
     async def _rows_by_key(
         self, entity_set: str, key: dict[str, object]

@@ -108,6 +108,25 @@ def with_stand_ins(expr: Expr, stand_in: Callable[[int], str]) -> tuple[Expr, li
     return walk(expr), values
 
 
+def pinned(expr: Expr | None) -> frozenset[str] | None:
+    """The properties ``expr`` sets equal to string literals, if that is all it does
+    (``Pid eq '…'``, or such terms joined by ``and``); None for any other filter."""
+    if expr is None:
+        return None
+    terms = expr.operands if isinstance(expr, And) else (expr,)
+    names = set()
+    for term in terms:
+        if not (
+            isinstance(term, Compare)
+            and term.op is CompareOp.EQ
+            and isinstance(term.left, PropertyRef)
+            and _is_string(term.right)
+        ):
+            return None
+        names.add(term.left.name)
+    return frozenset(names)
+
+
 def _is_string(expr: Expr) -> bool:
     return isinstance(expr, Literal) and expr.edm_type is ValueType.STRING
 

@@ -118,12 +118,15 @@ class Reads:
         stand_ins: Sequence[str],
         values: Sequence[str],
         statement: Callable[[], Select],
+        *,
+        near: bool = False,
     ) -> tuple[tuple[str, ...], list[Row]]:
         """Rows of ``statement()``, which is ``build()`` with ``values`` in place of the
         ``stand_ins`` (each a parameter's whole value, unprocessed): the statement of the
         shape that ``name`` stands for is built and compiled once, and each read only
         binds its values. A shape whose stand-ins cannot all be found this way is read
-        through ``statement()``."""
+        through ``statement()``. ``near``: the caller knows the read walks one short
+        range of an index (see :meth:`by_key`)."""
         found = self._shaped.get(name)
         if found is None:
             found = self._shape(build(), stand_ins)
@@ -136,7 +139,7 @@ class Reads:
         params = list(params)
         for position, index in slots:
             params[position] = values[index]
-        return await self._rows(compiled, params)
+        return await self._rows(compiled, params, self._run_near if near else None)
 
     def _shape(self, statement: Select, stand_ins: Sequence[str]) -> Any:
         compiled, params = self.compile(statement)
@@ -159,7 +162,7 @@ class Reads:
             statement = build()
             key = statement._generate_cache_key()
             compiled = self._prepared[name] = self._compile(statement, key, named=True)
-        return await self._rows(compiled, compiled.params(values), self._run_by_key)
+        return await self._rows(compiled, compiled.params(values), self._run_near)
 
     async def _rows(
         self, compiled: Compiled, params: list[Any], run: Callable[..., Any] | None = None
@@ -179,7 +182,7 @@ class Reads:
     async def _run(self, sql: str, params: list[Any]) -> list[Row]:
         raise NotImplementedError
 
-    async def _run_by_key(self, sql: str, params: list[Any]) -> list[Row]:
+    async def _run_near(self, sql: str, params: list[Any]) -> list[Row]:
         return await self._run(sql, params)
 
     async def close(self) -> None:
@@ -262,9 +265,10 @@ class SQLiteReads(Reads):
         finally:
             deadline.at = float("inf")
 
-    async def _run_by_key(self, sql: str, params: list[Any]) -> list[Row]:
-        """A read by key, right here on the event loop's thread: a few pages of one
-        B-tree cost less than the two hops to a reader thread and back. Should the file
+    async def _run_near(self, sql: str, params: list[Any]) -> list[Row]:
+        """A read of one short index range (by key, or a page of one partner), right
+        here on the event loop's thread: a few pages of one B-tree cost less than the two
+        hops to a reader thread and back. Should the file
         be busy for a moment (SQLite's WAL recovery), a reader thread, which waits, runs it.
         """
         local = self._local
