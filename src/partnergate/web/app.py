@@ -150,7 +150,8 @@ async def api(request: Request) -> Response:
     api_services = _api_services(request)
     services = api_services.services
     settings = services.settings
-    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    raw_query = scope["query_string"]
+    query = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True) if raw_query else []
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     as_json = odata_service.wants_json(headers, query)
 

@@ -421,7 +421,7 @@ class ODataService:
         extra: dict[str, str] | None = None,
     ) -> ODataResponse:
         base = self.settings.base_url
-        headers = {**DSV, **(extra or {})}
+        headers = {**DSV, **extra} if extra else DSV
         if as_json:
             body = json_format.entry_json(entity_type, entity, base, select)
             return ODataResponse(status, body, {"Content-Type": JSON, **headers})
