@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
@@ -455,6 +455,8 @@ class Gateway:
         scope["app"] = self.app
         try:
             response = await endpoint(Request(scope, receive))
+        except ClientDisconnect:
+            raise  # nobody to answer: the server's own wrapper lets it go quietly
         except Exception:
             log.exception("%s %s failed", scope["method"], path)
             response = PlainTextResponse("Internal Server Error", 500)
