@@ -63,12 +63,16 @@ UPSERT_ON_POST = frozenset({"UserCredentialParameters", "CertificateUserMappings
 credential's audit pairs then both show the last POST; a mapping keeps its creation."""
 
 
-_STAND_IN = secrets.token_hex(8)
-
-
 NEAR_ROWS = 2_000
 """Most rows a page may take from one range of the primary key's index and still be
 read on the event loop's thread (:meth:`.reads.Reads.shaped`)."""
+
+
+UNFILTERED_KEYS = frozenset(
+    {"StringParameters", "BinaryParameters", "UserCredentialParameters", "AuthorizedUsers"}
+)
+"""Sets whose key properties are their columns as stored (AlternativePartners filter on
+what the hex keys encode, Partners are a union)."""
 
 
 @functools.cache
@@ -92,11 +96,7 @@ def _key_prefix(entity_set: str, shape: Any) -> bool:
     return bool(named) and bool(key) and named == set(key[: len(named or ())])
 
 
-UNFILTERED_KEYS = frozenset(
-    {"StringParameters", "BinaryParameters", "UserCredentialParameters", "AuthorizedUsers"}
-)
-"""Sets whose key properties are their columns as stored (AlternativePartners filter on
-what the hex keys encode, Partners are a union)."""
+_STAND_IN = secrets.token_hex(8)
 
 
 def _stand_in(index: int) -> str:
