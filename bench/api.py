@@ -4,7 +4,8 @@ Fills a store through the real schema, starts ``partnergate serve`` and a canned
 (a bare Starlette app under the same uvicorn setup, serving bytes captured from
 partnergate), and drives both with the same requests: GET by key, a filtered page of one
 partner's 100 parameters, and ``$batch`` change sets of 1000 creates. Each figure is
-printed next to the twin's, so the ratio says what partnergate itself costs.
+printed next to the twin's, so the ratio says what partnergate itself costs. partnergate
+runs one worker, so that its CPU time per request is that of one process, as the twin's.
 
     .venv/bin/python bench/api.py                 # 3,000,000 rows, about three minutes
     .venv/bin/python bench/api.py --rows 100000   # a quick look
@@ -428,6 +429,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> str:
         "PARTNERGATE_DB": url,
         "PARTNERGATE_HTTP": f"{LOOPBACK}:{port}",
         "PARTNERGATE_DATA_DIR": str(work / "data"),
+        "PARTNERGATE_WORKERS": "1",
     }
     user, password = "bench_admin", secrets.token_urlsafe(12)
     client_id, secret = "bench_client", secrets.token_urlsafe(18)

@@ -38,6 +38,32 @@ def test_filter_eq_and_functions(api: Api, partner_values: str) -> None:
     assert q(f"Pid eq '{pid}' and Id ne 'K0' and Id le 'K2'") == ["K1", "K2"]
 
 
+def test_filters_of_one_shape_answer_each_with_its_values(api: Api, pid: str) -> None:
+    """Filters that differ only in their string literals share one SQL statement; each
+    answer still holds the rows of its own values, whichever side the literal is on."""
+    other = pid + "_other"
+    for owner, count in ((pid, 3), (other, 2)):
+        for i in range(count):
+            r = api.post("StringParameters", json={"Pid": owner, "Id": f"S{i}", "Value": "v"})
+            assert r.status_code == 201
+    q = lambda f: ids(api.get("StringParameters", params={"$filter": f}))  # noqa: E731
+    for _ in range(2):
+        assert q(f"Pid eq '{pid}'") == ["S0", "S1", "S2"]
+        assert q(f"Pid eq '{other}'") == ["S0", "S1"]
+        assert q(f"'{other}' eq Pid") == ["S0", "S1"]
+        assert q(f"Pid eq '{pid}' and Id eq 'S1'") == ["S1"]
+        assert q(f"Pid eq '{other}' and Id eq 'S1'") == ["S1"]
+        assert q(f"Pid eq '{other}' and Id eq 'S2'") == []
+        assert q(f"Pid eq '{pid}' and Id gt 'S0'") == ["S1", "S2"]
+        assert q(f"Pid eq '{other}' and Id gt 'S0'") == ["S1"]
+    r = api.get(
+        "StringParameters",
+        params={"$filter": f"Pid eq '{other}'", "$inlinecount": "allpages", "$top": "1"},
+    )
+    assert r.json()["d"]["__count"] == "2"
+    assert ids(r) == ["S0"]
+
+
 def test_filter_by_datetime(api: Api, partner_values: str) -> None:
     r = api.get(
         "StringParameters",

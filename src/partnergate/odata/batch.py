@@ -31,11 +31,13 @@ Leniency, each for a client that really sends it:
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
 from .errors import BadRequest
 from .headers import check_field
@@ -94,6 +96,9 @@ class Headers(Mapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         return self._index[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._index.get(name.lower(), default)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
@@ -428,24 +433,31 @@ def _serialize_response(response: BatchResponse) -> bytes:
     """One ``application/http`` part laid out as in SAP's example: MIME headers, status
     line, ``DataServiceVersion``, the response's own headers, ``Content-Length``, blank
     line, body."""
-    mime = [("Content-Type", "application/http"), ("Content-Transfer-Encoding", "binary")]
+    lines = [_PART_HEAD]
     if response.content_id is not None:
-        mime.append(("Content-ID", response.content_id))
+        lines.append(_field_line("Content-ID", response.content_id))
+    lines.append("")
+    lines.append(_status_line(response.status))
     own = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
-    headers: list[tuple[str, str]] = (
-        [] if any(k.lower() == "dataserviceversion" for k, _ in own) else [_DSV_2]
-    )
-    headers += own
+    if not any(k.lower() == "dataserviceversion" for k, _ in own):
+        lines.append(_DSV_2_LINE)
+    lines += [_field_line(name, value) for name, value in own]
     # RFC 7230 §3.3.2: no Content-Length on 204 or 304, whose bodies are empty.
     if response.status in (204, 304):
         if response.body:
             raise ValueError(f"a {response.status} response has no body")
     else:
-        headers.append(("Content-Length", str(len(response.body))))
-    lines = [_field_line(name, value) for name, value in mime]
-    lines += ["", f"HTTP/1.1 {response.status} {_reason(response.status)}"]
-    lines += [_field_line(name, value) for name, value in headers]
+        lines.append(f"Content-Length: {len(response.body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
+
+
+_PART_HEAD = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary"
+_DSV_2_LINE = f"{_DSV_2[0]}: {_DSV_2[1]}"
+
+
+@functools.cache
+def _status_line(status: int) -> str:
+    return f"HTTP/1.1 {status} {_reason(status)}"
 
 
 def _reason(status: int) -> str:

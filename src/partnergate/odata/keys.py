@@ -60,8 +60,39 @@ def _integer_keys(entity_type: EntityType) -> set[str]:
     }
 
 
+_PLAIN_KEYS: dict[int, tuple[EntityType, re.Pattern[str] | None]] = {}
+
+
+def _plain_pattern(entity_type: EntityType) -> re.Pattern[str] | None:
+    """``Name='value',…`` in the type's key order, without spaces: how clients write
+    nearly every key of string properties. Anything else takes the general rule."""
+    found = _PLAIN_KEYS.get(id(entity_type))
+    if found is None:
+        pattern = None
+        if all(p.edm_type is EdmType.STRING for p in entity_type.key_properties):
+            value = "'((?:[^']|'')*)'"
+            if len(entity_type.keys) == 1:
+                source = value
+            else:
+                source = ",".join(re.escape(k) + "=" + value for k in entity_type.keys)
+            pattern = re.compile(source, re.DOTALL)
+        found = _PLAIN_KEYS[id(entity_type)] = (entity_type, pattern)  # keeps the id taken
+    return found[1]
+
+
 def parse_key(entity_type: EntityType, predicate: str) -> dict[str, object]:
     """Parse the text between the parentheses into ``{key property: value}``."""
+    pattern = _plain_pattern(entity_type)
+    plain = pattern.fullmatch(predicate) if pattern is not None else None
+    if plain is not None:
+        return {
+            name: value.replace("''", "'")
+            for name, value in zip(entity_type.keys, plain.groups(), strict=True)
+        }
+    return _parse_key(entity_type, predicate)
+
+
+def _parse_key(entity_type: EntityType, predicate: str) -> dict[str, object]:
     props = entity_type.key_properties
     values: dict[str, object] = {}
     pos = 0

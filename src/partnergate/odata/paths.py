@@ -16,6 +16,7 @@ decoder above, whichever way they came.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -25,11 +26,13 @@ from . import mpl
 from .errors import BadRequest, NotFoundError
 from .keys import parse_key
 
+_PRINTABLE = re.compile(rb"[\x21-\x7e]*")
+
 
 def request_target(raw: bytes) -> str:
     """The request target's octets as text, each octet outside printable ASCII
     percent-encoded (RFC 3986 §2.1); decoded later, once, by :func:`decode_segment`."""
-    if raw.isascii() and all(0x20 < b < 0x7F for b in raw):
+    if _PRINTABLE.fullmatch(raw):
         return raw.decode("ascii")
     return "".join(chr(b) if 0x20 < b < 0x7F else f"%{b:02X}" for b in raw)
 
@@ -68,6 +71,8 @@ def decode_segment(segment: str) -> str:
 
 def split_path(path: str) -> list[str]:
     """The non-empty segments of a resource path, each decoded once."""
+    if "%" not in path:  # nothing to decode
+        return [s for s in path.split("/") if s]
     return [decode_segment(s) for s in path.split("/") if s]
 
 

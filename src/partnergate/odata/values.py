@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -42,6 +42,18 @@ _PATH_SAFE = "!$&'()*+,;=:@"
 # -- entity addresses and projection ----------------------------------------------------
 
 
+_PATH_PLAIN = re.compile(r"[A-Za-z0-9_.~!$&'()*+,;=:@-]*")
+"""Text that :data:`_PATH_SAFE` quoting leaves as it is (``quote`` never escapes
+``A-Za-z0-9_.-~``): most keys, which then skip the encoder."""
+
+
+def path_segment(text: str) -> str:
+    """``text`` percent-encoded as one path segment (RFC 3986 §3.3)."""
+    if _PATH_PLAIN.fullmatch(text):
+        return text
+    return quote(text, safe=_PATH_SAFE)
+
+
 def entity_path(entity_type: EntityType, values: dict[str, object]) -> str:
     """The entity's address relative to the service root: ``StringParameters(Pid='P',Id='X')``.
 
@@ -50,8 +62,59 @@ def entity_path(entity_type: EntityType, values: dict[str, object]) -> str:
     the router decodes the segment before ``keys.parse_key`` reads it.
     ``values`` must hold every key property, also when ``$select`` leaves keys out.
     """
-    predicate = format_key(entity_type, {k: values[k] for k in entity_type.keys})
-    return entity_type.entity_set + quote(predicate, safe=_PATH_SAFE)
+    return path_writer(entity_type)(values)
+
+
+PathWriter = Callable[[dict[str, object]], str]
+
+_PATH_WRITERS: dict[int, tuple[EntityType, PathWriter]] = {}
+
+
+def path_writer(entity_type: EntityType) -> PathWriter:
+    """:func:`entity_path` for one entity type, its key's text form worked out once."""
+    found = _PATH_WRITERS.get(id(entity_type))
+    if found is not None:
+        return found[1]
+    writer = _path_writer(entity_type)
+    _PATH_WRITERS[id(entity_type)] = (entity_type, writer)  # the type keeps its id taken
+    return writer
+
+
+def _path_writer(entity_type: EntityType) -> PathWriter:
+    entity_set = entity_type.entity_set
+    props = entity_type.key_properties
+    keys = entity_type.keys
+    if all(p.edm_type is EdmType.STRING for p in props):
+        if len(keys) == 1:
+            (only,) = keys
+
+            def single(values: dict[str, object]) -> str:
+                text = str(values[only]).replace("'", "''")
+                return entity_set + path_segment("('" + text + "')")
+
+            return single
+        template = "(" + ",".join(f"{name}='%s'" for name in keys) + ")"
+        if len(keys) == 2:
+            first, second = keys
+
+            def pair(values: dict[str, object]) -> str:
+                a = str(values[first]).replace("'", "''")
+                b = str(values[second]).replace("'", "''")
+                return entity_set + path_segment(template % (a, b))
+
+            return pair
+
+        def compound(values: dict[str, object]) -> str:
+            texts = tuple([str(values[name]).replace("'", "''") for name in keys])
+            return entity_set + path_segment(template % texts)
+
+        return compound
+
+    def general(values: dict[str, object]) -> str:
+        predicate = format_key(entity_type, {k: values[k] for k in keys})
+        return entity_set + path_segment(predicate)
+
+    return general
 
 
 _URI_SAFE = "!#$%&'()*+,/:;=?@[]~"

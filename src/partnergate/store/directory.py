@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import operator
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +47,7 @@ from ..security import certificates
 from ..security.secretbox import SecretBox
 from . import audit, database
 from .changes import Change, publish
-from .filtering import compile_filter, compile_orderby
+from .filtering import compile_filter, compile_orderby, pinned, with_stand_ins
 from .reads import Reads, open_reads
 from .tables import ENTITY_TABLES, PARTNER_TABLES, column_name, columns_of
 
@@ -59,6 +61,48 @@ HONOURS_USER_OPTION = frozenset(
 UPSERT_ON_POST = frozenset({"UserCredentialParameters", "CertificateUserMappings"})
 """POST of an existing key updates it (SAP-doc 79c06dd; Security Content API). A user
 credential's audit pairs then both show the last POST; a mapping keeps its creation."""
+
+
+NEAR_ROWS = 2_000
+"""Most rows a page may take from one range of the primary key's index and still be
+read on the event loop's thread (:meth:`.reads.Reads.shaped`)."""
+
+
+UNFILTERED_KEYS = frozenset(
+    {"StringParameters", "BinaryParameters", "UserCredentialParameters", "AuthorizedUsers"}
+)
+"""Sets whose key properties are their columns as stored (AlternativePartners filter on
+what the hex keys encode, Partners are a union)."""
+
+
+@functools.cache
+def _primary_key(entity_set: str) -> tuple[str, ...]:
+    """The properties of the table's primary key, in the index's column order."""
+    entity_type = ENTITY_TYPES[entity_set]
+    table = ENTITY_TABLES.get(entity_set)
+    if table is None:
+        return ()
+    by_column = {column_name(p): p for p in entity_type.property_names}
+    names = tuple(by_column.get(c.name) for c in table.primary_key.columns)
+    return () if None in names else names  # type: ignore[return-value]
+
+
+def _key_prefix(entity_set: str, shape: Any) -> bool:
+    """Whether a filter is ``Prop eq '…'`` for the leading properties of the primary key
+    (``Pid eq '…'``, joined by ``and``): every row of that index range then matches, so a
+    page of it reads no more rows than it returns."""
+    named = pinned(shape) if entity_set in UNFILTERED_KEYS else None
+    key = _primary_key(entity_set)
+    return bool(named) and bool(key) and named == set(key[: len(named or ())])
+
+
+_STAND_IN = secrets.token_hex(8)
+
+
+def _stand_in(index: int) -> str:
+    """What stands for a filter's string literal in the statement built for its shape;
+    a client cannot guess its random part."""
+    return f"\x00{_STAND_IN}.{index}\x00"
 
 
 SETTLE_AT = 5_000
@@ -150,21 +194,29 @@ _ARRAY_TYPE = re.compile(r"\(\d+\)")
 """A length in a type name: ``VARCHAR(60)`` → ``VARCHAR``."""
 
 
-_ENTITY_PLANS: dict[tuple[EntityType, tuple[str, ...]], tuple[tuple[str, int], ...]] = {}
+_ENTITY_PLANS: dict[tuple[int, tuple[str, ...]], tuple[EntityType, tuple[str, ...], Any]] = {}
 
 
-def _entity_plan(entity_type: EntityType, names: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
-    """Which result column each property of the entity reads, for rows of that shape."""
-    plan = _ENTITY_PLANS.get((entity_type, names))
-    if plan is None:
+def _entity_plan(
+    entity_type: EntityType, names: tuple[str, ...]
+) -> tuple[tuple[str, ...], Callable[[Any], Sequence[Any]]]:
+    """The properties of the entity that rows of that shape hold, and what takes their
+    values out of a row, in that order."""
+    found = _ENTITY_PLANS.get((id(entity_type), names))
+    if found is None:
         where = {name: i for i, name in enumerate(names)}
-        plan = tuple(
+        plan = [
             (prop, where[column_name(prop)])
             for prop in entity_type.property_names
             if column_name(prop) in where
-        )
-        _ENTITY_PLANS[(entity_type, names)] = plan
-    return plan
+        ]
+        props = tuple(prop for prop, _ in plan)
+        indexes = [i for _, i in plan]
+        take: Any = operator.itemgetter(*indexes) if len(indexes) > 1 else None
+        if take is None:
+            take = (lambda row, i=indexes[0]: (row[i],)) if indexes else (lambda row: ())
+        found = _ENTITY_PLANS[(id(entity_type), names)] = (entity_type, props, take)
+    return found[1], found[2]
 
 
 @dataclass
@@ -320,8 +372,8 @@ class Directory:
         *,
         hashed_password: bool = False,
     ) -> list[dict[str, object]]:
-        plan = _entity_plan(entity_type, names)
-        out = [{prop: row[i] for prop, i in plan} for row in rows]
+        props, take = _entity_plan(entity_type, names)
+        out = [dict(zip(props, take(row), strict=True)) for row in rows]
         if entity_type is USER_CREDENTIAL_PARAMETER:
             secret = names.index("password_enc")
             for entity, row in zip(out, rows, strict=True):
@@ -372,12 +424,18 @@ class Directory:
     async def _list(self, entity_set: str, request: ListRequest) -> Page:
         entity_type = ENTITY_TYPES[entity_set]
         source, cols = self._source(entity_set)
-        where = compile_filter(request.filter, cols) if request.filter is not None else None
-        rows: list[dict[str, object]] = []
-        if request.top != 0:
+        given = request.filter
+        shape, values = (None, []) if given is None else with_stand_ins(given, _stand_in)
+        stand_ins = [_stand_in(i) for i in range(len(values))]
+
+        def where(expr: Any) -> ColumnElement | None:
+            return compile_filter(expr, cols) if expr is not None else None
+
+        def rows_query(expr: Any) -> Select:
             query: Select = select(source)
-            if where is not None:
-                query = query.where(where)
+            condition = where(expr)
+            if condition is not None:
+                query = query.where(condition)
             order = compile_orderby(request.orderby, cols) if request.orderby else []
             key_cols = [cols[k] for k in entity_type.keys if cols.get(k) is not None]
             if entity_type is ALTERNATIVE_PARTNER:
@@ -387,18 +445,62 @@ class Directory:
                 query = query.limit(request.top)
             if request.skip:
                 query = query.offset(request.skip)
-            names, found = await self._rows(query)
+            return query
+
+        def count_query(expr: Any) -> Select:
+            counter = select(func.count()).select_from(source)
+            condition = where(expr)
+            return counter if condition is None else counter.where(condition)
+
+        rows: list[dict[str, object]] = []
+        if request.top != 0:
+            shape_key = (entity_set, shape, tuple(request.orderby), request.top, request.skip)
+            near = (
+                request.top is not None
+                and request.top + request.skip <= NEAR_ROWS
+                and not request.orderby
+                and _key_prefix(entity_set, shape)
+            )
+            names, found = await self._rows_shaped(
+                shape_key,
+                lambda: rows_query(shape),
+                stand_ins,
+                values,
+                lambda: rows_query(given),
+                near=near,
+            )
             if entity_type is PARTNER:
                 rows = [{"Pid": r[0]} for r in found]
             else:
                 rows = self._entities(entity_type, names, found)
         count = None
         if request.count:
-            counter = select(func.count()).select_from(source)
-            if where is not None:
-                counter = counter.where(where)
-            count = int((await self._rows(counter))[1][0][0])
+            found = (
+                await self._rows_shaped(
+                    (entity_set, shape, "count"),
+                    lambda: count_query(shape),
+                    stand_ins,
+                    values,
+                    lambda: count_query(given),
+                    near=False,
+                )
+            )[1]
+            count = int(found[0][0])
         return Page(rows, count)
+
+    async def _rows_shaped(
+        self,
+        name: Any,
+        build: Callable[[], Select],
+        stand_ins: list[str],
+        values: list[str],
+        statement: Callable[[], Select],
+        *,
+        near: bool,
+    ) -> tuple[tuple[str, ...], list[Any]]:
+        """The rows of ``statement()``; a :class:`Reading` builds the statement of the
+        shape ``name`` stands for once (:meth:`.reads.Reads.shaped`)."""
+        return await self._rows(statement())
 
     async def partner_exists(self, pid: str) -> bool:
         probes = [
@@ -499,7 +601,7 @@ class Directory:
         row: dict[str, object],
     ) -> None:
         waiting = self._pending.setdefault(entity_set, {})
-        stored = tuple(key[name] for name in entity_type.keys)
+        stored = tuple([key[name] for name in entity_type.keys])
         if stored in waiting:
             raise AlreadyExists(f"{entity_type.name} {_describe(key)} already exists")
         waiting[stored] = row
@@ -591,7 +693,9 @@ class Directory:
 
 
 class Reading(Directory):
-    """A unit of work that only reads, each statement in one trip (:mod:`.reads`)."""
+    """A unit of work that only reads, each statement in one trip (:mod:`.reads`).
+
+    It holds nothing of one request: the store hands the same one to every reader."""
 
     def __init__(self, reads: Reads, secretbox: SecretBox, limits: rules.Limits) -> None:
         super().__init__(None, secretbox, limits)  # type: ignore[arg-type]
@@ -600,10 +704,22 @@ class Reading(Directory):
     async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
         return await self.reads.rows(statement)
 
+    async def _rows_shaped(
+        self,
+        name: Any,
+        build: Callable[[], Select],
+        stand_ins: list[str],
+        values: list[str],
+        statement: Callable[[], Select],
+        *,
+        near: bool,
+    ) -> tuple[tuple[str, ...], list[Any]]:
+        return await self.reads.shaped(name, build, stand_ins, values, statement, near=near)
+
     async def _rows_by_key(
         self, entity_set: str, key: dict[str, object]
     ) -> tuple[tuple[str, ...], list[Any]]:
-        return await self.reads.prepared(("key", entity_set), lambda: _by_key(entity_set), key)
+        return await self.reads.by_key(entity_set, lambda: _by_key(entity_set), key)
 
     @asynccontextmanager
     async def _bounded(self) -> AsyncIterator[None]:
@@ -612,6 +728,23 @@ class Reading(Directory):
 
 Unit = Directory
 """What the API driver works on: one request's or one change set's unit of work."""
+
+
+class _ReadUnit:
+    """:meth:`DirectoryStore.read` where reads need no connection of their own."""
+
+    __slots__ = ("store", "reading")
+
+    def __init__(self, store: DirectoryStore, reading: Reading) -> None:
+        self.store = store
+        self.reading = reading
+
+    async def __aenter__(self) -> Directory:
+        await self.store.catch_up()
+        return self.reading
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 def _certificate_mapping(values: dict[str, object]) -> dict[str, object]:
@@ -665,6 +798,9 @@ class DirectoryStore:
         self.before_read: list[Callable[[], Awaitable[None]]] = []
         """Run before every read: writers that buffer (the message log) catch up first."""
         self.reads: Reads | None = open_reads(engine)
+        self._reading = (
+            None if self.reads is None else Reading(self.reads, self.secretbox, self.limits)
+        )
 
     @asynccontextmanager
     async def begin(
@@ -694,19 +830,21 @@ class DirectoryStore:
         for catch_up in self.before_read:
             await catch_up()
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Directory]:
+    def read(self) -> AbstractAsyncContextManager[Directory]:
         """A unit of work that reads what is committed."""
+        if self._reading is not None:
+            return _ReadUnit(self, self._reading)
+        return self._read_on_engine()
+
+    @asynccontextmanager
+    async def _read_on_engine(self) -> AsyncIterator[Directory]:
         await self.catch_up()
-        if self.reads is not None:
-            yield Reading(self.reads, self.secretbox, self.limits)
-            return
         async with self.engine.connect() as conn:
             yield Directory(conn, self.secretbox, self.limits)
 
     async def close(self) -> None:
         if self.reads is not None:
-            reads, self.reads = self.reads, None
+            reads, self.reads, self._reading = self.reads, None, None
             await reads.close()
 
     async def get(self, entity_set: str, key: dict[str, object], **kw: bool) -> dict[str, object]:

@@ -32,7 +32,7 @@ empty result when AlternativePartners are filtered on Hexagency, Hexscheme or He
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -73,6 +73,62 @@ refuses trees deeper than 1000."""
 def compile_filter(expr: Expr, columns: Columns) -> ColumnElement[bool]:
     """The WHERE clause for a parsed ``$filter`` (see :func:`odata.filter.parse_filter`)."""
     return _Compiler(columns).condition(expr)
+
+
+def with_stand_ins(expr: Expr, stand_in: Callable[[int], str]) -> tuple[Expr, list[str]]:
+    """``expr`` with each string literal that a property is compared to replaced by
+    ``stand_in(i)``, and the literals replaced, in that order.
+
+    Such a literal only ever becomes a bound parameter of the comparison, so filters
+    that differ in those values alone (``Pid eq '…'``) make the same SQL: the store
+    builds it once (:meth:`.reads.Reads.shaped`) and binds the values of each request.
+    """
+    values: list[str] = []
+
+    def replaced(literal: Literal) -> Literal:
+        values.append(str(literal.value))
+        return Literal(stand_in(len(values) - 1), ValueType.STRING)
+
+    def walk(node: Expr) -> Expr:
+        if isinstance(node, Compare):
+            left, right = node.left, node.right
+            if isinstance(left, PropertyRef) and _is_string(right):
+                return Compare(node.op, left, replaced(right))  # type: ignore[arg-type]
+            if isinstance(right, PropertyRef) and _is_string(left):
+                return Compare(node.op, replaced(left), right)  # type: ignore[arg-type]
+            return node
+        if isinstance(node, And):
+            return And(tuple(walk(o) for o in node.operands))
+        if isinstance(node, Or):
+            return Or(tuple(walk(o) for o in node.operands))
+        if isinstance(node, Not):
+            return Not(walk(node.operand))
+        return node
+
+    return walk(expr), values
+
+
+def pinned(expr: Expr | None) -> frozenset[str] | None:
+    """The properties ``expr`` sets equal to string literals, if that is all it does
+    (``Pid eq '…'``, or such terms joined by ``and``); None for any other filter."""
+    if expr is None:
+        return None
+    terms = expr.operands if isinstance(expr, And) else (expr,)
+    names = set()
+    for term in terms:
+        if not (
+            isinstance(term, Compare)
+            and term.op is CompareOp.EQ
+            and isinstance(term.left, PropertyRef)
+            and _is_string(term.right)
+        ):
+            return None
+        names.add(term.left.name)
+    return frozenset(names)
+
+
+def _is_string(expr: Expr) -> bool:
+    return isinstance(expr, Literal) and expr.edm_type is ValueType.STRING
 
 
 def compile_orderby(orderby: Iterable[OrderBy], columns: Columns) -> list[ColumnElement[Any]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import sqlite3
 import threading
@@ -28,11 +29,14 @@ from typing import Any
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Select, sqltypes
 
 from . import database
 
 Row = Sequence[Any]
+
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,19 @@ class Compiled:
     plain: bool
 
 
+def _converter(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The column's result processor; for times (SQLite keeps them as text) one that
+    remembers its recent answers, since rows written together share their times."""
+    convert = column_type._cached_result_processor(dialect, None)
+    if convert is None or not isinstance(column_type, sqltypes.DateTime):
+        return convert
+    return functools.lru_cache(maxsize=1024)(convert)
+
+
+_UNSHAPED = object()
+"""A shape read through its own statement each time (:meth:`Reads.shaped`)."""
+
+
 class Reads:
     """Runs read-only statements in one trip each."""
 
@@ -57,6 +74,7 @@ class Reads:
         self.limit = limit
         self._compiled: dict[Any, Compiled] = {}
         self._prepared: dict[Hashable, Compiled] = {}
+        self._shaped: dict[Hashable, Any] = {}
 
     def compile(self, statement: Select) -> tuple[Compiled, list[Any]]:
         key = statement._generate_cache_key()
@@ -85,7 +103,7 @@ class Reads:
             return out
 
         columns = compiler._result_columns
-        convert = tuple(c[3]._cached_result_processor(dialect, None) for c in columns)
+        convert = tuple(_converter(c[3], dialect) for c in columns)
         names = tuple(c[0] for c in columns)
         return Compiled(compiler.string, names, params, convert, not any(convert))
 
@@ -93,32 +111,79 @@ class Reads:
         compiled, params = self.compile(statement)
         return await self._rows(compiled, params)
 
-    async def prepared(
+    async def shaped(
+        self,
+        name: Hashable,
+        build: Callable[[], Select],
+        stand_ins: Sequence[str],
+        values: Sequence[str],
+        statement: Callable[[], Select],
+        *,
+        near: bool = False,
+    ) -> tuple[tuple[str, ...], list[Row]]:
+        """Rows of ``statement()``, which is ``build()`` with ``values`` in place of the
+        ``stand_ins`` (each a parameter's whole value, unprocessed): the statement of the
+        shape that ``name`` stands for is built and compiled once, and each read only
+        binds its values. A shape whose stand-ins cannot all be found this way is read
+        through ``statement()``. ``near``: the caller knows the read walks one short
+        range of an index (see :meth:`by_key`)."""
+        found = self._shaped.get(name)
+        if found is None:
+            found = self._shape(build(), stand_ins)
+            if len(self._shaped) > 2000:
+                self._shaped.clear()
+            self._shaped[name] = found
+        if found is _UNSHAPED:
+            return await self.rows(statement())
+        compiled, params, slots = found
+        params = list(params)
+        for position, index in slots:
+            params[position] = values[index]
+        return await self._rows(compiled, params, self._run_near if near else None)
+
+    def _shape(self, statement: Select, stand_ins: Sequence[str]) -> Any:
+        compiled, params = self.compile(statement)
+        slots = []
+        for index, stand_in in enumerate(stand_ins):
+            positions = [i for i, value in enumerate(params) if value == stand_in]
+            if len(positions) != 1:
+                return _UNSHAPED
+            slots.append((positions[0], index))
+        return compiled, params, tuple(slots)
+
+    async def by_key(
         self, name: Hashable, build: Callable[[], Select], values: dict[str, Any]
     ) -> tuple[tuple[str, ...], list[Row]]:
-        """Rows of a statement that ``name`` stands for, built once, with ``values`` for
-        its named bind parameters: no SQL expression is built per read."""
+        """Rows of a read by primary key that ``name`` stands for, built once, with
+        ``values`` for its named bind parameters: no SQL expression is built per read.
+        Such a read touches a few pages of one index, however large the table."""
         compiled = self._prepared.get(name)
         if compiled is None:
             statement = build()
             key = statement._generate_cache_key()
             compiled = self._prepared[name] = self._compile(statement, key, named=True)
-        return await self._rows(compiled, compiled.params(values))
+        return await self._rows(compiled, compiled.params(values), self._run_near)
 
     async def _rows(
-        self, compiled: Compiled, params: list[Any]
+        self, compiled: Compiled, params: list[Any], run: Callable[..., Any] | None = None
     ) -> tuple[tuple[str, ...], list[Row]]:
-        rows = await self._run(compiled.sql, params)
+        rows = await (run or self._run)(compiled.sql, params)
         if not compiled.plain:
-            convert = compiled.convert
-            rows = [
-                tuple(v if f is None else f(v) for f, v in zip(convert, row, strict=True))
-                for row in rows
-            ]
+            converted = [(i, f) for i, f in enumerate(compiled.convert) if f is not None]
+            out = []
+            for row in rows:
+                values = list(row)
+                for i, f in converted:
+                    values[i] = f(values[i])
+                out.append(values)
+            rows = out
         return compiled.names, rows
 
     async def _run(self, sql: str, params: list[Any]) -> list[Row]:
         raise NotImplementedError
+
+    async def _run_near(self, sql: str, params: list[Any]) -> list[Row]:
+        return await self._run(sql, params)
 
     async def close(self) -> None:
         pass
@@ -141,6 +206,9 @@ class SQLiteReads(Reads):
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._local = threading.local()
+        """The connection for reads by key of the thread that runs them (the loop's)."""
+        self._inline: list[sqlite3.Connection] = []
 
     def _start(self) -> None:
         with self._lock:
@@ -149,9 +217,9 @@ class SQLiteReads(Reads):
                 thread.start()
                 self._threads.append(thread)
 
-    def _connect(self) -> tuple[sqlite3.Connection, database._Deadline]:
+    def _connect(self, busy_timeout: int = 30000) -> tuple[sqlite3.Connection, database._Deadline]:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute(f"PRAGMA busy_timeout={busy_timeout}")
         conn.execute("PRAGMA query_only=1")
         deadline = database._Deadline()
         conn.set_progress_handler(deadline, database.PROGRESS_STEPS)
@@ -197,6 +265,32 @@ class SQLiteReads(Reads):
         finally:
             deadline.at = float("inf")
 
+    async def _run_near(self, sql: str, params: list[Any]) -> list[Row]:
+        """A read of one short index range (by key, or a page of one partner), right
+        here on the event loop's thread: a few pages of one B-tree cost less than the two
+        hops to a reader thread and back. Should the file
+        be busy for a moment (SQLite's WAL recovery), a reader thread, which waits, runs it.
+        """
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn, local.deadline = self._connect(busy_timeout=0)
+            local.conn = conn
+            self._inline.append(conn)
+        deadline = local.deadline
+        deadline.at = time.monotonic() + self.limit
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED):
+                return await self._run(sql, params)
+            refusal = database.refusal(exc, self.limit, deadline)
+            if refusal is None:
+                raise
+            raise refusal from exc
+        finally:
+            deadline.at = float("inf")
+
     async def _run(self, sql: str, params: list[Any]) -> list[Row]:
         if not self._threads:
             self._start()
@@ -206,6 +300,10 @@ class SQLiteReads(Reads):
         return await job.future
 
     async def close(self) -> None:
+        inline, self._inline = self._inline, []
+        self._local = threading.local()
+        for conn in inline:
+            conn.close()
         threads, self._threads = self._threads, []
         if threads:
             self._jobs.put(None)

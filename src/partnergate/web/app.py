@@ -6,14 +6,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
@@ -53,6 +55,7 @@ from .ui import root, ui_routes
 log = logging.getLogger("partnergate.web")
 
 API_ROOT = "/api/v1"
+API_PREFIX = API_ROOT + "/"
 API_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
 WRITES = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
 
@@ -97,16 +100,64 @@ def base_url(request: Request, settings: Settings) -> str:
     return str(request.base_url).rstrip("/") + API_ROOT + "/"
 
 
+class _ApiServices:
+    """The OData service of each service root this app is reached at (``Host`` and
+    scheme decide it unless ``public_url`` does), made once instead of per request."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._by_origin: dict[tuple[object, ...], odata_service.ODataService] = {}
+
+    def get(self, request: Request) -> odata_service.ODataService:
+        scope = request.scope
+        host = next((v for k, v in scope["headers"] if k == b"host"), None)
+        origin = (
+            scope.get("scheme"),
+            host,
+            scope.get("server"),
+            scope.get("app_root_path", scope.get("root_path", "")),
+        )
+        service = self._by_origin.get(origin)
+        if service is None:
+            settings = self.services.settings
+            service = odata_service.ODataService(
+                self.services.store,
+                odata_service.Settings(
+                    base_url=base_url(request, settings),
+                    page_size=settings.page_size,
+                    binary_page_size=settings.binary_page_size,
+                    metadata_style=settings.metadata_style,
+                ),
+                self.services.message_log,
+            )
+            if len(self._by_origin) >= 100:  # Host headers are the client's to choose
+                self._by_origin.clear()
+            self._by_origin[origin] = service
+        return service
+
+
+def _api_services(request: Request) -> _ApiServices:
+    state = request.app.state
+    services: Services = state.services
+    found: _ApiServices | None = getattr(state, "api_services", None)
+    if found is None or found.services is not services:
+        found = state.api_services = _ApiServices(services)
+    return found
+
+
 async def api(request: Request) -> Response:
-    services: Services = request.app.state.services
+    scope = request.scope
+    api_services = _api_services(request)
+    services = api_services.services
     settings = services.settings
-    query = list(request.query_params.multi_items())
-    headers = {k.lower(): v for k, v in request.headers.items()}
+    raw_query = scope["query_string"]
+    query = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True) if raw_query else []
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     as_json = odata_service.wants_json(headers, query)
 
-    raw_path = request_target(request.scope.get("raw_path", b"").split(b"?", 1)[0])
+    raw_path = request_target(scope.get("raw_path", b"").split(b"?", 1)[0])
     api_path = raw_path[len(API_ROOT) :] if raw_path.startswith(API_ROOT) else ""
-    method = request.method.upper()
+    method = scope["method"].upper()
     decision = await services.gate.api(
         facts(request), odata_service.accepted_roles(api_path, method)
     )
@@ -141,17 +192,7 @@ async def api(request: Request) -> Response:
     except BodyTooLarge as exc:
         return _odata_error(413, "Payload Too Large", str(exc), as_json)
 
-    service = odata_service.ODataService(
-        services.store,
-        odata_service.Settings(
-            base_url=base_url(request, settings),
-            page_size=settings.page_size,
-            binary_page_size=settings.binary_page_size,
-            metadata_style=settings.metadata_style,
-        ),
-        services.message_log,
-    )
-    answer = await service.handle(
+    answer = await api_services.get(request).handle(
         odata_service.ODataRequest(
             method, api_path.lstrip("/"), query, headers, body, principal.name
         )
@@ -171,8 +212,6 @@ async def token(request: Request) -> Response:
         body = await read_body(request, 64 * 1024)
     except BodyTooLarge:
         return _oauth_error(413, "invalid_request", "request body too large")
-    from urllib.parse import parse_qsl
-
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("application/x-www-form-urlencoded", ""):
         return _oauth_error(
@@ -387,29 +426,49 @@ FLOW_PREFIXES = ("/http/", "/cxf/")
 
 
 class Gateway:
-    """partnergate's ASGI app: messages for deployed flows go straight to the runtime,
-    everything else through Starlette's router.
+    """partnergate's ASGI app: messages for deployed flows and API requests go straight
+    to their endpoint, everything else through Starlette's router.
 
-    Messages are most of the traffic and need neither routing nor Starlette's exception
-    middleware: the runtime answers every failure of a flow itself. What escapes it is
-    logged and answered 500 here, as Starlette would.
+    Messages and API calls are most of the traffic and need neither routing nor
+    Starlette's exception middleware: the runtime answers every failure of a flow itself,
+    the API every failure of a request as an OData error. What escapes them is logged and
+    answered 500 here, as Starlette would.
     """
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
         self.state = app.state
+        self.api = counted_api(api)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(FLOW_PREFIXES):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path.startswith(FLOW_PREFIXES):
+            endpoint = flow_endpoint
+        elif (path == API_ROOT or path.startswith(API_PREFIX)) and scope["method"] in API_METHODS:
+            endpoint = self.api
+        else:
             await self.app(scope, receive, send)
             return
         scope["app"] = self.app
         try:
-            response = await flow_endpoint(Request(scope, receive))
+            response = await endpoint(Request(scope, receive))
+        except ClientDisconnect:
+            raise  # nobody to answer: the server's own wrapper lets it go quietly
         except Exception:
-            log.exception("%s %s failed", scope["method"], scope["path"])
+            log.exception("%s %s failed", scope["method"], path)
             response = PlainTextResponse("Internal Server Error", 500)
         await response(scope, receive, send)
+
+
+def _settle_heap() -> None:
+    """Keep what startup made (modules, tables, compiled statements: most of the heap)
+    out of the garbage collector's full passes. A ``$batch`` of a thousand parts makes
+    enough objects to start several of them, and each would walk the whole heap again."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings) -> Gateway | AccessLog:
@@ -435,6 +494,7 @@ def create_app(settings: Settings) -> Gateway | AccessLog:
             if services.message_log.siblings is not None:
                 services.changes.add_source(SiblingNotices(services.message_log.siblings, listener))
             tasks.append(asyncio.create_task(listener.run()))
+        _settle_heap()
         try:
             yield
         finally:

@@ -105,6 +105,8 @@ SERVED: dict[str, EntityType] = {
         *mpl_api.SETS,
     )
 }
+MPL_SETS = frozenset(t.entity_set for t in mpl_api.TYPES)
+"""The sets whose entity types :mod:`.mpl_api` may answer for (a name is one type here)."""
 MONITORED = frozenset({"MessageProcessingLogs", "MessageProcessingLogAttachments"})
 MONITORED |= mpl_api.READ_ONLY
 READ_ONLY = MONITORED | {"AuditEntries"}
@@ -204,7 +206,7 @@ class ODataService:
         assert entity_type is not None
         if entity_type.entity_set in READ_ONLY and method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{entity_type.entity_set} is read-only")
-        if mpl_api.handles(resource):
+        if entity_type.entity_set in MPL_SETS and mpl_api.handles(resource):
             return await mpl_api.answer(self, request, resource, method, as_json, directory)
         navigate = self.navigation.get(resource.kind)
         if navigate is not None:
@@ -419,7 +421,7 @@ class ODataService:
         extra: dict[str, str] | None = None,
     ) -> ODataResponse:
         base = self.settings.base_url
-        headers = {**DSV, **(extra or {})}
+        headers = {**DSV, **extra} if extra else DSV
         if as_json:
             body = json_format.entry_json(entity_type, entity, base, select)
             return ODataResponse(status, body, {"Content-Type": JSON, **headers})
