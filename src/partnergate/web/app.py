@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -463,14 +462,6 @@ class Gateway:
         await response(scope, receive, send)
 
 
-def _settle_heap() -> None:
-    """Keep what startup made (modules, tables, compiled statements: most of the heap)
-    out of the garbage collector's full passes. A ``$batch`` of a thousand parts makes
-    enough objects to start several of them, and each would walk the whole heap again."""
-    gc.collect()
-    gc.freeze()
-
-
 def create_app(settings: Settings) -> Gateway | AccessLog:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -494,7 +485,6 @@ def create_app(settings: Settings) -> Gateway | AccessLog:
             if services.message_log.siblings is not None:
                 services.changes.add_source(SiblingNotices(services.message_log.siblings, listener))
             tasks.append(asyncio.create_task(listener.run()))
-        _settle_heap()
         try:
             yield
         finally:
