@@ -374,7 +374,21 @@ class _Deadlines:
             self._header_bytes = 0
         if self._header_timer is not None:
             self._request_begun = True
+            room = self.config.max_header_bytes + 1 - self._header_bytes
             self._header_bytes += len(data)
+            if room <= 0:
+                self._headers_too_large()
+                return
+            if len(data) > room:
+                # h11 bounds only a header block that arrives in parts: one that arrives
+                # whole (TLS records gather under load) would be parsed and run. The
+                # parser gets what may still be headers; the rest only once they ended.
+                super().data_received(data[:room])  # type: ignore[misc]
+                self._watch()
+                if self._header_timer is not None:
+                    self._headers_too_large()
+                    return
+                data = data[room:]
         super().data_received(data)  # type: ignore[misc]
         self._watch()
         if self._header_timer is not None and self._header_bytes > self.config.max_header_bytes:

@@ -174,6 +174,9 @@ def answered_408_or_closed(received: bytes) -> bool:
     return received == b"" or received.startswith(b"HTTP/1.1 408 ")
 
 
+STALL = 0.5
+"""Seconds ``GET /stall`` keeps the server's loop from reading."""
+
 SLOW_HEADERS = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 400
 """A header block that never ends (and not too long to be refused as too long)."""
 
@@ -182,7 +185,8 @@ SLOW_HEADERS = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 4
 
 
 class App:
-    """``GET /health``; ``POST /echo`` reads the body with the product's reader."""
+    """``GET /health``; ``POST /echo`` reads the body with the product's reader; ``GET
+    /stall`` keeps the server's event loop busy for a moment."""
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
@@ -190,8 +194,13 @@ class App:
             routes=[
                 Route("/health", self.health),
                 Route("/echo", self.echo, methods=["POST"]),
+                Route("/stall", self.stall),
             ]
         )
+
+    async def stall(self, request: Request) -> Response:
+        time.sleep(STALL)  # blocks the loop: what clients send meanwhile waits in the kernel
+        return PlainTextResponse("stalled")
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -346,6 +355,22 @@ def test_header_block_over_the_limit_is_refused(quick: Running, listener: str) -
             return  # closed before all of it went out: refused either way
         received = client.closed_by_server()
         assert received.startswith((b"HTTP/1.1 431 ", b"HTTP/1.1 400 ")), received[:60]
+
+
+@pytest.mark.parametrize("listener", LISTENERS)
+def test_header_block_over_the_limit_arriving_whole_is_refused(
+    quick: Running, listener: str
+) -> None:
+    """A header block the server reads in one go (its loop was busy while the block
+    arrived, as under load) is bounded too: h11 bounds only one that arrives in parts."""
+    with Client(*quick.port(listener)) as client, Client(*quick.port(listener)) as staller:
+        assert client.get()[0] == 200  # connected (and on TLS, the handshake is done)
+        staller.send(staller.request("GET", "/stall"))
+        time.sleep(STALL / 5)  # the server's loop is asleep now
+        client.send(client.request("GET", "/health", {f"X-{i}": "a" * 1000 for i in range(90)}))
+        received = client.closed_by_server()
+        assert received.startswith((b"HTTP/1.1 431 ", b"HTTP/1.1 400 ")), received[:60]
+        assert staller.response() == (200, b"stalled")
 
 
 def test_timeouts_are_logged_with_the_peer_and_no_request_data(
