@@ -195,9 +195,11 @@ _UPSERT_SETS = frozenset({"UserCredentialParameters", "CertificateUserMappings"}
 
 
 def _create_values(op: Op) -> dict[str, object]:
+    """What a create gives the store; the store's rules copy what they keep, so the op's
+    own values go as they are."""
     if op.entity_set == "CertificateUserMappings":
         return {"Id": op.key["Id"], **op.values}
-    return dict(op.values)
+    return op.values
 
 
 async def import_(
