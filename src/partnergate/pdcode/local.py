@@ -5,6 +5,7 @@ API uses apply to every row)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -195,9 +196,11 @@ _UPSERT_SETS = frozenset({"UserCredentialParameters", "CertificateUserMappings"}
 
 
 def _create_values(op: Op) -> dict[str, object]:
+    """What a create gives the store; the store's rules copy what they keep, so the op's
+    own values go as they are."""
     if op.entity_set == "CertificateUserMappings":
         return {"Id": op.key["Id"], **op.values}
-    return dict(op.values)
+    return op.values
 
 
 async def import_(
@@ -220,7 +223,7 @@ async def import_(
     outcome = Outcome()
     compact_at = COMPACT_AT
     context = read_transaction(store) if dry_run else store.begin(actor)
-    async with context as directory:
+    async with _cycles_collected_after(), context as directory:
         target = LocalTarget(directory)
         async for op in plan(root, target, mode, pids=pids, overlay=overlay, references=references):
             outcome.counts[op.action] += 1
@@ -240,6 +243,24 @@ async def import_(
                     compact_at = max(COMPACT_AT, 2 * len(directory.changes))
     outcome.applied = not dry_run
     return outcome
+
+
+@asynccontextmanager
+async def _cycles_collected_after() -> AsyncIterator[None]:
+    """Cyclic garbage collection paused while an import runs, and as it was after.
+
+    An import makes a few objects per row and frees them by reference counting (none is
+    in a cycle); with the collector on, the allocations of millions of rows start full
+    collections over every object the process holds, about a sixth of an import's time.
+    Memory stays flat: what an import keeps is bounded (see :func:`compact`).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 COMPACT_AT = 20_000

@@ -61,6 +61,11 @@ def _kept_names(entity_set: str) -> tuple[str, ...]:
     return tuple(name for name in names if name not in AUDIT_NAMES)
 
 
+_BINARY = (bytes, bytearray)
+"""A tuple, not ``bytes | bytearray``: that makes a union object on every call, and a
+snapshot is taken of every row an import writes."""
+
+
 def snapshot(
     entity_set: str, entity: Mapping[str, object], *, password: str | None = None
 ) -> Snapshot:
@@ -70,7 +75,7 @@ def snapshot(
         if name not in entity:
             continue
         value = entity[name]
-        if isinstance(value, bytes | bytearray):
+        if isinstance(value, _BINARY):
             out[name] = binary_snapshot(bytes(value))
         elif isinstance(value, datetime):
             out[name] = value.isoformat()

@@ -15,10 +15,11 @@ import logging
 import operator
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, select, union, update
@@ -130,9 +131,18 @@ Listener = Callable[[list[Change]], Awaitable[None] | None]
 
 
 def now() -> datetime:
-    """Naive UTC at millisecond precision: what ``/Date(ms)/`` can carry back."""
-    t = datetime.now(UTC)
-    return t.replace(tzinfo=None, microsecond=t.microsecond // 1000 * 1000)
+    """Naive UTC at millisecond precision: what ``/Date(ms)/`` can carry back.
+
+    Made once per millisecond: an import stamps millions of rows, most in the same one."""
+    global _now
+    ms = time.time_ns() // 1_000_000
+    if _now[0] != ms:
+        _now = (ms, _EPOCH + timedelta(milliseconds=ms))
+    return _now[1]
+
+
+_EPOCH = datetime(1970, 1, 1)
+_now: tuple[int, datetime] = (-1, _EPOCH)
 
 
 def _key_where(table: Table, entity_type: EntityType, key: dict[str, object]) -> ColumnElement:
@@ -154,6 +164,12 @@ def _by_key(entity_set: str) -> Select:
 def _columns(entity_set: str) -> tuple[tuple[str, str], ...]:
     """Each property of the set with its column."""
     return tuple((name, column_name(name)) for name in ENTITY_TYPES[entity_set].property_names)
+
+
+@functools.cache
+def _column_names(entity_set: str) -> dict[str, str]:
+    """Each property of the set by name, with its column's name."""
+    return dict(_columns(entity_set))
 
 
 @functools.cache
@@ -290,14 +306,16 @@ class Directory:
         sql, processors = _counted_insert(entity_set, tuple(first), self.conn.dialect)
         if any(len(row) != len(processors) for row in rows.values()):
             return False
-        # Rows created in one millisecond share their times: each is made text once.
-        bound = [(c, p if p is None else functools.lru_cache(256)(p)) for c, p in processors]
+        # Column by column: rows created in one millisecond share their times, and each
+        # is made text once.
         try:
-            params = [
-                tuple(row[c] if p is None else p(row[c]) for c, p in bound) for row in rows.values()
-            ]
+            values = [[row[c] for row in rows.values()] for c, _ in processors]
+            for i, (_, p) in enumerate(processors):
+                if p is not None:
+                    values[i] = list(map(functools.lru_cache(256)(p), values[i]))
         except (KeyError, TypeError):  # a row of another shape, a value that is not hashable
             return False
+        params = list(zip(*values, strict=True))
         result = await self.conn.exec_driver_sql(sql, params)
         if result.rowcount != len(params):
             await self._refuse_existing(entity_set, rows)
@@ -543,7 +561,8 @@ class Directory:
         table = ENTITY_TABLES[entity_set]
         key = {k: entity[k] for k in entity_type.keys}
         stamp = now()
-        row = {column_name(k): v for k, v in entity.items() if k != "Password"}
+        columns = _column_names(entity_set)
+        row = {columns[k]: v for k, v in entity.items() if k != "Password"}
         row.update(
             created_by=actor, created_time=stamp, last_modified_by=actor, last_modified_time=stamp
         )
