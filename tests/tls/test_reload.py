@@ -54,22 +54,34 @@ def live(
         "PARTNERGATE_CLIENT_CA": str(files / "client-ca.pem"),
         "PARTNERGATE_CLIENT_CERT": "required",
     }
-    if hasattr(request, "param"):
-        env["PARTNERGATE_WORKERS"] = str(request.param)
+    workers = getattr(request, "param", 2)
+    env["PARTNERGATE_WORKERS"] = str(workers)
     server = start_tls_server(tmp_path, store_url, env, port)
+    WORKERS[port] = workers
     try:
         yield server
     finally:
         stop(server.process)
+        del WORKERS[port]
+
+
+WORKERS: dict[int, int] = {}
+"""The number of worker processes of each live server, by its port."""
 
 
 def sighup(server: TLSServer, times: int) -> None:
-    """Send SIGHUP and wait until the server has logged its ``times``-th reload."""
+    """Send SIGHUP and wait until every worker has logged its ``times``-th reload of the
+    TLS listener (each worker reloads its own: a new connection may reach any of them)."""
     server.process.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
-    while server.log.count("SIGHUP: ") < times:
+    wanted = times * WORKERS[server.https_port]
+    while _listener_reloads(server.log) < wanted:
         assert time.monotonic() < deadline, server.log
         time.sleep(0.05)
+
+
+def _listener_reloads(log: str) -> int:
+    return sum(1 for line in log.splitlines() if "SIGHUP: " in line and "TLS listener" in line)
 
 
 def test_sighup_renews_for_new_connections_and_keeps_open_ones(
