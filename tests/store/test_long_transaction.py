@@ -51,6 +51,7 @@ def test_entities_written_again_after_their_entries_were_written_stay_one_entry(
                 for n in range(COUNT):
                     await d.create("StringParameters", _create(pid, n), "importer")
                     await d.settle()
+                await d.drain()
                 assert d.audit.written > 0, "entries were written before the commit"
                 await d.update(
                     "StringParameters", {"Pid": pid, "Id": "P00001"}, {"Value": "w"}, "x"
@@ -94,6 +95,7 @@ def test_a_refused_write_after_entries_were_written_leaves_nothing(
                     for n in range(COUNT):
                         await d.create("StringParameters", _create(pid, n), "importer")
                         await d.settle()
+                    await d.drain()
                     assert d.audit.written > 0
                     await d.create("StringParameters", _create(pid, 7), "importer")
                     await d.flush()
@@ -106,5 +108,71 @@ def test_a_refused_write_after_entries_were_written_leaves_nothing(
         finally:
             await store.engine.dispose()
         assert stored[0][0] == 0 and entries[0][0] == 0
+
+    asyncio.run(main())
+
+
+def test_a_write_behind_that_fails_fails_the_unit_of_work_and_leaves_nothing(
+    store_url: str, tmp_path: Path
+) -> None:
+    """A batch :meth:`settle` writes while the caller goes on: its refusal reaches the
+    caller at the next use of the connection, and nothing of the unit of work stays."""
+    pid = f"Behind_{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        store = await _store(store_url, tmp_path)
+        try:
+            async with store.begin("seed") as d:
+                await d.create("StringParameters", _create(pid, 11), "seed")
+            with pytest.raises(AlreadyExists, match="P00011"):
+                async with store.begin("importer") as d:
+                    for n in range(COUNT):
+                        # ``new``: the caller vouches for a new key, as an import does
+                        # after reading the target; the database still refuses a clash.
+                        await d.create("StringParameters", _create(pid, n), "importer", new=True)
+                        await d.settle()
+                    # The next read waits for the write behind, which failed.
+                    await d.get("StringParameters", {"Pid": pid, "Id": "P00001"})
+            assert d.failed_behind
+            stored = await _rows(
+                store, sa.select(string_parameters.c.id).where(string_parameters.c.pid == pid)
+            )
+            entries = await _rows(
+                store, sa.select(sa.func.count()).where(audit_entries.c.pid == pid)
+            )
+        finally:
+            await store.engine.dispose()
+        assert [r.id for r in stored] == ["P00011"]
+        assert entries[0][0] == 1
+
+    asyncio.run(main())
+
+
+def test_a_failure_while_a_write_runs_behind_rolls_back_with_its_own_error(
+    store_url: str, tmp_path: Path
+) -> None:
+    pid = f"Behind_{uuid.uuid4().hex[:8]}"
+
+    class Stop(Exception):
+        pass
+
+    async def main() -> None:
+        store = await _store(store_url, tmp_path)
+        try:
+            with pytest.raises(Stop):
+                async with store.begin("importer") as d:
+                    for n in range(SETTLE_AT):
+                        await d.create("StringParameters", _create(pid, n), "importer", new=True)
+                        await d.settle()
+                    assert d._behind is not None, "the batch is being written"
+                    raise Stop
+            stored = await _rows(
+                store, sa.select(sa.func.count()).where(string_parameters.c.pid == pid)
+            )
+            async with store.begin("after") as d:  # the pool's connection is usable
+                await d.create("StringParameters", _create(pid, 1), "after")
+        finally:
+            await store.engine.dispose()
+        assert stored[0][0] == 0
 
     asyncio.run(main())

@@ -235,6 +235,8 @@ async def import_(
                 try:
                     await apply_op(directory, op, actor)
                 except DirectoryError as exc:
+                    if directory.failed_behind:
+                        raise  # an earlier op's rows failed: the error names them
                     raise ImportRefused(op, exc) from None
                 await directory.settle()
                 if len(directory.changes) >= compact_at:

@@ -252,14 +252,24 @@ class Recorder:
     async def spill(self, conn: AsyncConnection, stamp: datetime) -> None:
         """Write the entries of entities that belong to a partner by key (parameters) now,
         inside the transaction, and forget them; the rest waits for :meth:`write`."""
+        await self.write_spilled(conn, self.take_spill(), stamp)
+
+    def take_spill(self) -> list[Record]:
+        """The records :meth:`spill` writes, forgotten here at once: an entity recorded
+        again from now on merges with its written entry (:meth:`_resume`)."""
         out = [r for r in self.records.values() if "Pid" in r.key]
-        if not out:
-            return
-        await self._resume(conn, out)
         for record in out:
             self.spilled_pids.add(str(record.key["Pid"]))
             del self.records[(record.entity_set, record.entity_key)]
-        await self._insert(conn, out, stamp)
+        return out
+
+    async def write_spilled(
+        self, conn: AsyncConnection, records: list[Record], stamp: datetime
+    ) -> None:
+        """The entries of records :meth:`take_spill` took, in the order they were taken."""
+        if records:
+            await self._resume(conn, records)
+            await self._insert(conn, records, stamp)
 
     async def write(self, conn: AsyncConnection, stamp: datetime) -> None:
         """Inside the writing transaction, just before it commits."""

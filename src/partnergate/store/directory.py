@@ -9,6 +9,8 @@ response is sent.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
@@ -108,6 +110,9 @@ def _stand_in(index: int) -> str:
 
 SETTLE_AT = 5_000
 """Waiting inserts or history entries that :meth:`Directory.settle` writes out."""
+YIELD_EVERY = 32
+"""While a write runs behind, :meth:`Directory.settle` lets the event loop read its
+answers and send its next statement every so many calls."""
 
 
 @dataclass(frozen=True)
@@ -250,11 +255,18 @@ class Directory:
     """Inserts that wait for :meth:`flush`, by entity set and key."""
     _waiting: int = 0
     """How many inserts wait."""
+    _behind: asyncio.Future[None] | None = None
+    """The write :meth:`settle` left running while the unit of work goes on."""
+    failed_behind: bool = False
+    """That write failed: the error its caller sees is not the caller's own."""
+    _turns: int = 0
 
     # -- reading ---------------------------------------------------------------------
 
     async def _execute(self, statement: Any, params: Any = None) -> Any:
         """Run a statement in the transaction, after the inserts that wait."""
+        if self._behind is not None:
+            await self.drain()
         if self._pending:
             await self.flush()
         return await self.conn.execute(statement, params)
@@ -267,8 +279,14 @@ class Directory:
         go to the database at once. A key that exists already is refused as if it had
         been inserted alone (the whole unit of work then rolls back).
         """
+        await self.drain()
         pending, self._pending = self._pending, {}
         self._waiting = 0
+        await self._insert_pending(pending)
+
+    async def _insert_pending(
+        self, pending: dict[str, dict[tuple[object, ...], dict[str, object]]]
+    ) -> None:
         for entity_set, rows in pending.items():
             if self.conn.dialect.name == "sqlite" and await self._insert_counted(entity_set, rows):
                 continue
@@ -359,12 +377,52 @@ class Directory:
     async def settle(self) -> None:
         """Write what waits once there is much of it, so that a long unit of work (an
         import of millions of rows) keeps its memory flat; it still commits or rolls back
-        as one."""
-        if self._waiting >= SETTLE_AT:
-            await self.flush()
-        if len(self.audit.records) >= SETTLE_AT:
-            await self.flush()
-            await self.audit.spill(self.conn, now())
+        as one.
+
+        The write runs behind: the caller goes on preparing the next rows while the
+        database takes these, one write at a time, in order. Whatever uses the connection
+        next waits for it (:meth:`drain`), and its failure fails the unit of work.
+        """
+        if self._behind is not None:
+            self._turns += 1
+            if self._turns % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # the write behind goes on: its answer is read
+        spill = len(self.audit.records) >= SETTLE_AT
+        if self._waiting < SETTLE_AT and not spill:
+            return
+        await self.drain()
+        pending, self._pending, self._waiting = self._pending, {}, 0
+        records = self.audit.take_spill() if spill else []
+        self._behind = asyncio.ensure_future(self._write_behind(pending, records, now()))
+        await asyncio.sleep(0)  # the write starts before the caller's next rows
+
+    async def _write_behind(
+        self,
+        pending: dict[str, dict[tuple[object, ...], dict[str, object]]],
+        records: list[audit.Record],
+        stamp: datetime,
+    ) -> None:
+        try:
+            await self._insert_pending(pending)
+            if records:
+                await self.audit.write_spilled(self.conn, records, stamp)
+        except BaseException:
+            self.failed_behind = True
+            raise
+
+    async def drain(self) -> None:
+        """Wait for the write :meth:`settle` left running; its failure is raised here."""
+        behind, self._behind = self._behind, None
+        if behind is not None:
+            await behind
+
+    async def abandon(self) -> None:
+        """The unit of work failed: let a write behind end (its error is moot: all rolls
+        back) before the connection is rolled back."""
+        behind, self._behind = self._behind, None
+        if behind is not None:
+            with contextlib.suppress(Exception):
+                await behind
 
     async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
         """The statement's column names and rows (tuples)."""
@@ -379,6 +437,7 @@ class Directory:
 
     @asynccontextmanager
     async def _bounded(self) -> AsyncIterator[None]:
+        await self.drain()
         async with database.bounded_read(self.conn):
             yield
 
@@ -830,7 +889,11 @@ class DirectoryStore:
             directory = Directory(
                 conn, self.secretbox, self.limits, actor=actor, audit=audit.Recorder(operation)
             )
-            yield directory
+            try:
+                yield directory
+            except BaseException:
+                await directory.abandon()
+                raise
             await directory.flush()
             await directory.audit.write(conn, now())
             await publish(conn, directory.changes)
