@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from partnergate.security import pki
 
-from ..conftest import Api, start_server, stop_server
+from ..conftest import Api, Server, start_server, stop_server
 from .conftest import open_tab, shot, sign_in_tab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,6 +235,33 @@ def test_a_certificate_of_a_user_of_no_partner_can_be_authorised(
     stored = base64.b64decode(rows["d"]["results"][0]["Certificate"])
     assert stored.count(b"BEGIN CERTIFICATE") == 1
     assert stored.strip() == bundle.cert_path.read_bytes().strip()
+
+
+def test_an_authorised_user_no_one_can_send_as_is_pointed_out(
+    page: Page, api: Api, server: Server, pid: str
+) -> None:
+    """A typed user name is checked: no user, OAuth client, mapped certificate or rule has
+    it, so the page says so (saved all the same: the sender may come later)."""
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).raise_for_status()
+    typo = "typo_" + uuid.uuid4().hex[:8]
+    page.goto(f"/ui/partners/{pid}/authorized-users/new")
+    page.get_by_label("User", exact=True).fill(typo)
+    page.get_by_role("button", name="Add").click()
+    status = section(page, "authorized-users").get_by_role("status")
+    expect(status).to_contain_text(f"Authorized user '{typo}' added")
+    expect(status).to_contain_text(f"No user, OAuth client or certificate is called '{typo}'")
+    expect(status).to_have_class(re.compile(r"\bflash-warn\b"))
+    assert api.get(f"AuthorizedUsers('{typo}')").json()["d"]["Pid"] == pid
+
+    local = "Local_" + uuid.uuid4().hex[:8]
+    server.add_user(local, "Pw-" + local, "ESBMessaging.send")
+    page.goto("/ui/new-partner?kind=authorized-users")
+    page.get_by_label("Partner ID").fill(pid + "_2")
+    page.get_by_label("User", exact=True).fill(local)
+    page.get_by_role("button", name="Create partner").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Partner '{pid}_2' created")
+    expect(page.get_by_role("status")).not_to_contain_text("No user")
+    expect(page.get_by_role("status")).to_have_class(re.compile(r"\bflash-ok\b"))
 
 
 def test_a_list_past_its_time_limit_is_a_503_page(browser: Browser, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from starlette.responses import JSONResponse, Response
 
+from ...model.entities import CERTIFICATE_MAPPING_RULE
 from ...model.errors import DirectoryError, InvalidValue, NotFound
 from ...security.principals import (
     ESB_MESSAGING_SEND,
@@ -21,6 +22,7 @@ from ...security.principals import (
 )
 from ...store.accounts import Account, Clients, Users
 from ...store.directory import DirectoryStore, ListRequest
+from .directory import mappings_of_users
 from .pages import Page, guarded
 
 MAX_OTHER_ROLES = 20
@@ -74,6 +76,33 @@ async def known_users(page: Page) -> list[str]:
     rows = (await page.services.store.list("AuthorizedUsers", ListRequest(top=PICKER_LIMIT))).rows
     names |= {str(r["User"]) for r in rows}
     return sorted(names)[:PICKER_LIMIT]
+
+
+async def can_send_as(page: Page, user: str) -> bool:
+    """Whether anything lets a sender act as ``user``: a local user, an OAuth client, a
+    certificate mapped to it or a mapping rule naming it (compared in lower case, as
+    authorised users are)."""
+    name = user.lower()
+    if any(a.name.lower() == name for a in await page.services.users.list()):
+        return True
+    clients = {oauth_client_user(a.name).lower() for a in await page.services.clients.list()}
+    if name in clients:
+        return True
+    async with page.services.store.read() as directory:
+        if await mappings_of_users(directory, [name]):
+            return True
+        rules = CERTIFICATE_MAPPING_RULE.entity_set
+        return bool(await mappings_of_users(directory, [name], rules))
+
+
+async def unknown_sender_note(page: Page, user: str) -> str:
+    """A warning for a flash when no sender can act as ``user`` yet (a typo, most often)."""
+    if await can_send_as(page, user):
+        return ""
+    return (
+        f" No user, OAuth client or certificate is called '{user}' yet, so no message comes"
+        " from it: add one under Users or Certificates, or check the spelling."
+    )
 
 
 async def known_pids(store: DirectoryStore) -> list[str]:

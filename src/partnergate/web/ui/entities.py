@@ -23,9 +23,10 @@ from ...model.rules import ENCODINGS, TEXT_CONTENT_TYPES, check_identifier
 from ...security import xmldoor
 from ...security.certificates import CertificateError, CertificateInfo, load_certificate
 from ..downloads import download_headers
+from .accounts import unknown_sender_note
 from .directory import load_partner
 from .highlight import LANGUAGES, decode, highlight
-from .kinds import BINARY, DOWNLOAD, KINDS, Field, Kind, content_type_for
+from .kinds import AUTHORIZED_USER, BINARY, DOWNLOAD, KINDS, Field, Kind, content_type_for
 from .pages import Page, guarded
 
 FormValues = dict[str, str]
@@ -343,9 +344,9 @@ async def new(page: Page) -> Response:
             errors=errors,
             error=error,
         )
-    return page.redirect(
-        page.urls.added(pid, kind, created), f"{kind.title} '{kind.label_of(created)}' added."
-    )
+    done = f"{kind.title} '{kind.label_of(created)}' added."
+    note = await unknown_sender_note(page, str(created["User"])) if kind is AUTHORIZED_USER else ""
+    return page.redirect(page.urls.added(pid, kind, created), done + note, "warn" if note else "ok")
 
 
 class FormErrors(InvalidValue):
