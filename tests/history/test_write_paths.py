@@ -282,6 +282,31 @@ def _hidden(html: str, name: str) -> str:
     return unescape(found.group(1))
 
 
+def test_ui_users_and_clients_pages(ui: httpx.Client, api: Api, server: Server, pid: str) -> None:
+    """Each change on the users and clients pages is one entry, naming who made it."""
+    name = "ui_acct_" + pid.lower()
+    csrf = csrf_of(ui.get("/ui/accounts").text)
+    for slug in ("users", "clients"):
+        done = ui.post(f"/ui/new-account/{slug}", data={"csrf": csrf, "name": name})
+        assert done.status_code == 200, done.text
+        path = f"/ui/accounts/{slug}/{name}"
+        for form in (
+            {"action": "roles", "role-ESBMessaging.send": "on"},
+            {"action": "reset"},
+            {"action": "remove", "confirm": name},
+        ):
+            done = ui.post(path, data={"csrf": csrf, **form})
+            assert done.status_code in (200, 303), done.text
+    for entity_set in ("LocalUsers", "OAuthClients"):
+        found = api.get(
+            "AuditEntries",
+            params={"$filter": f"EntitySet eq '{entity_set}' and Label eq '{name}'"},
+        ).json()["d"]["results"]
+        assert [e["Operation"] for e in found] == ["Create", "Update", "Update", "Delete"]
+        assert {e["User"] for e in found} == {server.admin[0]}, entity_set
+        assert len({e["ChangeId"] for e in found}) == 4
+
+
 def test_ui_zip_import(ui: httpx.Client, api: Api, pid: str) -> None:
     assert (
         api.post("StringParameters", json={"Pid": pid, "Id": "SAME", "Value": "s"}).status_code

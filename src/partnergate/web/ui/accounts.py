@@ -176,7 +176,7 @@ async def new(page: Page) -> Response:
     secret = new_secret()
     try:
         roles = roles_of(page)
-        await kind.table(page).add(name, secret, roles)
+        await kind.table(page).add(name, secret, roles, page.user)
     except DirectoryError as exc:
         return await _list_page(
             page,
@@ -218,7 +218,7 @@ async def show(page: Page) -> Response:
                         409,
                     )
                 else:
-                    await table.set_roles(account.name, roles)
+                    await table.set_roles(account.name, roles, page.user)
                     return page.redirect(
                         page.urls.base + "/accounts",
                         f"Roles of {kind.title} '{account.name}' saved: "
@@ -226,7 +226,7 @@ async def show(page: Page) -> Response:
                     )
         elif action == "reset":
             secret = new_secret()
-            await table.set_secret(account.name, secret)
+            await table.set_secret(account.name, secret, page.user)
             return page.render(
                 "accounts/secret.html",
                 section="accounts",
@@ -242,7 +242,7 @@ async def show(page: Page) -> Response:
             elif page.text("confirm") != account.name:
                 error, status = f"Type the name '{account.name}' to remove it.", 400
             else:
-                await table.remove(account.name)
+                await table.remove(account.name, page.user)
                 return page.redirect(
                     page.urls.base + "/accounts",
                     f"{kind.title.capitalize()} '{account.name}' removed.",
