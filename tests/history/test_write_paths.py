@@ -220,6 +220,7 @@ def test_ui_bulk_grid_apply(ui: httpx.Client, api: Api, pid: str) -> None:
         since(api, pid, before),
         {("StringParameters", i): "Delete" for i in ("A", "B", "C")},
     )
+    assert {e["User"] for e in entries(api, pid) + entries(api, target)} == {api.user}
 
 
 def test_ui_document_upload_and_save(ui: httpx.Client, api: Api, pid: str) -> None:
@@ -266,6 +267,35 @@ def test_ui_certificate_that_authorises_its_user(ui: httpx.Client, api: Api, pid
         ("AuthorizedUsers", user, "Create")
     ]
     assert made[0]["ChangeId"] == authorised[0]["ChangeId"]
+
+
+def test_ui_certificate_and_rule_forms_name_who_wrote(
+    ui: httpx.Client, api: Api, server: Server, pid: str
+) -> None:
+    """Made and deleted on their pages: one entry each, naming the signed-in admin."""
+    user = f"w_{pid.lower()}"
+    pem = make_certificate(f"CN_{user}", days=90).public_bytes(serialization.Encoding.PEM)
+    made = post_form(ui, "/ui/new-certificate", {"User": user, "Text": pem.decode()})
+    assert made.status_code == 303, made.text
+    mapping = api.get("CertificateUserMappings", params={"$filter": f"User eq '{user}'"})
+    (mapped,) = mapping.json()["d"]["results"]
+    gone = post_form(ui, f"/ui/certificates/{mapped['Id']}/delete", {})
+    assert gone.status_code == 303, gone.text
+    rule = {"kind": "Thumbprint", "Id": pid, "User": user, "Thumbprint": "ab" * 32}
+    assert post_form(ui, "/ui/new-rule", rule).status_code == 303
+    assert post_form(ui, f"/ui/rules/{pid}/delete", {}).status_code == 303
+    for entity_set, label in (
+        ("CertificateUserMappings", f"{user} ({mapped['Id']})"),
+        ("CertificateMappingRules", pid),
+    ):
+        found = api.get(
+            "AuditEntries",
+            params={"$filter": f"EntitySet eq '{entity_set}' and Label eq '{label}'"},
+        ).json()["d"]["results"]
+        assert [(e["Operation"], e["User"]) for e in found] == [
+            ("Create", server.admin[0]),
+            ("Delete", server.admin[0]),
+        ], entity_set
 
 
 def _zip(files: dict[str, bytes]) -> bytes:
