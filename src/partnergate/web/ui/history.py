@@ -47,6 +47,7 @@ TARGET_PID = Field(
     help="An existing partner, or a new partner ID.",
     max_length=60,
     mono=True,
+    picker="partners",
 )
 NEW_ID = Field(
     "Id",
@@ -64,7 +65,11 @@ COPY_ID = Field(
     mono=True,
 )
 NEW_USER = Field(
-    "User", "User of the copy", help="A user is authorized for one partner only.", max_length=150
+    "User",
+    "User of the copy",
+    help="A user is authorized for one partner only.",
+    max_length=150,
+    picker="users",
 )
 
 

@@ -87,6 +87,7 @@ USER_FIELD = Field(
     "User",
     help="A sender whose certificate matches acts as this user.",
     max_length=_max("User"),
+    picker="users",
 )
 MATCH_FIELDS = {
     "SubjectDN": Field(
