@@ -170,7 +170,8 @@ def test_every_user_or_partner_field_offers_the_stores_names(
 ) -> None:
     """Wherever a form asks for a user name or a partner ID, the browser offers the names
     the store has: authorised users, certificates, rules, copies, moves, grid, documents."""
-    pid, user = "Pick_" + uuid.uuid4().hex[:6], _name("offered")
+    # names that sort first: a picker offers the first 500, and the session's store has more
+    pid, user = "000Pick_" + uuid.uuid4().hex[:6], _name("000offered")
     assert api.post("AuthorizedUsers", json={"Pid": pid, "User": user}).status_code == 201
     assert (
         api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).status_code == 201
