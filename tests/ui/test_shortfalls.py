@@ -50,6 +50,41 @@ def test_a_pasted_pid_past_the_limit_is_said_not_cut(page: Page, api: Api) -> No
     )
 
 
+def test_no_field_cuts_what_is_pasted_into_it(
+    page: Page, api: Api, pid: str, tmp_path: Path
+) -> None:
+    """The grid's target, a document's partner and ID, an account's name: a value past the
+    limit stays whole and is said to be too long; a document ID up to the store's 1500
+    characters is kept whole."""
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).raise_for_status()
+    cases = [
+        (f"/ui/grid?set=string-parameters&filter=Pid eq '{pid}'", "", "Copy to partner", 60),
+        ("/ui/new-document", "", "Partner ID", 60),
+        ("/ui/new-document", "", "Parameter ID", 1500),
+        ("/ui/accounts", "Add a user", "User name", 150),
+    ]
+    for path, opener, label, limit in cases:
+        page.goto(path)
+        if opener:
+            page.get_by_text(opener, exact=True).click()
+        field = page.get_by_label(label)
+        long = "L" * (limit + 40)
+        field.fill(long)
+        expect(field).to_have_value(long)
+        note = page.locator(f"#limit-{field.get_attribute('id')}")
+        expect(note).to_have_text(f"{limit + 40} characters: at most {limit} are allowed")
+
+    ident = "MAPPING_" + "m" * 92
+    stylesheet = tmp_path / "map.xml"
+    stylesheet.write_bytes(b"<a/>")
+    page.goto(f"/ui/new-document?pid={pid}")
+    page.get_by_label("Parameter ID").fill(ident)
+    page.get_by_label("File", exact=True).set_input_files(str(stylesheet))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Binary parameter '{ident}' added")
+    assert api.get(f"BinaryParameters(Pid='{pid}',Id='{ident}')").status_code == 200
+
+
 def test_every_mistake_of_a_form_shows_at_once_by_its_label(page: Page) -> None:
     page.goto("/ui/new-partner?kind=credentials")
     page.get_by_label("Partner ID").fill("Sender CERT")
