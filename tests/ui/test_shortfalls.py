@@ -85,6 +85,33 @@ def test_no_field_cuts_what_is_pasted_into_it(
     assert api.get(f"BinaryParameters(Pid='{pid}',Id='{ident}')").status_code == 200
 
 
+def test_the_grid_and_document_pages_name_a_field_by_its_label(
+    page: Page, api: Api, pid: str, tmp_path: Path
+) -> None:
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).raise_for_status()
+    long_pid = "T" * 100
+    page.goto(f"/ui/grid?set=string-parameters&filter=Pid eq '{pid}'")
+    page.get_by_label(f"Select A of {pid}").check()
+    page.get_by_label("Copy to partner").fill(long_pid)
+    page.get_by_role("button", name="Copy…").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Partner ID is 100 characters long; at most 60 are allowed"
+    )
+    assert "Property '" not in page.content()
+
+    document = tmp_path / "a.xml"
+    document.write_bytes(b"<a/>")
+    page.goto("/ui/new-document")
+    page.get_by_label("Partner ID").fill(long_pid)
+    page.get_by_label("File", exact=True).set_input_files(str(document))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Partner ID is 100 characters long; at most 60 are allowed"
+    )
+    assert "Property '" not in page.content()
+    assert api.get(f"Partners('{long_pid}')").status_code in (400, 404)
+
+
 def test_every_mistake_of_a_form_shows_at_once_by_its_label(page: Page) -> None:
     page.goto("/ui/new-partner?kind=credentials")
     page.get_by_label("Partner ID").fill("Sender CERT")

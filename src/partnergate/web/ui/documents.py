@@ -25,9 +25,9 @@ from ...runtime.errors import StepError
 from ...runtime.exchange import Exchange
 from ...runtime.pduri import PdUri
 from ...security import xmldoor
-from .entities import binary_view
+from .entities import binary_view, relabel
 from .highlight import decode
-from .kinds import BINARY, CONTENT_TYPE_NAMES, content_type_for
+from .kinds import BINARY, CONTENT_TYPE_NAMES, PID_FIELD, Field, content_type_for
 from .pages import Page, guarded, segment, templates
 from .usage import flow_uses, matches
 
@@ -120,6 +120,14 @@ def _line_in(text: str) -> int | None:
             break
         digits += c
     return int(digits) if digits else None
+
+
+DOCUMENT_FIELDS = (PID_FIELD, *BINARY.create, Field("Id", "Parameter ID"))
+"""The labels the document pages show, for a refusal that names a property."""
+
+
+def _labelled(exc: DirectoryError) -> str:
+    return relabel(exc.message, DOCUMENT_FIELDS)
 
 
 async def _row(page: Page) -> dict[str, object]:
@@ -260,7 +268,7 @@ async def show(page: Page) -> Response:
         failed = await _save(page, pid, ident, content, content_type, create=False)
     except DirectoryError as exc:
         typed = {"text": page.text("Text")} if action == "save" else {}
-        return await _render(page, row, exc.status, error=exc.message, **typed)
+        return await _render(page, row, exc.status, error=_labelled(exc), **typed)
     if failed is not None:
         shown = page.text("Text") if action == "save" else decode(content, content_type)
         return await _render(
@@ -360,7 +368,7 @@ async def new(page: Page) -> Response:
         content_type = _content_type(page, filename)
         check = await _save(page, pid, ident, content, content_type, create=True)
     except DirectoryError as exc:
-        return _new_form(page, values, exc.status, error=exc.message)
+        return _new_form(page, values, exc.status, error=_labelled(exc))
     if check is not None:
         return _new_form(
             page, values, 422, error="Nothing was saved: the check failed.", check=check

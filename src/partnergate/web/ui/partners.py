@@ -31,17 +31,9 @@ from .directory import (
     pid_is,
 )
 from .entities import FormErrors, existing, gather, refused, shown_values
-from .kinds import AUTHORIZED_USER, BINARY, KINDS, STRING, Field, Kind
+from .kinds import AUTHORIZED_USER, BINARY, KINDS, PID_FIELD, STRING, Kind
 from .monitor import duration, recent_messages
 from .pages import Page, guarded
-
-PID_FIELD = Field(
-    "Pid",
-    "Partner ID",
-    help="Letters, digits and - . _ ~ < > @, at most 60.",
-    max_length=60,
-    mono=True,
-)
 
 CHIPS_SHOWN = 40
 """Entities named one by one per kind on the delete confirmation; the rest are counted."""
