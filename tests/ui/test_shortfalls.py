@@ -111,6 +111,24 @@ def test_the_grid_and_document_pages_name_a_field_by_its_label(
     assert "Property '" not in page.content()
     assert api.get(f"Partners('{long_pid}')").status_code in (400, 404)
 
+    for path, fills, said in (
+        (f"/ui/partners/{pid}/rename", {"New partner ID": long_pid}, "New partner ID is 100"),
+        (f"/ui/partners/{pid}/copy", {"Copy to partner": long_pid}, "Copy to partner is 100"),
+        (
+            f"/ui/partners/{pid}/string-parameters/copy?id=A",
+            {"Copy to partner": pid, "ID of the copy": "I" * 1600},
+            "ID of the copy is 1600",
+        ),
+    ):
+        page.goto(path)
+        for label, value in fills.items():
+            page.get_by_label(label).fill(value)
+        page.get_by_label(label).press("Enter")
+        expect(page.get_by_role("alert")).to_contain_text(said)
+        expect(page.get_by_label(label)).to_have_value(value)
+        assert "Property '" not in page.content(), path
+    assert api.get(f"StringParameters(Pid='{pid}',Id='A')").status_code == 200
+
 
 def test_every_mistake_of_a_form_shows_at_once_by_its_label(page: Page) -> None:
     page.goto("/ui/new-partner?kind=credentials")

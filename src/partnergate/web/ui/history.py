@@ -23,7 +23,7 @@ from ...store.directory import ListRequest
 from ...store.restore import restore as restore_entry
 from ...store.restore import restore_change
 from .directory import SECTIONS, Parts, load_partner
-from .entities import current_entity, kind_of
+from .entities import current_entity, kind_of, refused
 from .highlight import decode
 from .kinds import ALTERNATIVE, AUTHORIZED_USER, KINDS, Field, Kind
 from .pages import Page, guarded
@@ -246,6 +246,7 @@ def _form(
     status_code: int = 200,
     *,
     error: str = "",
+    errors: dict[str, str] | None = None,
     values: dict[str, str] | None = None,
     **context: object,
 ) -> Response:
@@ -254,7 +255,7 @@ def _form(
         status_code,
         section="partners",
         error=error,
-        errors={},
+        errors=errors or {},
         values=values or {},
         **context,
     )
@@ -272,8 +273,15 @@ async def _move(
         async with page.services.store.begin(page.user) as directory:
             result = await work(directory)
     except DirectoryError as exc:
+        errors, error = refused(exc, context["fields"])
         return _form(
-            page, "history/move.html", exc.status, error=exc.message, values=values, **context
+            page,
+            "history/move.html",
+            exc.status,
+            error=error,
+            errors=errors,
+            values=values,
+            **context,
         )
     return done(result)
 
