@@ -344,6 +344,28 @@ def test_an_authorised_user_no_one_can_send_as_is_pointed_out(
     expect(page.get_by_role("status")).to_have_class(re.compile(r"\bflash-ok\b"))
 
 
+def test_a_move_to_a_partner_that_does_not_exist_says_it_is_new(
+    page: Page, api: Api, pid: str
+) -> None:
+    """A typo in the target of a move makes a new partner: the page says so."""
+    user = "moved_" + uuid.uuid4().hex[:8]
+    api.post("AuthorizedUsers", json={"Pid": pid, "User": user}).raise_for_status()
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).raise_for_status()
+    page.goto(f"/ui/partners/{pid}/authorized-users/edit?user={user}")
+    page.get_by_label("Partner", exact=True).fill(pid + "_typo")
+    page.get_by_role("button", name="Move").click()
+    status = page.get_by_role("status")
+    expect(status).to_contain_text(f"Partner '{pid}_typo' is new")
+    expect(status).to_have_class(re.compile(r"\bflash-warn\b"))
+
+    page.goto(f"/ui/partners/{pid}_typo/authorized-users/edit?user={user}")
+    page.get_by_label("Partner", exact=True).fill(pid)
+    page.get_by_role("button", name="Move").click()
+    expect(page.get_by_role("status")).to_contain_text(f"moved here from partner '{pid}_typo'")
+    expect(page.get_by_role("status")).not_to_contain_text("is new")
+    assert api.get(f"AuthorizedUsers('{user}')").json()["d"]["Pid"] == pid
+
+
 def test_a_list_past_its_time_limit_is_a_503_page(browser: Browser, tmp_path: Path) -> None:
     """A search that runs past query_time_limit is an error page with its 503, not a 500.
 

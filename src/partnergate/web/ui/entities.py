@@ -368,6 +368,8 @@ async def edit(page: Page) -> Response:
     store = page.services.store
     try:
         changes = await gather(page, kind.change, current=row)
+        target = changes.get("Pid")
+        new_partner = isinstance(target, str) and await load_partner(store, target) is None
         if kind.upsert:
             key = {prop: row[prop] for _, prop in kind.key_params}
             await store.create(kind.entity_set, {**key, "Pid": pid, **changes}, page.user)
@@ -393,9 +395,12 @@ async def edit(page: Page) -> Response:
     if isinstance(moved_to, str) and moved_to != pid:
         gone = await load_partner(store, pid) is None
         note = f" Partner '{pid}' had nothing else and is gone." if gone else ""
+        if new_partner:
+            note += f" Partner '{moved_to}' is new: it had nothing before; check the spelling."
         return page.redirect(
             page.urls.partner(moved_to, kind.slug),
             f"{kind.title} '{label}' moved here from partner '{pid}'.{note}",
+            "warn" if new_partner else "ok",
         )
     return page.redirect(page.urls.added(pid, kind, row), f"{kind.title} '{label}' saved.")
 
