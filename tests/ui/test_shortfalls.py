@@ -193,6 +193,24 @@ def test_a_refused_upload_keeps_its_file_and_junk_is_not_taken_for_xml(
     assert base64.b64decode(stored["Value"]) == junk.read_bytes()
 
 
+def test_a_refused_document_upload_keeps_its_file(
+    page: Page, api: Api, pid: str, tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk.xml"
+    junk.write_bytes(base64.b64encode(os.urandom(3000)))
+    page.goto(f"/ui/new-document?pid={pid}")
+    page.get_by_label("File", exact=True).set_input_files(str(junk))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#check-result")).to_contain_text("Check failed at line 1")
+    expect(page.locator(".kept")).to_contain_text("junk.xml")
+    assert api.get(f"BinaryParameters(Pid='{pid}',Id='junk.xml')").status_code == 404
+    page.get_by_label("Save even if the check fails").check()
+    page.get_by_role("button", name="Upload").click()  # the kept file, not chosen again
+    expect(page.get_by_role("status")).to_contain_text("Binary parameter 'junk.xml' added")
+    stored = api.get(f"BinaryParameters(Pid='{pid}',Id='junk.xml')").json()["d"]
+    assert base64.b64decode(stored["Value"]) == junk.read_bytes()
+
+
 def test_the_added_row_is_marked_and_its_message_in_view(page: Page, api: Api, pid: str) -> None:
     for n in range(25):
         api.post(

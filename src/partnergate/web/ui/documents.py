@@ -12,6 +12,8 @@ stopped after the step time limit like an ``xslt`` step.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 
@@ -25,7 +27,7 @@ from ...runtime.errors import StepError
 from ...runtime.exchange import Exchange
 from ...runtime.pduri import PdUri
 from ...security import xmldoor
-from .entities import binary_view, relabel
+from .entities import KEPT_LIMIT, binary_view, relabel
 from .highlight import decode
 from .kinds import BINARY, CONTENT_TYPE_NAMES, PID_FIELD, Field, content_type_for
 from .pages import Page, guarded, segment, templates
@@ -198,10 +200,30 @@ async def _render(
 
 
 async def _upload(page: Page) -> tuple[bytes, str] | None:
+    """The chosen file, or the one a refused form carried back (see :func:`_kept`)."""
     upload = page.form.get("File")
     if isinstance(upload, UploadFile) and upload.filename:
         return await upload.read(), upload.filename
+    if kept := page.text("Kept"):
+        try:
+            return base64.b64decode(kept, validate=True), page.text("KeptName") or "upload"
+        except binascii.Error:
+            raise InvalidValue("Choose the file again", field="File") from None
     return None
+
+
+def _kept(page: Page, uploaded: tuple[bytes, str] | None) -> dict[str, str]:
+    """An upload as hidden fields of the refused form, since a browser cannot refill a file
+    input: the next submission uses it unless another file is chosen."""
+    limit = min(KEPT_LIMIT, page.services.settings.max_binary_bytes)
+    if uploaded is None or len(uploaded[0]) > limit:
+        return {}
+    content, name = uploaded
+    return {
+        "Kept": base64.b64encode(content).decode("ascii"),
+        "KeptName": name,
+        "KeptSize": str(len(content)),
+    }
 
 
 def _content_type(page: Page, filename: str, current: str = "") -> str:
@@ -358,6 +380,7 @@ async def new(page: Page) -> Response:
     if page.request.method == "GET":
         return _new_form(page, values)
     check = None
+    uploaded = None
     try:
         uploaded = await _upload(page)
         if uploaded is None:
@@ -368,8 +391,10 @@ async def new(page: Page) -> Response:
         content_type = _content_type(page, filename)
         check = await _save(page, pid, ident, content, content_type, create=True)
     except DirectoryError as exc:
+        values.update(_kept(page, uploaded))
         return _new_form(page, values, exc.status, error=_labelled(exc))
     if check is not None:
+        values.update(_kept(page, uploaded))
         return _new_form(
             page, values, 422, error="Nothing was saved: the check failed.", check=check
         )
