@@ -220,6 +220,7 @@ def test_ui_bulk_grid_apply(ui: httpx.Client, api: Api, pid: str) -> None:
         since(api, pid, before),
         {("StringParameters", i): "Delete" for i in ("A", "B", "C")},
     )
+    assert {e["User"] for e in entries(api, pid) + entries(api, target)} == {api.user}
 
 
 def test_ui_document_upload_and_save(ui: httpx.Client, api: Api, pid: str) -> None:
@@ -268,6 +269,35 @@ def test_ui_certificate_that_authorises_its_user(ui: httpx.Client, api: Api, pid
     assert made[0]["ChangeId"] == authorised[0]["ChangeId"]
 
 
+def test_ui_certificate_and_rule_forms_name_who_wrote(
+    ui: httpx.Client, api: Api, server: Server, pid: str
+) -> None:
+    """Made and deleted on their pages: one entry each, naming the signed-in admin."""
+    user = f"w_{pid.lower()}"
+    pem = make_certificate(f"CN_{user}", days=90).public_bytes(serialization.Encoding.PEM)
+    made = post_form(ui, "/ui/new-certificate", {"User": user, "Text": pem.decode()})
+    assert made.status_code == 303, made.text
+    mapping = api.get("CertificateUserMappings", params={"$filter": f"User eq '{user}'"})
+    (mapped,) = mapping.json()["d"]["results"]
+    gone = post_form(ui, f"/ui/certificates/{mapped['Id']}/delete", {})
+    assert gone.status_code == 303, gone.text
+    rule = {"kind": "Thumbprint", "Id": pid, "User": user, "Thumbprint": "ab" * 32}
+    assert post_form(ui, "/ui/new-rule", rule).status_code == 303
+    assert post_form(ui, f"/ui/rules/{pid}/delete", {}).status_code == 303
+    for entity_set, label in (
+        ("CertificateUserMappings", f"{user} ({mapped['Id']})"),
+        ("CertificateMappingRules", pid),
+    ):
+        found = api.get(
+            "AuditEntries",
+            params={"$filter": f"EntitySet eq '{entity_set}' and Label eq '{label}'"},
+        ).json()["d"]["results"]
+        assert [(e["Operation"], e["User"]) for e in found] == [
+            ("Create", server.admin[0]),
+            ("Delete", server.admin[0]),
+        ], entity_set
+
+
 def _zip(files: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
@@ -280,6 +310,31 @@ def _hidden(html: str, name: str) -> str:
     found = re.search(rf'name="{name}" value="([^"]*)"', html)
     assert found, f"no hidden {name}"
     return unescape(found.group(1))
+
+
+def test_ui_users_and_clients_pages(ui: httpx.Client, api: Api, server: Server, pid: str) -> None:
+    """Each change on the users and clients pages is one entry, naming who made it."""
+    name = "ui_acct_" + pid.lower()
+    csrf = csrf_of(ui.get("/ui/accounts").text)
+    for slug in ("users", "clients"):
+        done = ui.post(f"/ui/new-account/{slug}", data={"csrf": csrf, "name": name})
+        assert done.status_code == 200, done.text
+        path = f"/ui/accounts/{slug}/{name}"
+        for form in (
+            {"action": "roles", "role-ESBMessaging.send": "on"},
+            {"action": "reset"},
+            {"action": "remove", "confirm": name},
+        ):
+            done = ui.post(path, data={"csrf": csrf, **form})
+            assert done.status_code in (200, 303), done.text
+    for entity_set in ("LocalUsers", "OAuthClients"):
+        found = api.get(
+            "AuditEntries",
+            params={"$filter": f"EntitySet eq '{entity_set}' and Label eq '{name}'"},
+        ).json()["d"]["results"]
+        assert [e["Operation"] for e in found] == ["Create", "Update", "Update", "Delete"]
+        assert {e["User"] for e in found} == {server.admin[0]}, entity_set
+        assert len({e["ChangeId"] for e in found}) == 4
 
 
 def test_ui_zip_import(ui: httpx.Client, api: Api, pid: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from html import unescape
@@ -162,6 +163,50 @@ def test_pickers_offer_the_stores_names(ui: httpx.Client, api: Api) -> None:
     assert user in ui.get("/ui/pickers/users").json()
     assert pid in ui.get("/ui/pickers/partners").json()
     assert ui.get("/ui/pickers/nothing").status_code == 404
+
+
+def test_every_user_or_partner_field_offers_the_stores_names(
+    browser: Browser, server: Server, api: Api
+) -> None:
+    """Wherever a form asks for a user name or a partner ID, the browser offers the names
+    the store has: authorised users, certificates, rules, copies, moves, grid, documents."""
+    # names that sort first: a picker offers the first 500, and the session's store has more
+    pid, user = "000Pick_" + uuid.uuid4().hex[:6], _name("000offered")
+    assert api.post("AuthorizedUsers", json={"Pid": pid, "User": user}).status_code == 201
+    assert (
+        api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).status_code == 201
+    )
+    pem = make_certificate(f"CN_{user}", days=90).public_bytes(serialization.Encoding.PEM)
+    body = {"User": user + "_unauthorised", "Certificate": base64.b64encode(pem).decode()}
+    mapping = api.post("CertificateUserMappings", json=body).json()["d"]["Id"]
+    fields = [
+        (f"/ui/partners/{pid}/authorized-users/new", "User", user),
+        (f"/ui/partners/{pid}/authorized-users/edit?user={user}", "Partner", pid),
+        (f"/ui/partners/{pid}/authorized-users/copy?user={user}", "Copy to partner", pid),
+        (f"/ui/partners/{pid}/authorized-users/copy?user={user}", "User of the copy", user),
+        (f"/ui/partners/{pid}/copy", "Copy to partner", pid),
+        ("/ui/new-certificate", "User", user),
+        ("/ui/new-certificate", "Authorise this user for partner", pid),
+        (f"/ui/certificates/{mapping}", "Partner ID", pid),
+        ("/ui/new-rule", "User", user),
+        (f"/ui/grid?set=string-parameters&filter=Pid eq '{pid}'", "Copy to partner", pid),
+        ("/ui/new-document", "Partner ID", pid),
+    ]
+    missing = []
+    with admin_tab(browser, server, "desktop") as tab:
+        for path, label, name in fields:
+            tab.goto(path)
+            field = tab.get_by_label(label, exact=label in ("User", "Partner"))
+            expect(field).to_have_count(1)
+            offered = field.get_attribute("list")
+            if offered is None:
+                missing.append((path, label))
+                continue
+            options = tab.locator(f"datalist#{offered} option")  # filled after the page loads
+            expect(options.first).to_be_attached()
+            if name not in options.evaluate_all("os => os.map(o => o.value)"):
+                missing.append((path, label))
+    assert missing == [], f"fields without the store's names: {missing}"
 
 
 def test_a_certificate_upload_authorises_its_user_in_the_same_change(

@@ -8,6 +8,7 @@ import json
 import re
 import uuid
 from html import unescape
+from pathlib import Path
 
 import httpx
 import pytest
@@ -240,3 +241,46 @@ def test_bulk_edit_in_the_browser(browser: Browser, server: Server, api: Api, si
         tab.get_by_role("button", name="Confirm: edit 2").click()
         expect(tab.locator(".flash")).to_have_text("2 string parameters changed.")
         assert string_values(api, pid) == {"A": "new", "B": "old", "C": "new"}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_bulk_copy_delete_and_export_in_the_browser(
+    browser: Browser, server: Server, api: Api, size: str
+) -> None:
+    """Copy, delete and export the ticked rows: each change previewed, then all at once."""
+    pid, target = _pid(size), _pid(size + "to")
+    for ident in ("A", "B", "C"):
+        body = {"Pid": pid, "Id": ident, "Value": ident.lower()}
+        assert api.post("StringParameters", json=body).status_code == 201
+    with admin_tab(browser, server, size) as tab:
+        tab.goto(f"/ui/grid?set=string-parameters&filter=Pid eq '{pid}'")
+        tab.get_by_label(f"Select A of {pid}").check()
+        tab.get_by_label(f"Select C of {pid}").check()
+        with tab.expect_download() as exported:
+            tab.get_by_label("Export as").select_option("json")
+            tab.get_by_role("button", name="Export").click()
+        rows = json.loads(Path(exported.value.path()).read_text())["rows"]
+        assert sorted(r["Id"] for r in rows) == ["A", "C"]
+
+        tab.get_by_label("Copy to partner").fill(target)
+        tab.get_by_role("button", name="Copy…").click()
+        expect(tab.get_by_role("heading", level=1)).to_have_text(
+            f"Copy 2 string parameters to partner {target}"
+        )
+        assert_fits(tab)
+        assert string_values(api, target) == {}
+        tab.get_by_role("button", name="Confirm: copy 2").click()
+        expect(tab.locator(".flash")).to_have_text(
+            f"2 string parameters copied to partner '{target}'."
+        )
+        assert string_values(api, target) == {"A": "a", "C": "c"}
+
+        tab.goto(f"/ui/grid?set=string-parameters&filter=Pid eq '{pid}'")
+        tab.get_by_label("Select all rows on this page").check()
+        tab.get_by_role("button", name="Delete…").click()
+        expect(tab.get_by_role("heading", level=1)).to_have_text("Delete 3 string parameters")
+        assert_fits(tab)
+        assert len(string_values(api, pid)) == 3
+        tab.get_by_role("button", name="Confirm: delete 3").click()
+        expect(tab.locator(".flash")).to_have_text("3 string parameters deleted.")
+        assert string_values(api, pid) == {}

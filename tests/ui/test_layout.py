@@ -95,6 +95,35 @@ def test_no_page_is_wider_than_the_window(sized: Page, content: dict[str, str]) 
     assert wide == {}, f"pages wider than {sized.viewport_size}: {wide}"
 
 
+SMALLEST = {"width": 360, "height": 740}
+"""The narrowest phone the layout is made for."""
+
+
+def smallest_phone_fits(browser: Browser, server: Server, paths: list[str]) -> None:
+    """Every page at 360 px: no page wider than the window, the menu behind its button."""
+    wide = {}
+    with open_tab(browser, server) as tab:
+        tab.set_viewport_size(SMALLEST)
+        sign_in_tab(tab, *server.admin)
+        tab.wait_for_url("**/ui/partners")
+        for path in paths:
+            tab.goto(path)
+            toggle = tab.get_by_role("button", name="Menu")
+            toggle.click()
+            expect(toggle).to_have_attribute("aria-expanded", "true")
+            link = tab.get_by_role("navigation", name="Main").get_by_role("link", name="Users")
+            expect(link).to_be_in_viewport()
+            if (extra := overflow(tab)) > 0:
+                wide[path] = extra
+    assert wide == {}, f"pages wider than 360 px: {wide}"
+
+
+def test_every_page_fits_the_smallest_phone(
+    browser: Browser, server: Server, content: dict[str, str]
+) -> None:
+    smallest_phone_fits(browser, server, pages(content))
+
+
 def test_the_menu_is_reachable_at_both_sizes(sized: Page, content: dict[str, str]) -> None:
     width = sized.viewport_size["width"]  # type: ignore[index]
     phone = width < 500

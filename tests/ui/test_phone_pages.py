@@ -12,11 +12,11 @@ import uuid
 import zipfile
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from ..conftest import Api, Server
 from .conftest import shot
-from .test_layout import overflow
+from .test_layout import overflow, smallest_phone_fits
 from .test_search_everywhere import assert_fits
 
 MENU = ("Partners", "Certificates", "Mapping rules", "Monitor", "Flows", "Bulk", "Users")
@@ -126,6 +126,12 @@ def test_every_new_page_fits_and_keeps_its_menu(sized: Page, content: dict[str, 
         assert overflow(sized) <= 0, f"the open menu makes {path} wider than the window"
     assert broken == {}, broken
     assert wide == {}, f"pages wider than {sized.viewport_size}: {wide}"
+
+
+def test_every_new_page_fits_the_smallest_phone(
+    browser: Browser, server: Server, content: dict[str, str]
+) -> None:
+    smallest_phone_fits(browser, server, pages(content))
 
 
 def test_search_from_the_menu_by_keyboard(sized: Page, content: dict[str, str]) -> None:

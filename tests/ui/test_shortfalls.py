@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from partnergate.security import pki
 
-from ..conftest import Api, start_server, stop_server
+from ..conftest import Api, Server, start_server, stop_server
 from .conftest import open_tab, shot, sign_in_tab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +48,86 @@ def test_a_pasted_pid_past_the_limit_is_said_not_cut(page: Page, api: Api) -> No
         ).json()["d"]["results"]
         == []
     )
+
+
+def test_no_field_cuts_what_is_pasted_into_it(
+    page: Page, api: Api, pid: str, tmp_path: Path
+) -> None:
+    """The grid's target, a document's partner and ID, an account's name: a value past the
+    limit stays whole and is said to be too long; a document ID up to the store's 1500
+    characters is kept whole."""
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).raise_for_status()
+    cases = [
+        (f"/ui/grid?set=string-parameters&filter=Pid eq '{pid}'", "", "Copy to partner", 60),
+        ("/ui/new-document", "", "Partner ID", 60),
+        ("/ui/new-document", "", "Parameter ID", 1500),
+        ("/ui/accounts", "Add a user", "User name", 150),
+    ]
+    for path, opener, label, limit in cases:
+        page.goto(path)
+        if opener:
+            page.get_by_text(opener, exact=True).click()
+        field = page.get_by_label(label)
+        long = "L" * (limit + 40)
+        field.fill(long)
+        expect(field).to_have_value(long)
+        note = page.locator(f"#limit-{field.get_attribute('id')}")
+        expect(note).to_have_text(f"{limit + 40} characters: at most {limit} are allowed")
+
+    ident = "MAPPING_" + "m" * 92
+    stylesheet = tmp_path / "map.xml"
+    stylesheet.write_bytes(b"<a/>")
+    page.goto(f"/ui/new-document?pid={pid}")
+    page.get_by_label("Parameter ID").fill(ident)
+    page.get_by_label("File", exact=True).set_input_files(str(stylesheet))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Binary parameter '{ident}' added")
+    assert api.get(f"BinaryParameters(Pid='{pid}',Id='{ident}')").status_code == 200
+
+
+def test_the_grid_and_document_pages_name_a_field_by_its_label(
+    page: Page, api: Api, pid: str, tmp_path: Path
+) -> None:
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).raise_for_status()
+    long_pid = "T" * 100
+    page.goto(f"/ui/grid?set=string-parameters&filter=Pid eq '{pid}'")
+    page.get_by_label(f"Select A of {pid}").check()
+    page.get_by_label("Copy to partner").fill(long_pid)
+    page.get_by_role("button", name="Copy…").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Partner ID is 100 characters long; at most 60 are allowed"
+    )
+    assert "Property '" not in page.content()
+
+    document = tmp_path / "a.xml"
+    document.write_bytes(b"<a/>")
+    page.goto("/ui/new-document")
+    page.get_by_label("Partner ID").fill(long_pid)
+    page.get_by_label("File", exact=True).set_input_files(str(document))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Partner ID is 100 characters long; at most 60 are allowed"
+    )
+    assert "Property '" not in page.content()
+    assert api.get(f"Partners('{long_pid}')").status_code in (400, 404)
+
+    for path, fills, said in (
+        (f"/ui/partners/{pid}/rename", {"New partner ID": long_pid}, "New partner ID is 100"),
+        (f"/ui/partners/{pid}/copy", {"Copy to partner": long_pid}, "Copy to partner is 100"),
+        (
+            f"/ui/partners/{pid}/string-parameters/copy?id=A",
+            {"Copy to partner": pid, "ID of the copy": "I" * 1600},
+            "ID of the copy is 1600",
+        ),
+    ):
+        page.goto(path)
+        for label, value in fills.items():
+            page.get_by_label(label).fill(value)
+        page.get_by_label(label).press("Enter")
+        expect(page.get_by_role("alert")).to_contain_text(said)
+        expect(page.get_by_label(label)).to_have_value(value)
+        assert "Property '" not in page.content(), path
+    assert api.get(f"StringParameters(Pid='{pid}',Id='A')").status_code == 200
 
 
 def test_every_mistake_of_a_form_shows_at_once_by_its_label(page: Page) -> None:
@@ -110,6 +190,24 @@ def test_a_refused_upload_keeps_its_file_and_junk_is_not_taken_for_xml(
     page.get_by_role("button", name="Add").click()
     expect(page.get_by_role("status")).to_contain_text("Binary parameter 'MAPPING' added")
     stored = api.get(f"BinaryParameters(Pid='{pid}',Id='MAPPING')").json()["d"]
+    assert base64.b64decode(stored["Value"]) == junk.read_bytes()
+
+
+def test_a_refused_document_upload_keeps_its_file(
+    page: Page, api: Api, pid: str, tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk.xml"
+    junk.write_bytes(base64.b64encode(os.urandom(3000)))
+    page.goto(f"/ui/new-document?pid={pid}")
+    page.get_by_label("File", exact=True).set_input_files(str(junk))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#check-result")).to_contain_text("Check failed at line 1")
+    expect(page.locator(".kept")).to_contain_text("junk.xml")
+    assert api.get(f"BinaryParameters(Pid='{pid}',Id='junk.xml')").status_code == 404
+    page.get_by_label("Save even if the check fails").check()
+    page.get_by_role("button", name="Upload").click()  # the kept file, not chosen again
+    expect(page.get_by_role("status")).to_contain_text("Binary parameter 'junk.xml' added")
+    stored = api.get(f"BinaryParameters(Pid='{pid}',Id='junk.xml')").json()["d"]
     assert base64.b64decode(stored["Value"]) == junk.read_bytes()
 
 
@@ -235,6 +333,55 @@ def test_a_certificate_of_a_user_of_no_partner_can_be_authorised(
     stored = base64.b64decode(rows["d"]["results"][0]["Certificate"])
     assert stored.count(b"BEGIN CERTIFICATE") == 1
     assert stored.strip() == bundle.cert_path.read_bytes().strip()
+
+
+def test_an_authorised_user_no_one_can_send_as_is_pointed_out(
+    page: Page, api: Api, server: Server, pid: str
+) -> None:
+    """A typed user name is checked: no user, OAuth client, mapped certificate or rule has
+    it, so the page says so (saved all the same: the sender may come later)."""
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).raise_for_status()
+    typo = "typo_" + uuid.uuid4().hex[:8]
+    page.goto(f"/ui/partners/{pid}/authorized-users/new")
+    page.get_by_label("User", exact=True).fill(typo)
+    page.get_by_role("button", name="Add").click()
+    status = section(page, "authorized-users").get_by_role("status")
+    expect(status).to_contain_text(f"Authorized user '{typo}' added")
+    expect(status).to_contain_text(f"No user, OAuth client or certificate is called '{typo}'")
+    expect(status).to_have_class(re.compile(r"\bflash-warn\b"))
+    assert api.get(f"AuthorizedUsers('{typo}')").json()["d"]["Pid"] == pid
+
+    local = "Local_" + uuid.uuid4().hex[:8]
+    server.add_user(local, "Pw-" + local, "ESBMessaging.send")
+    page.goto("/ui/new-partner?kind=authorized-users")
+    page.get_by_label("Partner ID").fill(pid + "_2")
+    page.get_by_label("User", exact=True).fill(local)
+    page.get_by_role("button", name="Create partner").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Partner '{pid}_2' created")
+    expect(page.get_by_role("status")).not_to_contain_text("No user")
+    expect(page.get_by_role("status")).to_have_class(re.compile(r"\bflash-ok\b"))
+
+
+def test_a_move_to_a_partner_that_does_not_exist_says_it_is_new(
+    page: Page, api: Api, pid: str
+) -> None:
+    """A typo in the target of a move makes a new partner: the page says so."""
+    user = "moved_" + uuid.uuid4().hex[:8]
+    api.post("AuthorizedUsers", json={"Pid": pid, "User": user}).raise_for_status()
+    api.post("StringParameters", json={"Pid": pid, "Id": "A", "Value": "1"}).raise_for_status()
+    page.goto(f"/ui/partners/{pid}/authorized-users/edit?user={user}")
+    page.get_by_label("Partner", exact=True).fill(pid + "_typo")
+    page.get_by_role("button", name="Move").click()
+    status = page.get_by_role("status")
+    expect(status).to_contain_text(f"Partner '{pid}_typo' is new")
+    expect(status).to_have_class(re.compile(r"\bflash-warn\b"))
+
+    page.goto(f"/ui/partners/{pid}_typo/authorized-users/edit?user={user}")
+    page.get_by_label("Partner", exact=True).fill(pid)
+    page.get_by_role("button", name="Move").click()
+    expect(page.get_by_role("status")).to_contain_text(f"moved here from partner '{pid}_typo'")
+    expect(page.get_by_role("status")).not_to_contain_text("is new")
+    assert api.get(f"AuthorizedUsers('{user}')").json()["d"]["Pid"] == pid
 
 
 def test_a_list_past_its_time_limit_is_a_503_page(browser: Browser, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from html import unescape
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
@@ -129,3 +130,35 @@ def test_where_used_in_the_browser(browser: Browser, mapped: tuple[Server, str],
         tab.wait_for_url("**id=ADDRESS")
         expect(flows).to_contain_text("string-parameter")
         assert_fits(tab)
+
+
+def test_the_messages_of_the_partner_are_listed(
+    browser: Browser, mapped: tuple[Server, str]
+) -> None:
+    """A message the partner sent through the flow is among the uses, linked to its log."""
+    server, pid = mapped
+    sender = (f"sender_{pid.lower()}", "Pw-" + uuid.uuid4().hex[:8])
+    server.add_user(*sender, "ESBMessaging.send")
+    with Api(server) as api:
+        api.post("AuthorizedUsers", json={"User": sender[0], "Pid": pid}).raise_for_status()
+        timeout = {"Pid": pid, "Id": "TIMEOUT", "Value": "5"}
+        api.post("StringParameters", json=timeout).raise_for_status()
+    sent = httpx.post(
+        f"{server.url}/http/mapping_{pid.removeprefix('Mapper_')}",
+        content=b"<in>x</in>",
+        headers={"Content-Type": "application/xml", "to": pid},
+        auth=sender,
+        timeout=30,
+    )
+    assert sent.status_code == 200, sent.text
+    guid = sent.headers["sap_messageprocessinglogid"]
+    with admin_tab(browser, server, "phone") as tab:
+        tab.goto(f"/ui/usage?pid={pid}&id=ADDRESS")
+        messages = tab.get_by_role("region", name="Recent messages")
+        row = messages.locator("tbody tr")
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("Mapping by partner")
+        expect(row).to_contain_text("COMPLETED")
+        assert_fits(tab)
+        row.get_by_role("link").click()
+        tab.wait_for_url(f"**/ui/monitor/{guid}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from starlette.responses import JSONResponse, Response
 
+from ...model.entities import CERTIFICATE_MAPPING_RULE
 from ...model.errors import DirectoryError, InvalidValue, NotFound
 from ...security.principals import (
     ESB_MESSAGING_SEND,
@@ -21,6 +22,7 @@ from ...security.principals import (
 )
 from ...store.accounts import Account, Clients, Users
 from ...store.directory import DirectoryStore, ListRequest
+from .directory import mappings_of_users
 from .pages import Page, guarded
 
 MAX_OTHER_ROLES = 20
@@ -74,6 +76,33 @@ async def known_users(page: Page) -> list[str]:
     rows = (await page.services.store.list("AuthorizedUsers", ListRequest(top=PICKER_LIMIT))).rows
     names |= {str(r["User"]) for r in rows}
     return sorted(names)[:PICKER_LIMIT]
+
+
+async def can_send_as(page: Page, user: str) -> bool:
+    """Whether anything lets a sender act as ``user``: a local user, an OAuth client, a
+    certificate mapped to it or a mapping rule naming it (compared in lower case, as
+    authorised users are)."""
+    name = user.lower()
+    if any(a.name.lower() == name for a in await page.services.users.list()):
+        return True
+    clients = {oauth_client_user(a.name).lower() for a in await page.services.clients.list()}
+    if name in clients:
+        return True
+    async with page.services.store.read() as directory:
+        if await mappings_of_users(directory, [name]):
+            return True
+        rules = CERTIFICATE_MAPPING_RULE.entity_set
+        return bool(await mappings_of_users(directory, [name], rules))
+
+
+async def unknown_sender_note(page: Page, user: str) -> str:
+    """A warning for a flash when no sender can act as ``user`` yet (a typo, most often)."""
+    if await can_send_as(page, user):
+        return ""
+    return (
+        f" No user, OAuth client or certificate is called '{user}' yet, so no message comes"
+        " from it: add one under Users or Certificates, or check the spelling."
+    )
 
 
 async def known_pids(store: DirectoryStore) -> list[str]:
@@ -147,7 +176,7 @@ async def new(page: Page) -> Response:
     secret = new_secret()
     try:
         roles = roles_of(page)
-        await kind.table(page).add(name, secret, roles)
+        await kind.table(page).add(name, secret, roles, page.user)
     except DirectoryError as exc:
         return await _list_page(
             page,
@@ -189,7 +218,7 @@ async def show(page: Page) -> Response:
                         409,
                     )
                 else:
-                    await table.set_roles(account.name, roles)
+                    await table.set_roles(account.name, roles, page.user)
                     return page.redirect(
                         page.urls.base + "/accounts",
                         f"Roles of {kind.title} '{account.name}' saved: "
@@ -197,7 +226,7 @@ async def show(page: Page) -> Response:
                     )
         elif action == "reset":
             secret = new_secret()
-            await table.set_secret(account.name, secret)
+            await table.set_secret(account.name, secret, page.user)
             return page.render(
                 "accounts/secret.html",
                 section="accounts",
@@ -213,7 +242,7 @@ async def show(page: Page) -> Response:
             elif page.text("confirm") != account.name:
                 error, status = f"Type the name '{account.name}' to remove it.", 400
             else:
-                await table.remove(account.name)
+                await table.remove(account.name, page.user)
                 return page.redirect(
                     page.urls.base + "/accounts",
                     f"{kind.title.capitalize()} '{account.name}' removed.",

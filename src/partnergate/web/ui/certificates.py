@@ -265,7 +265,7 @@ async def delete(page: Page) -> Response:
     mapping = await _mapping(page)
     if page.request.method == "GET":
         return page.render("certificates/delete.html", section="certificates", m=mapping)
-    await page.services.store.delete(MAPPINGS, {"Id": mapping.row["Id"]})
+    await page.services.store.delete(MAPPINGS, {"Id": mapping.row["Id"]}, page.user)
     subject = mapping.info.subject if mapping.info else str(mapping.row["Id"])
     return page.redirect(
         page.urls.certificates(),

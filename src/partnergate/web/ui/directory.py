@@ -128,9 +128,12 @@ async def partners_of_users(directory: Directory, users: list[str]) -> dict[str,
     return {str(r["User"]): str(r["Pid"]) for r in rows}
 
 
-async def mappings_of_users(directory: Directory, users: list[str]) -> list[dict[str, object]]:
-    """The certificate-to-user mappings of ``users``, compared as authorised users are."""
+async def mappings_of_users(
+    directory: Directory, users: list[str], entity_set: str = "CertificateUserMappings"
+) -> list[dict[str, object]]:
+    """The certificate-to-user mappings (or rows of another set with a ``User``) of
+    ``users``, compared as authorised users are."""
     where = any_of(_USER, [u.lower() for u in users], lower=True)
     if where is None:
         return []
-    return (await directory.list("CertificateUserMappings", ListRequest(filter=where))).rows
+    return (await directory.list(entity_set, ListRequest(filter=where))).rows

@@ -12,6 +12,8 @@ stopped after the step time limit like an ``xslt`` step.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 
@@ -25,9 +27,9 @@ from ...runtime.errors import StepError
 from ...runtime.exchange import Exchange
 from ...runtime.pduri import PdUri
 from ...security import xmldoor
-from .entities import binary_view
+from .entities import KEPT_LIMIT, binary_view, relabel
 from .highlight import decode
-from .kinds import BINARY, CONTENT_TYPE_NAMES, content_type_for
+from .kinds import BINARY, CONTENT_TYPE_NAMES, PID_FIELD, Field, content_type_for
 from .pages import Page, guarded, segment, templates
 from .usage import flow_uses, matches
 
@@ -122,6 +124,14 @@ def _line_in(text: str) -> int | None:
     return int(digits) if digits else None
 
 
+DOCUMENT_FIELDS = (PID_FIELD, *BINARY.create, Field("Id", "Parameter ID"))
+"""The labels the document pages show, for a refusal that names a property."""
+
+
+def _labelled(exc: DirectoryError) -> str:
+    return relabel(exc.message, DOCUMENT_FIELDS)
+
+
 async def _row(page: Page) -> dict[str, object]:
     pid, ident = page.path_param("pid"), page.path_param("id")
     return await page.services.store.get(BINARY.entity_set, {"Pid": pid, "Id": ident})
@@ -190,10 +200,30 @@ async def _render(
 
 
 async def _upload(page: Page) -> tuple[bytes, str] | None:
+    """The chosen file, or the one a refused form carried back (see :func:`_kept`)."""
     upload = page.form.get("File")
     if isinstance(upload, UploadFile) and upload.filename:
         return await upload.read(), upload.filename
+    if kept := page.text("Kept"):
+        try:
+            return base64.b64decode(kept, validate=True), page.text("KeptName") or "upload"
+        except binascii.Error:
+            raise InvalidValue("Choose the file again", field="File") from None
     return None
+
+
+def _kept(page: Page, uploaded: tuple[bytes, str] | None) -> dict[str, str]:
+    """An upload as hidden fields of the refused form, since a browser cannot refill a file
+    input: the next submission uses it unless another file is chosen."""
+    limit = min(KEPT_LIMIT, page.services.settings.max_binary_bytes)
+    if uploaded is None or len(uploaded[0]) > limit:
+        return {}
+    content, name = uploaded
+    return {
+        "Kept": base64.b64encode(content).decode("ascii"),
+        "KeptName": name,
+        "KeptSize": str(len(content)),
+    }
 
 
 def _content_type(page: Page, filename: str, current: str = "") -> str:
@@ -260,7 +290,7 @@ async def show(page: Page) -> Response:
         failed = await _save(page, pid, ident, content, content_type, create=False)
     except DirectoryError as exc:
         typed = {"text": page.text("Text")} if action == "save" else {}
-        return await _render(page, row, exc.status, error=exc.message, **typed)
+        return await _render(page, row, exc.status, error=_labelled(exc), **typed)
     if failed is not None:
         shown = page.text("Text") if action == "save" else decode(content, content_type)
         return await _render(
@@ -350,6 +380,7 @@ async def new(page: Page) -> Response:
     if page.request.method == "GET":
         return _new_form(page, values)
     check = None
+    uploaded = None
     try:
         uploaded = await _upload(page)
         if uploaded is None:
@@ -360,8 +391,10 @@ async def new(page: Page) -> Response:
         content_type = _content_type(page, filename)
         check = await _save(page, pid, ident, content, content_type, create=True)
     except DirectoryError as exc:
-        return _new_form(page, values, exc.status, error=exc.message)
+        values.update(_kept(page, uploaded))
+        return _new_form(page, values, exc.status, error=_labelled(exc))
     if check is not None:
+        values.update(_kept(page, uploaded))
         return _new_form(
             page, values, 422, error="Nothing was saved: the check failed.", check=check
         )

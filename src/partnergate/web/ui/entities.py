@@ -23,9 +23,10 @@ from ...model.rules import ENCODINGS, TEXT_CONTENT_TYPES, check_identifier
 from ...security import xmldoor
 from ...security.certificates import CertificateError, CertificateInfo, load_certificate
 from ..downloads import download_headers
+from .accounts import unknown_sender_note
 from .directory import load_partner
 from .highlight import LANGUAGES, decode, highlight
-from .kinds import BINARY, DOWNLOAD, KINDS, Field, Kind, content_type_for
+from .kinds import AUTHORIZED_USER, BINARY, DOWNLOAD, KINDS, Field, Kind, content_type_for
 from .pages import Page, guarded
 
 FormValues = dict[str, str]
@@ -343,9 +344,9 @@ async def new(page: Page) -> Response:
             errors=errors,
             error=error,
         )
-    return page.redirect(
-        page.urls.added(pid, kind, created), f"{kind.title} '{kind.label_of(created)}' added."
-    )
+    done = f"{kind.title} '{kind.label_of(created)}' added."
+    note = await unknown_sender_note(page, str(created["User"])) if kind is AUTHORIZED_USER else ""
+    return page.redirect(page.urls.added(pid, kind, created), done + note, "warn" if note else "ok")
 
 
 class FormErrors(InvalidValue):
@@ -367,6 +368,8 @@ async def edit(page: Page) -> Response:
     store = page.services.store
     try:
         changes = await gather(page, kind.change, current=row)
+        target = changes.get("Pid")
+        new_partner = isinstance(target, str) and await load_partner(store, target) is None
         if kind.upsert:
             key = {prop: row[prop] for _, prop in kind.key_params}
             await store.create(kind.entity_set, {**key, "Pid": pid, **changes}, page.user)
@@ -392,9 +395,12 @@ async def edit(page: Page) -> Response:
     if isinstance(moved_to, str) and moved_to != pid:
         gone = await load_partner(store, pid) is None
         note = f" Partner '{pid}' had nothing else and is gone." if gone else ""
+        if new_partner:
+            note += f" Partner '{moved_to}' is new: it had nothing before; check the spelling."
         return page.redirect(
             page.urls.partner(moved_to, kind.slug),
             f"{kind.title} '{label}' moved here from partner '{pid}'.{note}",
+            "warn" if new_partner else "ok",
         )
     return page.redirect(page.urls.added(pid, kind, row), f"{kind.title} '{label}' saved.")
 

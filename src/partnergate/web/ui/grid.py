@@ -29,7 +29,17 @@ from ...odata.filter import And, Expr, OrderBy, parse_filter, parse_orderby
 from ...store import audit
 from ...store.directory import Directory, DirectoryStore, ListRequest
 from ..downloads import download_headers
-from .kinds import ALTERNATIVE, AUTHORIZED_USER, BINARY, CREDENTIAL, KINDS, STRING, Kind
+from .entities import relabel
+from .kinds import (
+    ALTERNATIVE,
+    AUTHORIZED_USER,
+    BINARY,
+    CREDENTIAL,
+    KINDS,
+    PID_FIELD,
+    STRING,
+    Kind,
+)
 from .pages import Page, guarded
 from .search import any_contains
 
@@ -245,7 +255,8 @@ async def run_bulk(directory: Directory, bulk: Bulk, actor: str, outcome: Outcom
                 outcome.lines.append(Line(label, pid, f"copy at {bulk.target}", bulk.target))
         except DirectoryError as exc:
             raise DirectoryError(
-                f"{kind.title} '{label}' of partner '{pid}': {exc.message}"
+                f"{kind.title} '{label}' of partner '{pid}': "
+                + relabel(exc.message, (PID_FIELD, *kind.create))
             ) from None
 
 

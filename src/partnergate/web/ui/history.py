@@ -23,7 +23,7 @@ from ...store.directory import ListRequest
 from ...store.restore import restore as restore_entry
 from ...store.restore import restore_change
 from .directory import SECTIONS, Parts, load_partner
-from .entities import current_entity, kind_of
+from .entities import current_entity, kind_of, refused
 from .highlight import decode
 from .kinds import ALTERNATIVE, AUTHORIZED_USER, KINDS, Field, Kind
 from .pages import Page, guarded
@@ -47,6 +47,7 @@ TARGET_PID = Field(
     help="An existing partner, or a new partner ID.",
     max_length=60,
     mono=True,
+    picker="partners",
 )
 NEW_ID = Field(
     "Id",
@@ -64,7 +65,11 @@ COPY_ID = Field(
     mono=True,
 )
 NEW_USER = Field(
-    "User", "User of the copy", help="A user is authorized for one partner only.", max_length=150
+    "User",
+    "User of the copy",
+    help="A user is authorized for one partner only.",
+    max_length=150,
+    picker="users",
 )
 
 
@@ -241,6 +246,7 @@ def _form(
     status_code: int = 200,
     *,
     error: str = "",
+    errors: dict[str, str] | None = None,
     values: dict[str, str] | None = None,
     **context: object,
 ) -> Response:
@@ -249,7 +255,7 @@ def _form(
         status_code,
         section="partners",
         error=error,
-        errors={},
+        errors=errors or {},
         values=values or {},
         **context,
     )
@@ -267,8 +273,15 @@ async def _move(
         async with page.services.store.begin(page.user) as directory:
             result = await work(directory)
     except DirectoryError as exc:
+        errors, error = refused(exc, context["fields"])
         return _form(
-            page, "history/move.html", exc.status, error=exc.message, values=values, **context
+            page,
+            "history/move.html",
+            exc.status,
+            error=error,
+            errors=errors,
+            values=values,
+            **context,
         )
     return done(result)
 

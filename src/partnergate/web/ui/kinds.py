@@ -200,6 +200,15 @@ ALTERNATIVE = Kind(
     intro="Other names of this partner, such as a GLN or a DUNS number, by agency and scheme.",
 )
 
+PID_FIELD = Field(
+    "Pid",
+    "Partner ID",
+    help="Letters, digits and - . _ ~ < > @, at most 60.",
+    max_length=60,
+    mono=True,
+)
+"""A partner ID typed on a form (as the new-partner, grid and document pages ask for it)."""
+
 AUTHORIZED_USER = Kind(
     slug="authorized-users",
     entity_set="AuthorizedUsers",

@@ -16,6 +16,7 @@ from ...model.errors import AlreadyExists, DirectoryError, NotFound
 from ...model.rules import ENCODINGS
 from ...odata.filter import PropertyRef, ValueType
 from ...store.directory import Directory, ListRequest
+from .accounts import unknown_sender_note
 from .certificates import Mapping
 from .directory import (
     PAGE_SIZE,
@@ -30,17 +31,9 @@ from .directory import (
     pid_is,
 )
 from .entities import FormErrors, existing, gather, refused, shown_values
-from .kinds import AUTHORIZED_USER, BINARY, KINDS, STRING, Field, Kind
+from .kinds import AUTHORIZED_USER, BINARY, KINDS, PID_FIELD, STRING, Kind
 from .monitor import duration, recent_messages
 from .pages import Page, guarded
-
-PID_FIELD = Field(
-    "Pid",
-    "Partner ID",
-    help="Letters, digits and - . _ ~ < > @, at most 60.",
-    max_length=60,
-    mono=True,
-)
 
 CHIPS_SHOWN = 40
 """Entities named one by one per kind on the delete confirmation; the rest are counted."""
@@ -292,10 +285,9 @@ async def new(page: Page) -> Response:
                 errors, error = {}, where
         values = {"Pid": pid, **shown_values(page, kind.create)}
         return _new_form(page, kind, exc.status, values, errors, error)
-    return page.redirect(
-        page.urls.partner(pid),
-        f"Partner '{pid}' created with {kind.title.lower()} '{kind.label_of(created)}'.",
-    )
+    done = f"Partner '{pid}' created with {kind.title.lower()} '{kind.label_of(created)}'."
+    note = await unknown_sender_note(page, str(created["User"])) if kind is AUTHORIZED_USER else ""
+    return page.redirect(page.urls.partner(pid), done + note, "warn" if note else "ok")
 
 
 @guarded

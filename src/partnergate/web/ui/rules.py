@@ -87,6 +87,7 @@ USER_FIELD = Field(
     "User",
     help="A sender whose certificate matches acts as this user.",
     max_length=_max("User"),
+    picker="users",
 )
 MATCH_FIELDS = {
     "SubjectDN": Field(
@@ -378,7 +379,7 @@ async def delete(page: Page) -> Response:
     rule = await _rule(page)
     if page.request.method == "GET":
         return page.render("rules/delete.html", section="rules", r=rule)
-    await page.services.store.delete(RULES, {"Id": rule.row["Id"]})
+    await page.services.store.delete(RULES, {"Id": rule.row["Id"]}, page.user)
     return page.redirect(
         page.urls.rules(),
         f"Rule '{rule.row['Id']}' deleted; certificates it matched no longer act as user "
