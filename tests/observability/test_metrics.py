@@ -103,6 +103,13 @@ def test_authentication_refusals_by_reason(observed: Observed) -> None:
     assert observed.send("Receiver_1", auth=("nobody_here", "not-it")).status_code == 401
     assert httpx.get(observed.server.api + "/Partners").status_code == 401
     assert httpx.get(observed.server.api + "/Partners", auth=observed.basic).status_code == 403
+    no_token = httpx.post(
+        observed.server.api + "/Partners",
+        json={"Pid": "Never_created"},
+        headers={"Accept": "application/json"},
+        auth=observed.server.admin,
+    )
+    assert no_token.status_code == 403 and no_token.headers["x-csrf-token"] == "Required"
     after = observed.metrics()
 
     def moved(**labels: str) -> float:
@@ -112,6 +119,7 @@ def test_authentication_refusals_by_reason(observed: Observed) -> None:
     assert moved(face="sender", reason="unknown_account") == 1
     assert moved(face="api", reason="no_credentials") == 1
     assert moved(face="api", reason="role") == 1
+    assert moved(face="api", reason="csrf") == 1
     # the reason words of the log never become label values: no user names
     assert all(observed.basic[0] not in str(labels) for labels in after.labels(name))
 

@@ -272,12 +272,14 @@ class Gate:
         bearer = allowed.principal.method is AuthMethod.BEARER
         if (bearer and not self.policy.csrf_for_bearer) or self.csrf_ok(allowed.session_id, token):
             return None
-        return Refused(
+        refused = Refused(
             403,
             "CSRF token missing or wrong",
             "CSRF token validation failed; fetch a token with a GET and the header "
             "'X-CSRF-Token: Fetch', then send it with the session cookie",
         )
+        metrics.refusal("api", refused.status, refused.reason)
+        return refused
 
     def csrf_ok(self, session_id: str | None, token: str | None) -> bool:
         if not session_id or not token or not well_formed(session_id):
