@@ -105,6 +105,10 @@ class Settings:
     """``role``: ``/metrics`` needs a user or client with ``metrics_role`` or the Partner
     Directory administrator role; ``none``: anyone who reaches the port may read it."""
     metrics_role: str = "partnergate.Monitoring"
+    metrics_http: str | None = None
+    """HOST:PORT of a plain HTTP listener of its own for the scraper: ``/metrics`` there
+    needs no credentials, ``/health`` and ``/ready`` answer as elsewhere, and every other
+    path is 404. The other listeners keep ``metrics_auth``."""
     drain_seconds: int = 0
     """Seconds the server keeps serving after SIGTERM with ``/ready`` answering 503, so a
     load balancer stops sending before the listeners close."""
@@ -220,7 +224,7 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"setting 'log_format' must be 'text' or 'json', got {value!r}")
     if name == "metrics_auth" and value not in ("role", "none"):
         raise ConfigError(f"setting 'metrics_auth' must be 'role' or 'none', got {value!r}")
-    if name == "http" and value in ("", "off", "none"):
+    if name in ("http", "metrics_http") and value in ("", "off", "none"):
         return None
     return value
 

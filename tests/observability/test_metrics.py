@@ -16,7 +16,7 @@ from partnergate.security import pki
 
 from ..conftest import STORE, Api
 from ..tls.conftest import client_context, refused
-from .conftest import Metrics, Observed
+from .conftest import SEND, Metrics, Observed
 
 SENDER_FLOW = "Partner Directory sender"
 
@@ -38,6 +38,31 @@ def test_metrics_need_the_monitoring_or_admin_role(observed: Observed) -> None:
     assert httpx.get(url, auth=observed.basic).status_code == 403  # a sender, no role
     assert httpx.get(url, auth=observed.server.admin).status_code == 200
     assert httpx.get(url, auth=observed.monitor).status_code == 200
+
+
+def test_a_listener_of_its_own_for_the_scraper(observed: Observed) -> None:
+    """``metrics_http``: the scraper reads ``/metrics`` there without credentials, and
+    that port opens nothing else to anyone."""
+    scraper = observed.scraper_url
+    r = httpx.get(scraper + "/metrics", timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert Metrics(r.text).labels("partnergate_open_connections")
+    assert httpx.get(scraper + "/ready", timeout=10).json() == {"status": "ready"}
+    assert httpx.get(scraper + "/health", timeout=10).status_code == 200
+    admin = observed.server.admin
+    for path in ("/api/v1/Partners", "/api/v1/$metadata", "/ui/", "/whoami", "/metrics/"):
+        assert httpx.get(scraper + path, auth=admin, timeout=10).status_code == 404, path
+    message = httpx.post(
+        scraper + SEND,
+        content=b"<Message><Receiver>Receiver_1</Receiver></Message>",
+        headers={"Content-Type": "text/xml"},
+        auth=observed.basic,
+        timeout=10,
+    )
+    assert message.status_code == 404
+    # the other listeners still ask for the role
+    assert httpx.get(observed.server.url + "/metrics", timeout=10).status_code == 401
 
 
 def test_messages_by_flow_and_status(observed: Observed) -> None:

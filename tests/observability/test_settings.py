@@ -11,6 +11,7 @@ import pytest
 
 from partnergate import logs, metrics
 from partnergate.config import ConfigError, load_settings
+from partnergate.server import listeners
 
 
 def settings(**values: object):  # type: ignore[no-untyped-def]
@@ -50,6 +51,18 @@ def test_good_values() -> None:
         5,
         True,
     )
+
+
+def test_the_scraper_s_listener_is_a_setting() -> None:
+    assert settings().metrics_http is None
+    assert settings(metrics_http="off").metrics_http is None
+    found = listeners(settings(metrics_http="0.0.0.0:9464"))
+    assert [(item.host, item.port, item.metrics_only) for item in found] == [
+        ("127.0.0.1", 8080, False),
+        ("0.0.0.0", 9464, True),
+    ]
+    with pytest.raises(ConfigError, match="--metrics-http must be HOST:PORT"):
+        listeners(settings(metrics_http="9464"))
 
 
 def test_refusal_reasons_fold_into_few_words() -> None:
