@@ -119,7 +119,8 @@ class Settings:
     trace_hours: int = 24
     """Hours the bodies and headers of a traced message are kept (its step lines stay)."""
     trace_max_bytes: int = 100 * 1024 * 1024
-    """Bytes of traces kept at most, over all messages; beyond, the oldest go first."""
+    """Bytes of traces kept at most, over all messages; beyond, the oldest go first (checked
+    hourly, and whenever a node has written a quarter of this since it last checked)."""
     trace_max_body: int = 256 * 1024
     """Bytes of a body one traced step keeps, before and after it."""
     workers: int | None = None

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     DateTime,
@@ -85,6 +85,10 @@ CUSTOM = "CUSTOM"
 ADAPTER = "ADAPTER"
 TRACE_HOURS = 24
 TRACE_MAX_BYTES = 100 * 1024 * 1024
+TRACE_PURGE_SHARE = 4
+"""Traces this node wrote since its last purge that start another: a quarter of
+``trace_max_bytes``, so the bound holds between the hourly purges (within a quarter more
+per node) however busy a traced flow is."""
 
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
@@ -427,6 +431,8 @@ class StoreMessageLog:
         """The other workers of this server, told when entries wait here (``serve``
         with several workers)."""
         self._told_waiting = False
+        self.trace_written = 0
+        """Bytes of traces written since the last :meth:`purge_traces`."""
 
     async def started(self, entry: MessageLogEntry) -> None:
         await self._put(entry)
@@ -477,6 +483,7 @@ class StoreMessageLog:
     async def _write(self, batch: list[MessageLogEntry]) -> None:
         if self._sqlite_path is None:
             children = _children(batch)
+            self._count_traces(children)
             async with begin(self.engine) as conn:
                 await conn.execute(self._upsert, [_row(e) for e in batch])
                 for table, rows in children:
@@ -487,8 +494,15 @@ class StoreMessageLog:
             self._sqlite = _SqliteWriter(self._sqlite_path)
         for start in range(0, len(batch), ROWS_PER_TRANSACTION):
             part = batch[start : start + ROWS_PER_TRANSACTION]
+            children = _children(part)
+            self._count_traces(children)
             async with write_lock(self.engine):
-                await self._sqlite.write([_row(e) for e in part], _children(part))
+                await self._sqlite.write([_row(e) for e in part], children)
+
+    def _count_traces(self, children: list[tuple[Table, list[dict[str, object]]]]) -> None:
+        for table, rows in children:
+            if table is run_steps:
+                self.trace_written += sum(cast(int, r["trace_size"]) for r in rows)
 
     def close(self) -> None:
         """Close the SQLite writer's connection (after the last flush)."""
@@ -516,6 +530,11 @@ class StoreMessageLog:
                         "message processing log: %d entries not yet written; retrying",
                         len(self._pending),
                     )
+                if self.trace_written * TRACE_PURGE_SHARE >= self.trace_max_bytes:
+                    try:
+                        await self.purge_traces()
+                    except Exception:
+                        log.exception("message processing log: traces could not be bounded")
         finally:
             await asyncio.shield(self._final_flush())
 
@@ -555,6 +574,7 @@ class StoreMessageLog:
         """Drop trace bodies older than ``trace_hours``, then the oldest beyond
         ``trace_max_bytes``; the step lines stay. Returns how many steps lost theirs."""
         await self.flush()
+        self.trace_written = 0
         cleared = {"trace": None, "trace_size": 0}
         cut = now() - timedelta(hours=self.trace_hours)
         async with begin(self.engine) as conn:
@@ -574,11 +594,15 @@ class StoreMessageLog:
                 kept += size
                 if kept > self.trace_max_bytes:
                     drop.append((guid, index))
-            for guid, index in drop:
+            if drop:
                 await conn.execute(
                     update(run_steps)
-                    .where(run_steps.c.message_guid == guid, run_steps.c.step_index == index)
-                    .values(**cleared)
+                    .where(
+                        run_steps.c.message_guid == bindparam("guid"),
+                        run_steps.c.step_index == bindparam("index"),
+                    )
+                    .values(**cleared),
+                    [{"guid": guid, "index": index} for guid, index in drop],
                 )
         return total + len(drop)
 
