@@ -282,3 +282,42 @@ def test_metadata_declares_the_new_types_and_navigation(scenario: Scenario) -> N
 def test_logs_stay_read_only(scenario: Scenario, path: str) -> None:
     with Api(scenario.server) as api:
         assert api.post(path, json={"Name": "a", "Value": "b"}).status_code == 405
+
+
+def test_options_below_a_log_are_honoured_or_refused(scenario: Scenario) -> None:
+    """A message's few related entries take ``$orderby``, ``$skip``, ``$top`` and
+    ``$inlinecount``; what is not offered there is 400, never silently ignored."""
+    guid = order(scenario, f"PO-{time.time_ns()}")
+    base = f"MessageProcessingLogs('{guid}')"
+    with Api(scenario.server) as api:
+        names = [a["Name"] for a in get(api, f"{base}/AdapterAttributes")["results"]]
+        assert len(names) == 4
+        paged = get(
+            api,
+            f"{base}/AdapterAttributes",
+            **{"$orderby": "Name desc", "$skip": "1", "$top": "2", "$inlinecount": "allpages"},
+        )
+        assert [a["Name"] for a in paged["results"]] == sorted(names, reverse=True)[1:3]
+        assert int(paged["__count"]) == 4
+        counted = get(api, f"{base}/CustomHeaderProperties", **{"$inlinecount": "allpages"})
+        assert int(counted["__count"]) == 2  # OrderNumber and Buyer: this order has no GLN
+        steps = get(
+            api,
+            f"MessageProcessingLogRuns('{guid}')/RunSteps",
+            **{"$orderby": "ChildCount desc", "$top": "2"},
+        )["results"]
+        assert [s["ChildCount"] for s in steps] == [3, 2]
+        assert len(get(api, f"{base}/Runs", **{"$top": "0"})["results"]) == 0
+        for path, params in [
+            (f"{base}/AdapterAttributes", {"$filter": "Name eq 'Endpoint'"}),
+            (f"{base}/Runs", {"$filter": "LogLevel eq 'INFO'"}),
+            (f"MessageProcessingLogRuns('{guid}')/RunSteps", {"$filter": "Status eq 'FAILED'"}),
+            (f"{base}/Runs", {"$expand": "RunSteps"}),
+            (f"MessageProcessingLogRuns('{guid}')", {"$expand": "RunSteps"}),
+            (f"{base}/AdapterAttributes", {"$orderby": "Nonsense"}),
+            (f"MessageProcessingLogRuns('{guid}')", {"$top": "1"}),
+            ("FlowLogLevels", {"$filter": "LogLevel eq 'TRACE'"}),
+        ]:
+            r = api.get(path, params=params)
+            assert r.status_code == 400, (path, params, r.status_code, r.text)
+            assert r.json()["error"]["message"]["value"]
