@@ -218,6 +218,8 @@ def test_error_information_is_the_entity_and_its_value_the_text(scenario: Scenar
         assert "Receiver_9/ADDRESS" in text.text
         ok = send(scenario, "Receiver_2").headers["sap_messageprocessinglogid"]
         assert api.get(f"MessageProcessingLogs('{ok}')/ErrorInformation").status_code == 404
+        none = api.get(f"MessageProcessingLogs('{ok}')/ErrorInformation/$value")
+        assert none.status_code == 404 and none.json()["error"]["message"]["value"]
         assert api.get("MessageProcessingLogs('nope')/AdapterAttributes").status_code == 404
 
 

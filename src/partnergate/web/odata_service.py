@@ -369,10 +369,15 @@ class ODataService:
     async def _error_information(
         self, request: ODataRequest, resource: Resource, directory: Unit, as_json: bool
     ) -> ODataResponse:
-        """``MessageProcessingLogs('<guid>')/ErrorInformation/$value``: the error as text."""
+        """``MessageProcessingLogs('<guid>')/ErrorInformation/$value``: the error as text;
+        404 for a message that did not fail, as its ``ErrorInformation`` is."""
         key = resource.key or {}
         await directory.get("MessageProcessingLogs", key)
         text = await self.message_text(str(key["MessageGuid"]))
+        if not text:
+            raise NotFoundError(
+                f"MessageProcessingLog (MessageGuid='{key['MessageGuid']}') has no ErrorInformation"
+            )
         return ODataResponse(
             200, text.encode(), {"Content-Type": "text/plain; charset=utf-8", **DSV}
         )
