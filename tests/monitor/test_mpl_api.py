@@ -323,3 +323,45 @@ def test_options_below_a_log_are_honoured_or_refused(scenario: Scenario) -> None
             r = api.get(path, params=params)
             assert r.status_code == 400, (path, params, r.status_code, r.text)
             assert r.json()["error"]["message"]["value"]
+
+
+def test_filter_and_order_by_the_properties_every_message_has_alike(scenario: Scenario) -> None:
+    """SAP's constant and derived properties (``AlternateWebLink``, the ``Archiving*``
+    fields, the component names) filter and order as they read, never a 500."""
+    guid = send(scenario, "Receiver_2").headers["sap_messageprocessinglogid"]
+    with Api(scenario.server) as api:
+        for expression, hit in [
+            (f"AlternateWebLink eq '/ui/monitor/{guid}'", True),
+            ("startswith(AlternateWebLink, '/ui/monitor/')", True),
+            ("ArchivingStatus eq 'NOT_RELEVANT'", True),
+            ("ArchivingStatus ne 'NOT_RELEVANT'", False),
+            ("ArchivingPersistedMessages eq 'false'", True),
+            ("LocalComponentName eq 'partnergate'", True),
+            ("OriginComponentName eq 'elsewhere'", False),
+            ("PreviousComponentName eq null", True),  # the sender's message started it
+            ("PreviousComponentName eq 'partnergate'", False),
+        ]:
+            found = get(
+                api,
+                "MessageProcessingLogs",
+                **{"$filter": f"MessageGuid eq '{guid}' and ({expression})"},
+            )["results"]
+            assert bool(found) is hit, expression
+        both = f"CorrelationId eq '{guid}'"
+        joined = get(
+            api,
+            "MessageProcessingLogs",
+            **{"$filter": f"{both} and PreviousComponentName eq 'partnergate'"},
+        )["results"]
+        assert [e["IntegrationFlowName"] for e in joined] == ["Receiver 2"]
+        ordered = get(
+            api,
+            "MessageProcessingLogs",
+            **{"$filter": both, "$orderby": "PreviousComponentName desc,AlternateWebLink"},
+        )["results"]
+        assert [e["PreviousComponentName"] for e in ordered] == ["partnergate", None]
+        counted = api.get(
+            "MessageProcessingLogs/$count",
+            params={"$filter": f"{both} and LocalComponentName eq 'partnergate'"},
+        )
+        assert counted.status_code == 200 and counted.text == "2"

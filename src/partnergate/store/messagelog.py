@@ -35,18 +35,24 @@ from typing import Any, cast
 
 from sqlalchemy import (
     DateTime,
+    String,
     Table,
     Text,
+    and_,
     bindparam,
+    case,
     delete,
     func,
+    literal,
     literal_column,
+    null,
     select,
     true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from .. import metrics
 from ..model.entities import MESSAGE_PROCESSING_LOG
@@ -724,6 +730,51 @@ def _with_property(match: PropertyMatch) -> Any:
     return mpl.c.message_guid.in_(select(properties.c.message_guid).where(*condition))
 
 
+COMPONENT = "partnergate"
+"""What SAP's ``LocalComponentName`` and ``OriginComponentName`` name: this runtime."""
+MONITOR_PAGE = "/ui/monitor/"
+"""``AlternateWebLink``: the message's page in our monitor, relative to the server."""
+ALIKE: dict[str, str] = {
+    "ArchivingStatus": "NOT_RELEVANT",
+    "ArchivingSenderChannelMessages": "false",
+    "ArchivingReceiverChannelMessages": "false",
+    "ArchivingLogAttachments": "false",
+    "ArchivingPersistedMessages": "false",
+    "LocalComponentName": COMPONENT,
+    "OriginComponentName": COMPONENT,
+}
+"""SAP's properties that read the same for every message here (nothing is archived)."""
+
+
+def derived(guid: str, correlation: object) -> dict[str, object]:
+    """SAP's properties that no column holds: :data:`ALIKE`, the monitor page, and
+    ``PreviousComponentName`` when the message joined a correlation ID another flow sent."""
+    joined = correlation is not None and correlation != guid
+    return {
+        **ALIKE,
+        "AlternateWebLink": MONITOR_PAGE + guid,
+        "PreviousComponentName": COMPONENT if joined else None,
+    }
+
+
+def _derived_columns() -> dict[str, ColumnElement[Any]]:
+    """:func:`derived` in SQL, so that ``$filter`` and ``$orderby`` read those properties
+    as the entries show them."""
+    out: dict[str, ColumnElement[Any]] = {
+        name: literal(value, String()) for name, value in ALIKE.items()
+    }
+    out["AlternateWebLink"] = literal(MONITOR_PAGE, String()).concat(mpl.c.message_guid)
+    joined = and_(mpl.c.correlation_id.is_not(None), mpl.c.correlation_id != mpl.c.message_guid)
+    out["PreviousComponentName"] = case((joined, literal(COMPONENT, String())), else_=null())
+    return out
+
+
+_LOG_COLUMNS: dict[str, ColumnElement[Any]] = {
+    **columns_of(mpl, MESSAGE_PROCESSING_LOG.property_names),
+    **_derived_columns(),
+}
+
+
 async def list_logs(
     engine: AsyncEngine,
     *,
@@ -736,7 +787,7 @@ async def list_logs(
 ) -> Page:
     """Message processing log entries as entity values, narrowed by ``$filter`` and by
     custom header properties (SAP's ``filterCustomHeaderProperties``)."""
-    cols = dict(columns_of(mpl, MESSAGE_PROCESSING_LOG.property_names))
+    cols = _LOG_COLUMNS
     where = [compile_filter(filter, cols)] if filter is not None else []
     where += [_with_property(m) for m in having]
     query = select(mpl).where(*where)

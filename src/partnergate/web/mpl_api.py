@@ -45,9 +45,6 @@ SETS = tuple(t for t in (*MPL_TYPES, FLOW_LOG_LEVEL))
 """Entity sets this module adds to the service."""
 READ_ONLY = frozenset(t.entity_set for t in MPL_TYPES)
 
-COMPONENT = "partnergate"
-"""What SAP's ``LocalComponentName`` and ``OriginComponentName`` name: this runtime."""
-
 JSON = "application/json"
 DSV = {"DataServiceVersion": "2.0"}
 
@@ -368,23 +365,8 @@ class _Reader:
 
 
 def _complete(row: dict[str, object]) -> dict[str, object]:
-    """SAP's properties that are the same for every message here."""
-    guid = row.get("MessageGuid")
-    row.update(
-        {
-            "AlternateWebLink": f"/ui/monitor/{guid}",
-            "ArchivingStatus": "NOT_RELEVANT",
-            "ArchivingSenderChannelMessages": "false",
-            "ArchivingReceiverChannelMessages": "false",
-            "ArchivingLogAttachments": "false",
-            "ArchivingPersistedMessages": "false",
-            "LocalComponentName": COMPONENT,
-            "OriginComponentName": COMPONENT,
-            "PreviousComponentName": (
-                COMPONENT if row.get("CorrelationId") not in (None, guid) else None
-            ),
-        }
-    )
+    """The entry with SAP's properties that no column holds."""
+    row.update(store.derived(str(row.get("MessageGuid")), row.get("CorrelationId")))
     return row
 
 
