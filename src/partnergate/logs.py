@@ -142,6 +142,8 @@ def configure(level: str, format: str = "text", stream: TextIO | None = None) ->
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # a warning (a flow's script, a library) as a line of this log, not raw on stderr
+    logging.captureWarnings(True)
 
 
 ACCESS = "partnergate.access"

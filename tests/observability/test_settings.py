@@ -6,6 +6,8 @@ import io
 import json
 import logging
 import ssl
+import subprocess
+import sys
 
 import pytest
 
@@ -108,3 +110,18 @@ def test_json_lines_carry_the_message_context_and_tracebacks() -> None:
     assert (first["message_id"], first["flow"], first["partner"]) == ("id-1", "flow A", "Sender_X")
     assert first["level"] == "INFO" and first["logger"] == "partnergate.test-json"
     assert "ValueError: boom" in second["exception"]
+
+
+def test_python_warnings_are_json_lines_too() -> None:
+    """A warning (a flow's script, a library) is a line of the log like any other."""
+    code = (
+        "import warnings\n"
+        "from partnergate import logs\n"
+        "logs.configure('info', 'json')\n"
+        "warnings.warn('a script warns', UserWarning)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [e["logger"] for e in lines] == ["py.warnings"]
+    assert "UserWarning: a script warns" in lines[0]["message"]
