@@ -185,3 +185,33 @@ def test_search_by_message_or_correlation_id(browser: Browser, scenario: Scenari
         tab.get_by_role("button", name="Filter").click()
         expect(tab.locator("#total")).to_have_text("1")
         expect(tab.locator(f"tr[data-guid='{receiver}']")).to_contain_text("Receiver 2")
+
+
+def test_auto_refresh_waits_while_a_filter_is_being_written(
+    browser: Browser, scenario: Scenario
+) -> None:
+    srv = scenario.server
+    with open_tab(browser, srv) as tab:
+        sign_in_tab(tab, *srv.admin)
+        tab.clock.install()
+        tab.goto("/ui/monitor")
+        tab.evaluate("window.loadedOnce = true")
+        field = tab.get_by_label("Message or correlation ID")
+        field.fill("0MX9half")  # the focus stays in the field
+        tab.clock.run_for(40_000)  # past two refreshes
+        expect(field).to_have_value("0MX9half")
+        tab.locator("h1").click()  # elsewhere, the text not yet sent
+        tab.clock.run_for(40_000)
+        expect(field).to_have_value("0MX9half")
+        assert tab.evaluate("window.loadedOnce") is True
+        field.fill("")
+        tab.locator("h1").click()
+        with tab.expect_navigation():
+            tab.clock.run_for(40_000)  # nothing being written: the list reloads
+        assert tab.evaluate("window.loadedOnce") is None
+        tab.evaluate("window.loadedAgain = true")
+        tab.get_by_label("Status", exact=True).select_option("FAILED")  # chosen, not sent
+        tab.locator("h1").click()
+        tab.clock.run_for(40_000)
+        expect(tab.get_by_label("Status", exact=True)).to_have_value("FAILED")
+        assert tab.evaluate("window.loadedAgain") is True
