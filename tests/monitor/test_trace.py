@@ -83,6 +83,10 @@ def test_trace_keeps_bodies_and_headers_with_secrets_masked(scenario: Scenario) 
         assert api.get(f"MessageProcessingLogs('{plain}')").json()["d"]["LogLevel"] == "INFO"
         refused = level(api, SENDER_FLOW, "LOUD")
         assert refused.status_code == 400 and "LogLevel" in refused.text
+        typo = level(api, SENDER_FLOW.lower(), "TRACE")  # no such flow: not silently kept
+        assert typo.status_code == 404 and "deployed flow" in typo.text
+        names = [r["Flow"] for r in api.get("FlowLogLevels").json()["d"]["results"]]
+        assert SENDER_FLOW.lower() not in names
     with sign_in(srv, *srv.admin) as ui:
         page = ui.get(f"/ui/monitor/{guid}").text
         assert page.count("Message before and after this step") == 5

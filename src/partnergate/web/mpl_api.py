@@ -474,6 +474,9 @@ async def _log_levels(
         return reader.entry(FLOW_LOG_LEVEL, row)
     if method not in ("PUT", "PATCH", "MERGE"):
         raise MethodNotAllowed(f"{method} is not allowed on FlowLogLevels; use PUT")
+    deployed = service.flow_names() if service.flow_names is not None else None
+    if deployed is not None and flow not in deployed:
+        raise NotFoundError(f"No deployed flow '{flow}'; FlowLogLevels are set by a flow's name")
     values = service._parse_body(request, FLOW_LOG_LEVEL)
     level = str(values.get("LogLevel") or "").upper()
     if level not in LOG_LEVELS:
