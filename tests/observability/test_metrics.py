@@ -16,6 +16,7 @@ from partnergate.security import pki
 
 from ..conftest import STORE, Api
 from ..tls.conftest import client_context, refused
+from ..ui.conftest import sign_in
 from .conftest import SEND, Metrics, Observed
 
 SENDER_FLOW = "Partner Directory sender"
@@ -145,6 +146,18 @@ def test_authentication_refusals_by_reason(observed: Observed) -> None:
     assert moved(face="api", reason="no_credentials") == 1
     assert moved(face="api", reason="role") == 1
     assert moved(face="api", reason="csrf") == 1
+    # and a UI form, or the sign-in form, sent with a token that is not its session's
+    before = observed.metrics()
+    with sign_in(observed.server, *observed.server.admin) as ui:
+        form = {"csrf": "not-the-token", "kind": "string-parameters", "Pid": "P_csrf"}
+        assert ui.post("/ui/new-partner", data=form).status_code == 403
+    with httpx.Client(base_url=observed.server.url, timeout=30) as stranger:
+        stranger.get("/ui/signin")
+        data = {"name": "x", "password": "y", "csrf": "not-the-token", "next": ""}
+        assert stranger.post("/ui/signin", data=data).status_code == 403
+    after = observed.metrics()
+    assert moved(face="ui", reason="csrf") == 1
+    assert moved(face="sign_in", reason="csrf") == 1
     # the reason words of the log never become label values: no user names
     assert all(observed.basic[0] not in str(labels) for labels in after.labels(name))
 
