@@ -125,3 +125,22 @@ def test_python_warnings_are_json_lines_too() -> None:
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     assert [e["logger"] for e in lines] == ["py.warnings"]
     assert "UserWarning: a script warns" in lines[0]["message"]
+
+
+def test_what_code_prints_is_a_json_line_too() -> None:
+    """With JSON logs a flow script's ``print`` (from any thread) is a line of the log,
+    not a bare line among the JSON ones."""
+    code = (
+        "import threading\n"
+        "from partnergate import logs\n"
+        "logs.configure('info', 'json')\n"
+        "print('from the script', 42)\n"
+        "t = threading.Thread(target=print, args=('two\\nlines',)); t.start(); t.join()\n"
+        "print('no newline yet', end='')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [e["message"] for e in lines] == ["from the script 42", "two", "lines", "no newline yet"]
+    assert {e["logger"] for e in lines} == {"partnergate.stdout"}
