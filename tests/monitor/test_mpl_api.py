@@ -130,6 +130,9 @@ def test_custom_header_properties_from_step_and_script(scenario: Scenario) -> No
         assert [p["Name"] for p in ordered] == ["Buyer", "GLN"]
         one = get(api, f"MessageProcessingLogCustomHeaderProperties('{found[0]['Id']}')")
         assert one["Value"] == number
+    # what the script logs names the message it works on, though it runs on a thread
+    logged = [line for line in scenario.server.log().splitlines() if guid in line]
+    assert any("orders.script: the buyer is kept" in line for line in logged), logged
 
 
 def test_filter_custom_header_properties(scenario: Scenario) -> None:
