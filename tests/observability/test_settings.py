@@ -112,35 +112,33 @@ def test_json_lines_carry_the_message_context_and_tracebacks() -> None:
     assert "ValueError: boom" in second["exception"]
 
 
+def json_log_of(code: str) -> list[dict[str, object]]:
+    """The lines a process that configured JSON logs and then ran ``code`` wrote, each
+    parsed; it printed nothing to stdout."""
+    setup = "from partnergate import logs\nlogs.configure('info', 'json')\n"
+    done = subprocess.run(
+        [sys.executable, "-c", setup + code], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    return [json.loads(line) for line in done.stderr.splitlines()]
+
+
 def test_python_warnings_are_json_lines_too() -> None:
     """A warning (a flow's script, a library) is a line of the log like any other."""
-    code = (
-        "import warnings\n"
-        "from partnergate import logs\n"
-        "logs.configure('info', 'json')\n"
-        "warnings.warn('a script warns', UserWarning)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    lines = json_log_of("import warnings\nwarnings.warn('a script warns', UserWarning)\n")
     assert [e["logger"] for e in lines] == ["py.warnings"]
-    assert "UserWarning: a script warns" in lines[0]["message"]
+    assert "UserWarning: a script warns" in str(lines[0]["message"])
 
 
 def test_what_code_prints_is_a_json_line_too() -> None:
     """With JSON logs a flow script's ``print`` (from any thread) is a line of the log,
     not a bare line among the JSON ones."""
-    code = (
+    lines = json_log_of(
         "import threading\n"
-        "from partnergate import logs\n"
-        "logs.configure('info', 'json')\n"
         "print('from the script', 42)\n"
         "t = threading.Thread(target=print, args=('two\\nlines',)); t.start(); t.join()\n"
         "print('no newline yet', end='')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == ""
-    lines = [json.loads(line) for line in done.stderr.splitlines()]
     assert [e["message"] for e in lines] == ["from the script 42", "two", "lines", "no newline yet"]
     assert {e["logger"] for e in lines} == {"partnergate.stdout"}
