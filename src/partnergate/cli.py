@@ -152,6 +152,11 @@ def main(ctx: click.Context, config: str | None, db: str | None) -> None:
     help="Open connections per listener, more are refused; default 'auto' (from ulimit -n).",
 )
 @click.option(
+    "--metrics-http",
+    metavar="HOST:PORT",
+    help="A listener of its own for /metrics (no credentials there) and the probes.",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     help="Server log lines as text (default) or one JSON object per line.",
@@ -178,6 +183,7 @@ def serve(
     max_header_bytes: int | None,
     body_timeout: int | None,
     max_connections: str | None,
+    metrics_http: str | None,
     log_format: str | None,
     workers: str | None,
 ) -> None:
@@ -203,6 +209,7 @@ def serve(
         "max_header_bytes": max_header_bytes,
         "body_timeout": body_timeout,
         "max_connections": max_connections,
+        "metrics_http": metrics_http,
         "log_format": log_format,
         "workers": workers,
     }

@@ -105,6 +105,10 @@ class Settings:
     """``role``: ``/metrics`` needs a user or client with ``metrics_role`` or the Partner
     Directory administrator role; ``none``: anyone who reaches the port may read it."""
     metrics_role: str = "partnergate.Monitoring"
+    metrics_http: str | None = None
+    """HOST:PORT of a plain HTTP listener of its own for the scraper: ``/metrics`` there
+    needs no credentials, ``/health`` and ``/ready`` answer as elsewhere, and every other
+    path is 404. The other listeners keep ``metrics_auth``."""
     drain_seconds: int = 0
     """Seconds the server keeps serving after SIGTERM with ``/ready`` answering 503, so a
     load balancer stops sending before the listeners close."""
@@ -115,7 +119,8 @@ class Settings:
     trace_hours: int = 24
     """Hours the bodies and headers of a traced message are kept (its step lines stay)."""
     trace_max_bytes: int = 100 * 1024 * 1024
-    """Bytes of traces kept at most, over all messages; beyond, the oldest go first."""
+    """Bytes of traces kept at most, over all messages; beyond, the oldest go first (checked
+    hourly, and whenever a node has written a quarter of this since it last checked)."""
     trace_max_body: int = 256 * 1024
     """Bytes of a body one traced step keeps, before and after it."""
     workers: int | None = None
@@ -220,7 +225,7 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"setting 'log_format' must be 'text' or 'json', got {value!r}")
     if name == "metrics_auth" and value not in ("role", "none"):
         raise ConfigError(f"setting 'metrics_auth' must be 'role' or 'none', got {value!r}")
-    if name == "http" and value in ("", "off", "none"):
+    if name in ("http", "metrics_http") and value in ("", "off", "none"):
         return None
     return value
 

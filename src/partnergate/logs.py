@@ -142,6 +142,42 @@ def configure(level: str, format: str = "text", stream: TextIO | None = None) ->
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # a warning (a flow's script, a library) as a line of this log, not raw on stderr
+    logging.captureWarnings(True)
+    if format == "json" and stream is None and not isinstance(sys.stdout, PrintedLines):
+        sys.stdout = PrintedLines(logging.getLogger("partnergate.stdout"))
+
+
+class PrintedLines:
+    """``sys.stdout`` of a server that logs JSON: each line code prints (a flow's script
+    debugging) becomes a line of the log, so that every line a collector reads is JSON.
+    A line is complete at its newline, in the thread that printed it."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self._pending = threading.local()
+
+    def write(self, text: str) -> int:
+        *lines, rest = (getattr(self._pending, "text", "") + text).split("\n")
+        self._pending.text = rest
+        for line in lines:
+            self.logger.info("%s", line)
+        return len(text)
+
+    def flush(self) -> None:
+        rest = getattr(self._pending, "text", "")
+        if rest:
+            self._pending.text = ""
+            self.logger.info("%s", rest)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
 
 
 ACCESS = "partnergate.access"

@@ -338,13 +338,18 @@ def counted_refusals(face: str) -> Callable[[Callable[P, Awaitable[T]]], Callabl
             decision = await check(*args, **kwargs)
             reason = getattr(decision, "reason", None)
             if reason is not None:
-                status = getattr(decision, "status", 0)
-                _refusals.add((face, refusal_reason(status, reason)))
+                refusal(face, getattr(decision, "status", 0), reason)
             return decision
 
         return counted
 
     return decorate
+
+
+def refusal(face: str, status: int, reason: str) -> None:
+    """The security gate refused a request on ``face`` (a refusal outside its faces, such
+    as a write without its CSRF token)."""
+    _refusals.add((face, refusal_reason(status, reason)))
 
 
 def directory_cache(hit: bool) -> None:

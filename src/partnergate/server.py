@@ -60,7 +60,7 @@ from .store.siblings import FLUSH_SIGNAL, SYNC_SIGNAL, Siblings
 from .store.siblings import current as current_siblings
 from .web.app import create_app
 from .web.client_cert import CertificateTrust
-from .web.operating import start_draining
+from .web.operating import MetricsOnly, start_draining
 
 __all__ = [
     "Gate",
@@ -741,11 +741,15 @@ class Listener:
     host: str
     port: int
     tls: TLSContexts | None = None
+    metrics_only: bool = False
+    """The scraper's listener (``metrics_http``): ``/metrics`` and the probes, nothing else."""
 
     def describe(self, sock: socket.socket) -> str:
         port = sock.getsockname()[1]
         host = f"[{self.host}]" if ":" in self.host else self.host
         url = f"{'https' if self.tls else 'http'}://{host}:{port}"
+        if self.metrics_only:
+            return f"{url} (/metrics without credentials, the probes)"
         if self.tls is None:
             return url
         settings = self.tls.settings
@@ -762,6 +766,9 @@ def listeners(settings: Settings) -> list[Listener]:
         found.append(Listener(*split_host_port(settings.https, "--https"), TLSContexts(settings)))
     if not found:
         raise ConfigError("no listener: give --http HOST:PORT and/or --https HOST:PORT")
+    if settings.metrics_http:
+        host, port = split_host_port(settings.metrics_http, "--metrics-http")
+        found.append(Listener(host, port, metrics_only=True))
     return found
 
 
@@ -769,7 +776,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, listener: Listener) -> List
     """uvicorn's settings for a listener. No TLS here: the listener's :class:`Gate` does the
     handshake, so that a connection over the cap costs no TLS work."""
     return ListenerConfig(
-        _ClientGone(app),
+        _ClientGone(MetricsOnly(app) if listener.metrics_only else app),
         host=listener.host,
         port=listener.port,
         log_level=settings.log_level,

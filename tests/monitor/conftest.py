@@ -36,8 +36,12 @@ steps:
 """
 
 KEYS_SCRIPT = """\
+import logging
+
+
 def process(message, pd):
     message.message_log.add_custom_header_property("Buyer", "ACME Corp")
+    logging.getLogger("orders.script").warning("the buyer is kept")
 """
 
 

@@ -18,6 +18,7 @@ from partnergate.runtime.messagelog import COMPLETED, MessageLogEntry, utcnow
 from partnergate.store import database
 from partnergate.store.messagelog import StoreMessageLog
 
+from ..conftest import Api
 from ..ui.conftest import chromium, open_tab, run_async, shot, sign_in_tab
 from .conftest import Scenario, order, send
 
@@ -160,3 +161,57 @@ def test_failed_row_names_receiver_and_error_and_refresh_pauses(
         tab.get_by_label("Log level", exact=True).select_option("INFO")
         tab.get_by_role("button", name="Set log level").click()
         expect(tab.locator("#flow-level")).to_have_text("INFO")
+
+
+def test_search_by_message_or_correlation_id(browser: Browser, scenario: Scenario) -> None:
+    sender = send(scenario, "Receiver_2").headers["sap_messageprocessinglogid"]
+    with Api(scenario.server) as api:
+        correlation = api.get(f"MessageProcessingLogs('{sender}')").json()["d"]["CorrelationId"]
+        joined = api.get(
+            "MessageProcessingLogs", params={"$filter": f"CorrelationId eq '{correlation}'"}
+        ).json()["d"]["results"]
+    receiver = next(e["MessageGuid"] for e in joined if e["MessageGuid"] != sender)
+    srv = scenario.server
+    with open_tab(browser, srv) as tab:
+        sign_in_tab(tab, *srv.admin)
+        tab.goto("/ui/monitor")
+        field = tab.get_by_label("Message or correlation ID")
+        field.fill(correlation)
+        tab.get_by_role("button", name="Filter").click()
+        expect(tab).to_have_url(re.compile(rf"id={correlation}"))
+        expect(tab.locator("#total")).to_have_text("2")  # the sender's and the receiver's
+        expect(tab.locator(f"tr[data-guid='{receiver}']")).to_be_visible()
+        tab.get_by_label("Message or correlation ID").fill(receiver)
+        tab.get_by_role("button", name="Filter").click()
+        expect(tab.locator("#total")).to_have_text("1")
+        expect(tab.locator(f"tr[data-guid='{receiver}']")).to_contain_text("Receiver 2")
+
+
+def test_auto_refresh_waits_while_a_filter_is_being_written(
+    browser: Browser, scenario: Scenario
+) -> None:
+    srv = scenario.server
+    with open_tab(browser, srv) as tab:
+        sign_in_tab(tab, *srv.admin)
+        tab.clock.install()
+        tab.goto("/ui/monitor")
+        tab.evaluate("window.loadedOnce = true")
+        field = tab.get_by_label("Message or correlation ID")
+        field.fill("0MX9half")  # the focus stays in the field
+        tab.clock.run_for(40_000)  # past two refreshes
+        expect(field).to_have_value("0MX9half")
+        tab.locator("h1").click()  # elsewhere, the text not yet sent
+        tab.clock.run_for(40_000)
+        expect(field).to_have_value("0MX9half")
+        assert tab.evaluate("window.loadedOnce") is True
+        field.fill("")
+        tab.locator("h1").click()
+        with tab.expect_navigation():
+            tab.clock.run_for(40_000)  # nothing being written: the list reloads
+        assert tab.evaluate("window.loadedOnce") is None
+        tab.evaluate("window.loadedAgain = true")
+        tab.get_by_label("Status", exact=True).select_option("FAILED")  # chosen, not sent
+        tab.locator("h1").click()
+        tab.clock.run_for(40_000)
+        expect(tab.get_by_label("Status", exact=True)).to_have_value("FAILED")
+        assert tab.evaluate("window.loadedAgain") is True

@@ -130,6 +130,9 @@ def test_custom_header_properties_from_step_and_script(scenario: Scenario) -> No
         assert [p["Name"] for p in ordered] == ["Buyer", "GLN"]
         one = get(api, f"MessageProcessingLogCustomHeaderProperties('{found[0]['Id']}')")
         assert one["Value"] == number
+    # what the script logs names the message it works on, though it runs on a thread
+    logged = [line for line in scenario.server.log().splitlines() if guid in line]
+    assert any("orders.script: the buyer is kept" in line for line in logged), logged
 
 
 def test_filter_custom_header_properties(scenario: Scenario) -> None:
@@ -218,6 +221,8 @@ def test_error_information_is_the_entity_and_its_value_the_text(scenario: Scenar
         assert "Receiver_9/ADDRESS" in text.text
         ok = send(scenario, "Receiver_2").headers["sap_messageprocessinglogid"]
         assert api.get(f"MessageProcessingLogs('{ok}')/ErrorInformation").status_code == 404
+        none = api.get(f"MessageProcessingLogs('{ok}')/ErrorInformation/$value")
+        assert none.status_code == 404 and none.json()["error"]["message"]["value"]
         assert api.get("MessageProcessingLogs('nope')/AdapterAttributes").status_code == 404
 
 
@@ -282,3 +287,84 @@ def test_metadata_declares_the_new_types_and_navigation(scenario: Scenario) -> N
 def test_logs_stay_read_only(scenario: Scenario, path: str) -> None:
     with Api(scenario.server) as api:
         assert api.post(path, json={"Name": "a", "Value": "b"}).status_code == 405
+
+
+def test_options_below_a_log_are_honoured_or_refused(scenario: Scenario) -> None:
+    """A message's few related entries take ``$orderby``, ``$skip``, ``$top`` and
+    ``$inlinecount``; what is not offered there is 400, never silently ignored."""
+    guid = order(scenario, f"PO-{time.time_ns()}")
+    base = f"MessageProcessingLogs('{guid}')"
+    with Api(scenario.server) as api:
+        names = [a["Name"] for a in get(api, f"{base}/AdapterAttributes")["results"]]
+        assert len(names) == 4
+        paged = get(
+            api,
+            f"{base}/AdapterAttributes",
+            **{"$orderby": "Name desc", "$skip": "1", "$top": "2", "$inlinecount": "allpages"},
+        )
+        assert [a["Name"] for a in paged["results"]] == sorted(names, reverse=True)[1:3]
+        assert int(paged["__count"]) == 4
+        counted = get(api, f"{base}/CustomHeaderProperties", **{"$inlinecount": "allpages"})
+        assert int(counted["__count"]) == 2  # OrderNumber and Buyer: this order has no GLN
+        steps = get(
+            api,
+            f"MessageProcessingLogRuns('{guid}')/RunSteps",
+            **{"$orderby": "ChildCount desc", "$top": "2"},
+        )["results"]
+        assert [s["ChildCount"] for s in steps] == [3, 2]
+        assert len(get(api, f"{base}/Runs", **{"$top": "0"})["results"]) == 0
+        for path, params in [
+            (f"{base}/AdapterAttributes", {"$filter": "Name eq 'Endpoint'"}),
+            (f"{base}/Runs", {"$filter": "LogLevel eq 'INFO'"}),
+            (f"MessageProcessingLogRuns('{guid}')/RunSteps", {"$filter": "Status eq 'FAILED'"}),
+            (f"{base}/Runs", {"$expand": "RunSteps"}),
+            (f"MessageProcessingLogRuns('{guid}')", {"$expand": "RunSteps"}),
+            (f"{base}/AdapterAttributes", {"$orderby": "Nonsense"}),
+            (f"MessageProcessingLogRuns('{guid}')", {"$top": "1"}),
+            ("FlowLogLevels", {"$filter": "LogLevel eq 'TRACE'"}),
+        ]:
+            r = api.get(path, params=params)
+            assert r.status_code == 400, (path, params, r.status_code, r.text)
+            assert r.json()["error"]["message"]["value"]
+
+
+def test_filter_and_order_by_the_properties_every_message_has_alike(scenario: Scenario) -> None:
+    """SAP's constant and derived properties (``AlternateWebLink``, the ``Archiving*``
+    fields, the component names) filter and order as they read, never a 500."""
+    guid = send(scenario, "Receiver_2").headers["sap_messageprocessinglogid"]
+    with Api(scenario.server) as api:
+        for expression, hit in [
+            (f"AlternateWebLink eq '/ui/monitor/{guid}'", True),
+            ("startswith(AlternateWebLink, '/ui/monitor/')", True),
+            ("ArchivingStatus eq 'NOT_RELEVANT'", True),
+            ("ArchivingStatus ne 'NOT_RELEVANT'", False),
+            ("ArchivingPersistedMessages eq 'false'", True),
+            ("LocalComponentName eq 'partnergate'", True),
+            ("OriginComponentName eq 'elsewhere'", False),
+            ("PreviousComponentName eq null", True),  # the sender's message started it
+            ("PreviousComponentName eq 'partnergate'", False),
+        ]:
+            found = get(
+                api,
+                "MessageProcessingLogs",
+                **{"$filter": f"MessageGuid eq '{guid}' and ({expression})"},
+            )["results"]
+            assert bool(found) is hit, expression
+        both = f"CorrelationId eq '{guid}'"
+        joined = get(
+            api,
+            "MessageProcessingLogs",
+            **{"$filter": f"{both} and PreviousComponentName eq 'partnergate'"},
+        )["results"]
+        assert [e["IntegrationFlowName"] for e in joined] == ["Receiver 2"]
+        ordered = get(
+            api,
+            "MessageProcessingLogs",
+            **{"$filter": both, "$orderby": "PreviousComponentName desc,AlternateWebLink"},
+        )["results"]
+        assert [e["PreviousComponentName"] for e in ordered] == ["partnergate", None]
+        counted = api.get(
+            "MessageProcessingLogs/$count",
+            params={"$filter": f"{both} and LocalComponentName eq 'partnergate'"},
+        )
+        assert counted.status_code == 200 and counted.text == "2"

@@ -5,7 +5,9 @@ minutes as SAP's does, and traces bounded by age and size."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -81,6 +83,10 @@ def test_trace_keeps_bodies_and_headers_with_secrets_masked(scenario: Scenario) 
         assert api.get(f"MessageProcessingLogs('{plain}')").json()["d"]["LogLevel"] == "INFO"
         refused = level(api, SENDER_FLOW, "LOUD")
         assert refused.status_code == 400 and "LogLevel" in refused.text
+        typo = level(api, SENDER_FLOW.lower(), "TRACE")  # no such flow: not silently kept
+        assert typo.status_code == 404 and "deployed flow" in typo.text
+        names = [r["Flow"] for r in api.get("FlowLogLevels").json()["d"]["results"]]
+        assert SENDER_FLOW.lower() not in names
     with sign_in(srv, *srv.admin) as ui:
         page = ui.get(f"/ui/monitor/{guid}").text
         assert page.count("Message before and after this step") == 5
@@ -106,19 +112,19 @@ def test_trace_ends_after_ten_minutes() -> None:
     assert levels.level_of("f", start + timedelta(days=3)) == NONE
 
 
+def traced(guid: str, at: datetime) -> MessageLogEntry:
+    """A message of one step at ``TRACE`` with a body of 1000 bytes: about 2 KB of trace."""
+    taken = snapshot({"Content-Type": "text/plain"}, b"x" * 1000, (), 10_000)
+    step = RunStep(1, "step 1", "set", at, 0, 5, "COMPLETED", "", None, taken, taken)
+    return MessageLogEntry(guid, "f", "/http/f", "COMPLETED", at, at, steps=(step,))
+
+
 def test_traces_are_bounded_by_age_and_size(store_url: str) -> None:
     async def main() -> None:
         engine = database.create_engine(store_url)
         await database.upgrade(engine)
         log = StoreMessageLog(engine, trace_hours=1, trace_max_bytes=5000)
         now = utcnow()
-        body = b"x" * 1000
-
-        def traced(guid: str, at: datetime) -> MessageLogEntry:
-            taken = snapshot({"Content-Type": "text/plain"}, body, (), 10_000)
-            step = RunStep(1, "step 1", "set", at, 0, 5, "COMPLETED", "", None, taken, taken)
-            return MessageLogEntry(guid, "f", "/http/f", "COMPLETED", at, at, steps=(step,))
-
         old = new_message_id()
         await log.finished(traced(old, now - timedelta(hours=2)))
         fresh = [new_message_id() for _ in range(4)]
@@ -132,6 +138,37 @@ def test_traces_are_bounded_by_age_and_size(store_url: str) -> None:
         kept = [(await read_steps(engine, g))[0]["trace"] is not None for g in fresh]
         assert kept == [False, False, True, True]  # the newest within 5000 bytes
         assert (await read_steps(engine, old))[0]["step_id"] == "step 1"  # the line stays
+        log.close()
+        await engine.dispose()
+
+    asyncio.run(main())
+
+
+def test_the_size_bound_holds_between_the_hourly_purges(store_url: str) -> None:
+    """A busy traced flow writes far more than ``trace_max_bytes`` in an hour: the log
+    drops the oldest traces as it writes, not only at the hourly housekeeping."""
+
+    async def main() -> None:
+        engine = database.create_engine(store_url)
+        await database.upgrade(engine)
+        log = StoreMessageLog(engine, interval=0.02, trace_max_bytes=5000)
+        writing = asyncio.create_task(log.run())
+        at = utcnow() + timedelta(days=2)  # the newest traces of the shared store
+        guids = [new_message_id() for _ in range(8)]
+        try:
+            for n, guid in enumerate(guids):
+                await log.finished(traced(guid, at + timedelta(minutes=n)))
+                await asyncio.sleep(0.05)
+            deadline = time.monotonic() + 10
+            while (await read_steps(engine, guids[0]))[0]["trace"] is not None:
+                assert time.monotonic() < deadline, "the oldest trace was never dropped"
+                await asyncio.sleep(0.05)
+        finally:
+            writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writing
+        kept = [(await read_steps(engine, g))[0]["trace"] is not None for g in guids]
+        assert kept[-2:] == [True, True] and not any(kept[:-3]), kept
         log.close()
         await engine.dispose()
 

@@ -1,5 +1,6 @@
 """One real server for the operator's view: the seed's flows over HTTP, a TLS listener,
-JSON logs and the access log on; a monitoring user who may read ``/metrics``."""
+a listener for the scraper, JSON logs and the access log on; a monitoring user who may
+read ``/metrics``."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class Observed:
     https_port: int
     basic: tuple[str, str]
     monitor: tuple[str, str]
+    scraper_url: str
+    """The listener of its own for ``/metrics`` (setting ``metrics_http``)."""
 
     def metrics(self) -> Metrics:
         r = httpx.get(self.server.url + "/metrics", auth=self.monitor, timeout=30)
@@ -69,8 +72,9 @@ def observed(
     store_url: str,
     made: SimpleNamespace,  # noqa: F811
 ) -> Iterator[Observed]:
-    https_port = free_port()
+    https_port, scraper_port = free_port(), free_port()
     env = {
+        "PARTNERGATE_METRICS_HTTP": f"127.0.0.1:{scraper_port}",
         "PARTNERGATE_FLOWS": str(EXAMPLES),
         "PARTNERGATE_HTTPS": f"127.0.0.1:{https_port}",
         "PARTNERGATE_TLS_CERT": str(made.server.cert_path),
@@ -102,6 +106,6 @@ def observed(
             assert (
                 api.post("AuthorizedUsers", json={"User": basic[0], "Pid": "Sender_OBS"})
             ).status_code == 201
-        yield Observed(srv, https_port, basic, monitor)
+        yield Observed(srv, https_port, basic, monitor, f"http://127.0.0.1:{scraper_port}")
     finally:
         stop_server(srv)

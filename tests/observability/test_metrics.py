@@ -16,7 +16,8 @@ from partnergate.security import pki
 
 from ..conftest import STORE, Api
 from ..tls.conftest import client_context, refused
-from .conftest import Metrics, Observed
+from ..ui.conftest import sign_in
+from .conftest import SEND, Metrics, Observed
 
 SENDER_FLOW = "Partner Directory sender"
 
@@ -38,6 +39,31 @@ def test_metrics_need_the_monitoring_or_admin_role(observed: Observed) -> None:
     assert httpx.get(url, auth=observed.basic).status_code == 403  # a sender, no role
     assert httpx.get(url, auth=observed.server.admin).status_code == 200
     assert httpx.get(url, auth=observed.monitor).status_code == 200
+
+
+def test_a_listener_of_its_own_for_the_scraper(observed: Observed) -> None:
+    """``metrics_http``: the scraper reads ``/metrics`` there without credentials, and
+    that port opens nothing else to anyone."""
+    scraper = observed.scraper_url
+    r = httpx.get(scraper + "/metrics", timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert Metrics(r.text).labels("partnergate_open_connections")
+    assert httpx.get(scraper + "/ready", timeout=10).json() == {"status": "ready"}
+    assert httpx.get(scraper + "/health", timeout=10).status_code == 200
+    admin = observed.server.admin
+    for path in ("/api/v1/Partners", "/api/v1/$metadata", "/ui/", "/whoami", "/metrics/"):
+        assert httpx.get(scraper + path, auth=admin, timeout=10).status_code == 404, path
+    message = httpx.post(
+        scraper + SEND,
+        content=b"<Message><Receiver>Receiver_1</Receiver></Message>",
+        headers={"Content-Type": "text/xml"},
+        auth=observed.basic,
+        timeout=10,
+    )
+    assert message.status_code == 404
+    # the other listeners still ask for the role
+    assert httpx.get(observed.server.url + "/metrics", timeout=10).status_code == 401
 
 
 def test_messages_by_flow_and_status(observed: Observed) -> None:
@@ -103,6 +129,13 @@ def test_authentication_refusals_by_reason(observed: Observed) -> None:
     assert observed.send("Receiver_1", auth=("nobody_here", "not-it")).status_code == 401
     assert httpx.get(observed.server.api + "/Partners").status_code == 401
     assert httpx.get(observed.server.api + "/Partners", auth=observed.basic).status_code == 403
+    no_token = httpx.post(
+        observed.server.api + "/Partners",
+        json={"Pid": "Never_created"},
+        headers={"Accept": "application/json"},
+        auth=observed.server.admin,
+    )
+    assert no_token.status_code == 403 and no_token.headers["x-csrf-token"] == "Required"
     after = observed.metrics()
 
     def moved(**labels: str) -> float:
@@ -112,6 +145,19 @@ def test_authentication_refusals_by_reason(observed: Observed) -> None:
     assert moved(face="sender", reason="unknown_account") == 1
     assert moved(face="api", reason="no_credentials") == 1
     assert moved(face="api", reason="role") == 1
+    assert moved(face="api", reason="csrf") == 1
+    # and a UI form, or the sign-in form, sent with a token that is not its session's
+    before = observed.metrics()
+    with sign_in(observed.server, *observed.server.admin) as ui:
+        form = {"csrf": "not-the-token", "kind": "string-parameters", "Pid": "P_csrf"}
+        assert ui.post("/ui/new-partner", data=form).status_code == 403
+    with httpx.Client(base_url=observed.server.url, timeout=30) as stranger:
+        stranger.get("/ui/signin")
+        data = {"name": "x", "password": "y", "csrf": "not-the-token", "next": ""}
+        assert stranger.post("/ui/signin", data=data).status_code == 403
+    after = observed.metrics()
+    assert moved(face="ui", reason="csrf") == 1
+    assert moved(face="sign_in", reason="csrf") == 1
     # the reason words of the log never become label values: no user names
     assert all(observed.basic[0] not in str(labels) for labels in after.labels(name))
 

@@ -6,11 +6,14 @@ import io
 import json
 import logging
 import ssl
+import subprocess
+import sys
 
 import pytest
 
 from partnergate import logs, metrics
 from partnergate.config import ConfigError, load_settings
+from partnergate.server import listeners
 
 
 def settings(**values: object):  # type: ignore[no-untyped-def]
@@ -50,6 +53,18 @@ def test_good_values() -> None:
         5,
         True,
     )
+
+
+def test_the_scraper_s_listener_is_a_setting() -> None:
+    assert settings().metrics_http is None
+    assert settings(metrics_http="off").metrics_http is None
+    found = listeners(settings(metrics_http="0.0.0.0:9464"))
+    assert [(item.host, item.port, item.metrics_only) for item in found] == [
+        ("127.0.0.1", 8080, False),
+        ("0.0.0.0", 9464, True),
+    ]
+    with pytest.raises(ConfigError, match="--metrics-http must be HOST:PORT"):
+        listeners(settings(metrics_http="9464"))
 
 
 def test_refusal_reasons_fold_into_few_words() -> None:
@@ -95,3 +110,35 @@ def test_json_lines_carry_the_message_context_and_tracebacks() -> None:
     assert (first["message_id"], first["flow"], first["partner"]) == ("id-1", "flow A", "Sender_X")
     assert first["level"] == "INFO" and first["logger"] == "partnergate.test-json"
     assert "ValueError: boom" in second["exception"]
+
+
+def json_log_of(code: str) -> list[dict[str, object]]:
+    """The lines a process that configured JSON logs and then ran ``code`` wrote, each
+    parsed; it printed nothing to stdout."""
+    setup = "from partnergate import logs\nlogs.configure('info', 'json')\n"
+    done = subprocess.run(
+        [sys.executable, "-c", setup + code], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    return [json.loads(line) for line in done.stderr.splitlines()]
+
+
+def test_python_warnings_are_json_lines_too() -> None:
+    """A warning (a flow's script, a library) is a line of the log like any other."""
+    lines = json_log_of("import warnings\nwarnings.warn('a script warns', UserWarning)\n")
+    assert [e["logger"] for e in lines] == ["py.warnings"]
+    assert "UserWarning: a script warns" in str(lines[0]["message"])
+
+
+def test_what_code_prints_is_a_json_line_too() -> None:
+    """With JSON logs a flow script's ``print`` (from any thread) is a line of the log,
+    not a bare line among the JSON ones."""
+    lines = json_log_of(
+        "import threading\n"
+        "print('from the script', 42)\n"
+        "t = threading.Thread(target=print, args=('two\\nlines',)); t.start(); t.join()\n"
+        "print('no newline yet', end='')\n"
+    )
+    assert [e["message"] for e in lines] == ["from the script 42", "two", "lines", "no newline yet"]
+    assert {e["logger"] for e in lines} == {"partnergate.stdout"}

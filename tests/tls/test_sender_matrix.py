@@ -124,6 +124,26 @@ def test_sender_cert_over_tls_and_through_the_proxy(setup: Setup) -> None:
     assert r.text == "<Content>Receiver_1 greets Sender_CERT</Content>"
 
 
+def test_adapter_attributes_name_the_certificate(setup: Setup) -> None:
+    """SAP's ``AdapterAttributes`` of a message: what the sender adapter saw of the
+    certificate, over the TLS listener and through the trusted proxy alike."""
+    cert = setup.made.good.certificate
+    subject, issuer = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+    direct = over_tls(setup, setup.made.good)
+    proxied = via(setup, PROXY, forwarded(setup.made.good))
+    with Api(setup.server) as api:
+        for response, client_ip in ((direct, "127.0.0.1"), (proxied, PROXY)):
+            assert response.status_code == 200, response.text
+            guid = response.headers["sap_messageprocessinglogid"]
+            found = api.get(f"MessageProcessingLogs('{guid}')/AdapterAttributes")
+            seen = {a["Name"]: a["Value"] for a in found.json()["d"]["results"]}
+            assert seen["AuthenticationKind"] == "certificate"
+            assert seen["CertificateSubject"] == subject
+            assert seen["CertificateIssuer"] == issuer
+            assert seen["AuthenticatedUser"] == "user_for_sender_cert"
+            assert seen["ClientIp"] == client_ip
+
+
 def test_whoami_explains_the_certificate(setup: Setup) -> None:
     me = over_tls(setup, setup.made.good, "/whoami").json()
     assert me["authenticated"] and me["user"] == "user_for_sender_cert"

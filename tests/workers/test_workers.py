@@ -24,7 +24,7 @@ import aiohttp
 import httpx
 import pytest
 
-from ..conftest import Api, Server, start_server, stop_process, stop_server
+from ..conftest import Api, Server, free_port, start_server, stop_process, stop_server
 from ..flows.test_sender_flow import EXAMPLES, SEND, message
 
 ROLE = "workers.send"
@@ -59,6 +59,8 @@ class Pair:
     sender: tuple[str, str]
     ping: str
     """The endpoint of a flow that only replies, of this module alone."""
+    scraper_url: str
+    """The listener of its own for ``/metrics`` (``metrics_http``)."""
 
 
 def workers_of(pid: int) -> list[int]:
@@ -101,9 +103,13 @@ def pair(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterator[P
     shutil.copytree(EXAMPLES, flows, ignore=shutil.ignore_patterns("*.md", "*.sh"))
     name = uuid.uuid4().hex[:8]
     (flows / "ping.yaml").write_text(PING.format(name=name))
-    server = start_server(
-        tmp, store_url, {"PARTNERGATE_FLOWS": str(flows), "PARTNERGATE_WORKERS": "2"}
-    )
+    scraper_url = f"http://127.0.0.1:{free_port()}"
+    env = {
+        "PARTNERGATE_FLOWS": str(flows),
+        "PARTNERGATE_WORKERS": "2",
+        "PARTNERGATE_METRICS_HTTP": scraper_url.removeprefix("http://"),
+    }
+    server = start_server(tmp, store_url, env)
     try:
         sender = ("workers_sender", secrets.token_urlsafe(10))
         server.add_user(*sender, ROLE)
@@ -128,7 +134,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterator[P
                     "Password": receiver,
                 },
             ).is_success
-        yield Pair(server, flows, sender, f"/http/ping_{name}")
+        yield Pair(server, flows, sender, f"/http/ping_{name}", scraper_url)
     finally:
         stop_server(server)
 
@@ -219,6 +225,31 @@ def test_one_scrape_counts_what_every_worker_did(pair: Pair) -> None:
         # no waiting: the scrape asks the other worker for what it holds
         assert count(0) == before + 4
         assert count(1) == before + 4
+    finally:
+        for client in [*scrapers.values(), *apis.values()]:
+            client.close()
+
+
+def test_every_worker_serves_the_scraper_s_listener(pair: Pair) -> None:
+    """``metrics_http`` with workers: whichever worker the scraper's connection reaches
+    answers for both, without credentials."""
+    scrapers = pinned(pair.scraper_url)
+    apis = {n: pinned_api(pair.server, n) for n in (0, 1)}
+    wanted = 'partnergate_api_requests_total{entity_set="Partners",method="GET",status="200"}'
+
+    def count(worker: int) -> float:
+        answer = scrapers[worker].get("/metrics")
+        assert answer.status_code == 200, answer.text
+        found = [line for line in answer.text.splitlines() if line.startswith(wanted)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    try:
+        before = count(0)
+        assert apis[1].get("Partners", params={"$top": "1"}).status_code == 200
+        assert apis[0].get("Partners", params={"$top": "1"}).status_code == 200
+        assert count(0) == before + 2
+        assert count(1) == before + 2
+        assert scrapers[1].get("/api/v1/Partners", auth=pair.server.admin).status_code == 404
     finally:
         for client in [*scrapers.values(), *apis.values()]:
             client.close()

@@ -272,12 +272,22 @@ class Gate:
         bearer = allowed.principal.method is AuthMethod.BEARER
         if (bearer and not self.policy.csrf_for_bearer) or self.csrf_ok(allowed.session_id, token):
             return None
-        return Refused(
+        refused = Refused(
             403,
             "CSRF token missing or wrong",
             "CSRF token validation failed; fetch a token with a GET and the header "
             "'X-CSRF-Token: Fetch', then send it with the session cookie",
         )
+        metrics.refusal("api", refused.status, refused.reason)
+        return refused
+
+    def form_csrf_ok(self, face: str, session_id: str | None, token: str | None) -> bool:
+        """A UI form's token (``face``: ``ui`` or ``sign_in``); a wrong one counts as a
+        refusal with reason ``csrf``, as an API write's does."""
+        if self.csrf_ok(session_id, token):
+            return True
+        metrics.refusal(face, 403, "CSRF token missing or wrong")
+        return False
 
     def csrf_ok(self, session_id: str | None, token: str | None) -> bool:
         if not session_id or not token or not well_formed(session_id):

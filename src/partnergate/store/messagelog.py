@@ -31,22 +31,28 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     DateTime,
+    String,
     Table,
     Text,
+    and_,
     bindparam,
+    case,
     delete,
     func,
+    literal,
     literal_column,
+    null,
     select,
     true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from .. import metrics
 from ..model.entities import MESSAGE_PROCESSING_LOG
@@ -85,6 +91,10 @@ CUSTOM = "CUSTOM"
 ADAPTER = "ADAPTER"
 TRACE_HOURS = 24
 TRACE_MAX_BYTES = 100 * 1024 * 1024
+TRACE_PURGE_SHARE = 4
+"""Traces this node wrote since its last purge that start another: a quarter of
+``trace_max_bytes``, so the bound holds between the hourly purges (within a quarter more
+per node) however busy a traced flow is."""
 
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
@@ -427,6 +437,8 @@ class StoreMessageLog:
         """The other workers of this server, told when entries wait here (``serve``
         with several workers)."""
         self._told_waiting = False
+        self.trace_written = 0
+        """Bytes of traces written since the last :meth:`purge_traces`."""
 
     async def started(self, entry: MessageLogEntry) -> None:
         await self._put(entry)
@@ -477,6 +489,7 @@ class StoreMessageLog:
     async def _write(self, batch: list[MessageLogEntry]) -> None:
         if self._sqlite_path is None:
             children = _children(batch)
+            self._count_traces(children)
             async with begin(self.engine) as conn:
                 await conn.execute(self._upsert, [_row(e) for e in batch])
                 for table, rows in children:
@@ -487,8 +500,15 @@ class StoreMessageLog:
             self._sqlite = _SqliteWriter(self._sqlite_path)
         for start in range(0, len(batch), ROWS_PER_TRANSACTION):
             part = batch[start : start + ROWS_PER_TRANSACTION]
+            children = _children(part)
+            self._count_traces(children)
             async with write_lock(self.engine):
-                await self._sqlite.write([_row(e) for e in part], _children(part))
+                await self._sqlite.write([_row(e) for e in part], children)
+
+    def _count_traces(self, children: list[tuple[Table, list[dict[str, object]]]]) -> None:
+        for table, rows in children:
+            if table is run_steps:
+                self.trace_written += sum(cast(int, r["trace_size"]) for r in rows)
 
     def close(self) -> None:
         """Close the SQLite writer's connection (after the last flush)."""
@@ -516,6 +536,11 @@ class StoreMessageLog:
                         "message processing log: %d entries not yet written; retrying",
                         len(self._pending),
                     )
+                if self.trace_written * TRACE_PURGE_SHARE >= self.trace_max_bytes:
+                    try:
+                        await self.purge_traces()
+                    except Exception:
+                        log.exception("message processing log: traces could not be bounded")
         finally:
             await asyncio.shield(self._final_flush())
 
@@ -555,6 +580,7 @@ class StoreMessageLog:
         """Drop trace bodies older than ``trace_hours``, then the oldest beyond
         ``trace_max_bytes``; the step lines stay. Returns how many steps lost theirs."""
         await self.flush()
+        self.trace_written = 0
         cleared = {"trace": None, "trace_size": 0}
         cut = now() - timedelta(hours=self.trace_hours)
         async with begin(self.engine) as conn:
@@ -574,11 +600,15 @@ class StoreMessageLog:
                 kept += size
                 if kept > self.trace_max_bytes:
                     drop.append((guid, index))
-            for guid, index in drop:
+            if drop:
                 await conn.execute(
                     update(run_steps)
-                    .where(run_steps.c.message_guid == guid, run_steps.c.step_index == index)
-                    .values(**cleared)
+                    .where(
+                        run_steps.c.message_guid == bindparam("guid"),
+                        run_steps.c.step_index == bindparam("index"),
+                    )
+                    .values(**cleared),
+                    [{"guid": guid, "index": index} for guid, index in drop],
                 )
         return total + len(drop)
 
@@ -700,6 +730,51 @@ def _with_property(match: PropertyMatch) -> Any:
     return mpl.c.message_guid.in_(select(properties.c.message_guid).where(*condition))
 
 
+COMPONENT = "partnergate"
+"""What SAP's ``LocalComponentName`` and ``OriginComponentName`` name: this runtime."""
+MONITOR_PAGE = "/ui/monitor/"
+"""``AlternateWebLink``: the message's page in our monitor, relative to the server."""
+ALIKE: dict[str, str] = {
+    "ArchivingStatus": "NOT_RELEVANT",
+    "ArchivingSenderChannelMessages": "false",
+    "ArchivingReceiverChannelMessages": "false",
+    "ArchivingLogAttachments": "false",
+    "ArchivingPersistedMessages": "false",
+    "LocalComponentName": COMPONENT,
+    "OriginComponentName": COMPONENT,
+}
+"""SAP's properties that read the same for every message here (nothing is archived)."""
+
+
+def derived(guid: str, correlation: object) -> dict[str, object]:
+    """SAP's properties that no column holds: :data:`ALIKE`, the monitor page, and
+    ``PreviousComponentName`` when the message joined a correlation ID another flow sent."""
+    joined = correlation is not None and correlation != guid
+    return {
+        **ALIKE,
+        "AlternateWebLink": MONITOR_PAGE + guid,
+        "PreviousComponentName": COMPONENT if joined else None,
+    }
+
+
+def _derived_columns() -> dict[str, ColumnElement[Any]]:
+    """:func:`derived` in SQL, so that ``$filter`` and ``$orderby`` read those properties
+    as the entries show them."""
+    out: dict[str, ColumnElement[Any]] = {
+        name: literal(value, String()) for name, value in ALIKE.items()
+    }
+    out["AlternateWebLink"] = literal(MONITOR_PAGE, String()).concat(mpl.c.message_guid)
+    joined = and_(mpl.c.correlation_id.is_not(None), mpl.c.correlation_id != mpl.c.message_guid)
+    out["PreviousComponentName"] = case((joined, literal(COMPONENT, String())), else_=null())
+    return out
+
+
+_LOG_COLUMNS: dict[str, ColumnElement[Any]] = {
+    **columns_of(mpl, MESSAGE_PROCESSING_LOG.property_names),
+    **_derived_columns(),
+}
+
+
 async def list_logs(
     engine: AsyncEngine,
     *,
@@ -712,7 +787,7 @@ async def list_logs(
 ) -> Page:
     """Message processing log entries as entity values, narrowed by ``$filter`` and by
     custom header properties (SAP's ``filterCustomHeaderProperties``)."""
-    cols = dict(columns_of(mpl, MESSAGE_PROCESSING_LOG.property_names))
+    cols = _LOG_COLUMNS
     where = [compile_filter(filter, cols)] if filter is not None else []
     where += [_with_property(m) for m in having]
     query = select(mpl).where(*where)

@@ -107,6 +107,9 @@ class _ApiServices:
         self.services = services
         self._by_origin: dict[tuple[object, ...], odata_service.ODataService] = {}
 
+    def _flow_names(self) -> set[str]:
+        return {flow.name for flow in self.services.runtime.deployment.flows}
+
     def get(self, request: Request) -> odata_service.ODataService:
         scope = request.scope
         host = next((v for k, v in scope["headers"] if k == b"host"), None)
@@ -128,6 +131,7 @@ class _ApiServices:
                     metadata_style=settings.metadata_style,
                 ),
                 self.services.message_log,
+                self._flow_names,
             )
             if len(self._by_origin) >= 100:  # Host headers are the client's to choose
                 self._by_origin.clear()

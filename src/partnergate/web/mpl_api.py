@@ -20,7 +20,6 @@ from ..model.entities import (
     FLOW_LOG_LEVEL,
     MESSAGE_PROCESSING_LOG,
     MPL_ADAPTER_ATTRIBUTE,
-    MPL_CUSTOM_HEADER_PROPERTY,
     MPL_ERROR_INFORMATION,
     MPL_RUN,
     MPL_RUN_STEP,
@@ -45,9 +44,6 @@ TYPES = frozenset({MESSAGE_PROCESSING_LOG, FLOW_LOG_LEVEL, *MPL_TYPES})
 SETS = tuple(t for t in (*MPL_TYPES, FLOW_LOG_LEVEL))
 """Entity sets this module adds to the service."""
 READ_ONLY = frozenset(t.entity_set for t in MPL_TYPES)
-
-COMPONENT = "partnergate"
-"""What SAP's ``LocalComponentName`` and ``OriginComponentName`` name: this runtime."""
 
 JSON = "application/json"
 DSV = {"DataServiceVersion": "2.0"}
@@ -100,7 +96,8 @@ async def answer(
     if resource.kind.startswith("navigation:"):  # MessageProcessingLogRuns('<id>')/RunSteps
         guid = str(key["Id"])
         await reader.require(guid)
-        return reader.feed(MPL_RUN_STEP, await reader.run_steps(guid))
+        return reader.few(MPL_RUN_STEP, await reader.run_steps(guid), "RunSteps")
+    reader.single(entity_type)
     return await reader.by_key(entity_type, key)
 
 
@@ -124,6 +121,25 @@ class _Reader:
                 v = mpl.strip_select(v)[0] or v
             query.append((k, v))
         return parse_query(query, entity_type, collection=collection)
+
+    def few(
+        self, entity_type: EntityType, rows: list[dict[str, object]], what: str
+    ) -> ODataResponse:
+        """A feed of a message's few related entries, ``$orderby``, ``$skip``, ``$top`` and
+        ``$inlinecount`` applied here; ``$filter`` and ``$expand`` are refused, not ignored."""
+        self.no_expand(what)
+        options = self.options(entity_type, collection=True)
+        count = len(rows) if options.inlinecount else None
+        return self.feed(entity_type, _narrow(rows, options, what), count)
+
+    def single(self, entity_type: EntityType) -> None:
+        """The options of a single entry below the log checked: no ``$top`` and the like."""
+        self.no_expand(entity_type.entity_set)
+        self.options(entity_type, collection=False)
+
+    def no_expand(self, what: str) -> None:
+        if self.option("$expand") not in (None, ""):
+            raise BadRequest(f"$expand is offered on MessageProcessingLogs only, not on {what}")
 
     def select(self, entity_type: EntityType) -> list[str] | None:
         given = self.option("$select")
@@ -194,10 +210,8 @@ class _Reader:
         related = await self.related(row, name)
         nav = mpl.NAVIGATIONS[(MESSAGE_PROCESSING_LOG.name, name)]
         if isinstance(related, list):
-            if nav.target is MPL_CUSTOM_HEADER_PROPERTY:
-                options = self.options(MPL_CUSTOM_HEADER_PROPERTY, collection=True)
-                related = _narrow(related, options)
-            return self.feed(nav.target, related)
+            return self.few(nav.target, related, name)
+        self.single(nav.target)
         if related is None:
             raise NotFoundError(f"MessageProcessingLog (MessageGuid='{guid}') has no {name}")
         return self.entry(nav.target, related)
@@ -351,23 +365,8 @@ class _Reader:
 
 
 def _complete(row: dict[str, object]) -> dict[str, object]:
-    """SAP's properties that are the same for every message here."""
-    guid = row.get("MessageGuid")
-    row.update(
-        {
-            "AlternateWebLink": f"/ui/monitor/{guid}",
-            "ArchivingStatus": "NOT_RELEVANT",
-            "ArchivingSenderChannelMessages": "false",
-            "ArchivingReceiverChannelMessages": "false",
-            "ArchivingLogAttachments": "false",
-            "ArchivingPersistedMessages": "false",
-            "LocalComponentName": COMPONENT,
-            "OriginComponentName": COMPONENT,
-            "PreviousComponentName": (
-                COMPONENT if row.get("CorrelationId") not in (None, guid) else None
-            ),
-        }
-    )
+    """The entry with SAP's properties that no column holds."""
+    row.update(store.derived(str(row.get("MessageGuid")), row.get("CorrelationId")))
     return row
 
 
@@ -415,18 +414,27 @@ def _run_step(guid: str, step: dict[str, Any]) -> dict[str, object]:
     }
 
 
-def _narrow(rows: list[dict[str, object]], options: QueryOptions) -> list[dict[str, object]]:
-    """``$top``/``$skip``/``$orderby`` on a message's custom header properties (a few)."""
+def _narrow(
+    rows: list[dict[str, object]], options: QueryOptions, what: str
+) -> list[dict[str, object]]:
+    """``$orderby``/``$skip``/``$top`` on a message's few related entries, in memory."""
     if options.filter is not None:
-        raise BadRequest("$filter on CustomHeaderProperties: use filterCustomHeaderProperties")
+        if what == "CustomHeaderProperties":
+            raise BadRequest(f"$filter on {what}: use filterCustomHeaderProperties")
+        raise BadRequest(f"$filter is not offered on {what}")
     for order in reversed(options.orderby or ()):
         if not isinstance(order.expr, PropertyRef):
-            raise BadRequest("$orderby on CustomHeaderProperties takes property names")
+            raise BadRequest(f"$orderby on {what} takes property names")
         name = order.expr.name
-        rows = sorted(rows, key=lambda r: str(r.get(name) or ""), reverse=order.descending)
-    start = options.skip or 0
+        rows = sorted(rows, key=lambda r: _in_order(r.get(name)), reverse=order.descending)
+    start = (options.skip or 0) + (options.skiptoken or 0)
     end = None if options.top is None else start + options.top
     return rows[start:end]
+
+
+def _in_order(value: object) -> tuple[bool, Any]:
+    """A sort key: null first, then the values (of one property, so of one type)."""
+    return (value is not None, value if value is not None else 0)
 
 
 # -- flow log levels ---------------------------------------------------------------------
@@ -451,7 +459,7 @@ async def _log_levels(
         rows = [
             _level_row(flow, level) for flow, level in sorted(message_log.levels.items().items())
         ]
-        return reader.feed(FLOW_LOG_LEVEL, rows)
+        return reader.few(FLOW_LOG_LEVEL, rows, "FlowLogLevels")
     if resource.kind != "entity":
         raise MethodNotAllowed("use FlowLogLevels('<flow>')")
     flow = str((resource.key or {})["Flow"])
@@ -466,6 +474,9 @@ async def _log_levels(
         return reader.entry(FLOW_LOG_LEVEL, row)
     if method not in ("PUT", "PATCH", "MERGE"):
         raise MethodNotAllowed(f"{method} is not allowed on FlowLogLevels; use PUT")
+    deployed = service.flow_names() if service.flow_names is not None else None
+    if deployed is not None and flow not in deployed:
+        raise NotFoundError(f"No deployed flow '{flow}'; FlowLogLevels are set by a flow's name")
     values = service._parse_body(request, FLOW_LOG_LEVEL)
     level = str(values.get("LogLevel") or "").upper()
     if level not in LOG_LEVELS:

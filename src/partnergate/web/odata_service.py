@@ -12,7 +12,7 @@ commits. Whatever fails before then rolls the write back; a success is committed
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -141,9 +141,17 @@ class ODataService:
     code is the same for both and does not know which it serves.
     """
 
-    def __init__(self, store: DirectoryStore, settings: Settings, message_log: Any = None) -> None:
+    def __init__(
+        self,
+        store: DirectoryStore,
+        settings: Settings,
+        message_log: Any = None,
+        flow_names: Callable[[], Collection[str]] | None = None,
+    ) -> None:
         self.store = store
         self.message_log = message_log
+        self.flow_names = flow_names
+        """The flows deployed here, whose log levels ``FlowLogLevels`` sets; None: any."""
         self.settings = replace(settings, base_url=uri_text(settings.base_url))
         self.served = SERVED
         self.navigation: dict[str, Navigation] = {
@@ -369,10 +377,15 @@ class ODataService:
     async def _error_information(
         self, request: ODataRequest, resource: Resource, directory: Unit, as_json: bool
     ) -> ODataResponse:
-        """``MessageProcessingLogs('<guid>')/ErrorInformation/$value``: the error as text."""
+        """``MessageProcessingLogs('<guid>')/ErrorInformation/$value``: the error as text;
+        404 for a message that did not fail, as its ``ErrorInformation`` is."""
         key = resource.key or {}
         await directory.get("MessageProcessingLogs", key)
         text = await self.message_text(str(key["MessageGuid"]))
+        if not text:
+            raise NotFoundError(
+                f"MessageProcessingLog (MessageGuid='{key['MessageGuid']}') has no ErrorInformation"
+            )
         return ODataResponse(
             200, text.encode(), {"Content-Type": "text/plain; charset=utf-8", **DSV}
         )

@@ -7,7 +7,9 @@ server is not shutting down; otherwise 503 with the reason.
 ``/metrics`` is Prometheus' text format. By default it needs credentials (Basic, bearer
 token or session, as the API) of a user with the monitoring role or the Partner Directory
 administrator role (setting ``metrics_auth = "role"``, role name ``metrics_role``);
-``metrics_auth = "none"`` serves it to anyone who reaches the port.
+``metrics_auth = "none"`` serves it to anyone who reaches the port. A listener of its own
+(``metrics_http``) serves ``/metrics`` without credentials and nothing but the probes
+besides, for a scraper on a network the partners do not reach (:class:`MetricsOnly`).
 """
 
 from __future__ import annotations
@@ -68,10 +70,31 @@ def _not_ready(reason: str) -> Response:
     return JSONResponse({"status": "not ready", "reason": reason}, 503)
 
 
+METRICS_LISTENER = "partnergate.metrics_listener"
+"""Scope key set by :class:`MetricsOnly`: the request came to the scraper's listener."""
+METRICS_LISTENER_PATHS = frozenset({"/metrics", "/health", "/ready"})
+
+
+class MetricsOnly:
+    """The app as the scraper's listener serves it: ``/metrics`` without credentials and
+    the probes; any other path is 404, so the listener opens nothing else."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if scope["path"] not in METRICS_LISTENER_PATHS:
+                await PlainTextResponse("Not Found", 404)(scope, receive, send)
+                return
+            scope = {**scope, METRICS_LISTENER: True}
+        await self.app(scope, receive, send)
+
+
 async def metrics_endpoint(request: Request) -> Response:
     services = request.app.state.services
     settings = services.settings
-    if settings.metrics_auth != "none":
+    if settings.metrics_auth != "none" and not request.scope.get(METRICS_LISTENER):
         accepted = frozenset({settings.metrics_role, PARTNER_DIRECTORY_CONFIGURATOR})
         decision = await services.gate.api(facts(request), accepted)
         if isinstance(decision, Refused):

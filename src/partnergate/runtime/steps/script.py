@@ -21,6 +21,7 @@ counts against the threads scripts run on.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ctypes
 import inspect
 import logging
@@ -211,7 +212,11 @@ class ScriptStep(Step):
         loop = asyncio.get_running_loop()
         pd = BlockingPartnerDirectory(services.directory, loop)
         run = _Run()
-        future = loop.run_in_executor(_threads(), run.call, self.function, exchange, pd)
+        # in the message's context: what the script logs names the message it works on
+        context = contextvars.copy_context()
+        future = loop.run_in_executor(
+            _threads(), context.run, run.call, self.function, exchange, pd
+        )
         try:
             await asyncio.wait_for(asyncio.shield(future), limit)
         except TimeoutError:

@@ -109,19 +109,39 @@
   }
 
   /* The monitor's auto-refresh: reloads the list every N seconds until paused; the
-     choice lasts for the browser tab. */
+     choice lasts for the browser tab. It waits while a filter is being written (the
+     focus in the filter form, or a field changed and not yet sent), so a reload never
+     takes what someone typed. */
   function autoRefresh() {
     var button = document.getElementById("refresh-toggle");
     if (!button) { return; }
     var seconds = parseInt(button.getAttribute("data-refresh"), 10) || 15;
+    var form = document.querySelector("form.filters");
     var timer = null;
     function paused() { return window.sessionStorage.getItem("monitor-paused") === "1"; }
+    function editing() {
+      if (!form) { return false; }
+      if (form.contains(document.activeElement)) { return true; }
+      return Array.prototype.some.call(form.elements, function (field) {
+        if (field.tagName === "SELECT") {
+          var initial = 0;
+          Array.prototype.forEach.call(field.options, function (o, i) { if (o.defaultSelected) { initial = i; } });
+          return field.selectedIndex !== initial;
+        }
+        return "defaultValue" in field && field.value !== field.defaultValue;
+      });
+    }
+    function tick() {
+      timer = null;
+      if (editing()) { timer = window.setTimeout(tick, seconds * 1000); return; }
+      window.location.reload();
+    }
     function show() {
       var off = paused();
       button.setAttribute("aria-pressed", off ? "true" : "false");
       button.textContent = off ? "Resume auto-refresh" : "Pause auto-refresh";
       if (timer) { window.clearTimeout(timer); timer = null; }
-      if (!off) { timer = window.setTimeout(function () { window.location.reload(); }, seconds * 1000); }
+      if (!off) { timer = window.setTimeout(tick, seconds * 1000); }
     }
     button.hidden = false;
     button.addEventListener("click", function () {

@@ -340,7 +340,8 @@ async def _read_form(page: Page) -> Response | None:
         )
     page.form = await request.form(max_part_size=limit)
     token = page.form.get("csrf")
-    if not page.services.gate.csrf_ok(page.session_id, token if isinstance(token, str) else None):
+    given = token if isinstance(token, str) else None
+    if not page.services.gate.form_csrf_ok("ui", page.session_id, given):
         return page.render(
             "error.html",
             403,

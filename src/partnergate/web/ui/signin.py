@@ -70,7 +70,7 @@ async def signin(request: Request) -> Response:
     name, password, token, target = (
         str(form.get(k) or "") for k in ("name", "password", "csrf", "next")
     )
-    if not services.gate.csrf_ok(_pending(request), token):
+    if not services.gate.form_csrf_ok("sign_in", _pending(request), token):
         return _form(
             request,
             services,
