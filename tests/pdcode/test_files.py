@@ -200,3 +200,22 @@ def test_an_import_folds_parameter_changes_into_one_per_partner() -> None:
     folded.append(Change("Partners", {"Pid": "B"}, "B"))
     assert compact(changes) == folded
     assert compact(folded) == folded
+
+
+def test_folding_in_parts_is_folding_at_once() -> None:
+    """An import folds only the events since its last fold; the Pids folded before are
+    not announced again, and every partner still gets its one event."""
+    from partnergate.pdcode.local import compact
+    from partnergate.store.changes import Change
+
+    changes = [
+        Change("StringParameters", {"Pid": pid, "Id": str(n)}, pid)
+        for pid in ("A", "B", "A", "C")
+        for n in range(3)
+    ]
+    changes.insert(4, Change("AuthorizedUsers", {"User": "u"}, "B"))
+    seen: set[str] = set()
+    first = compact(changes[:7], seen)
+    assert seen == {"A", "B"}
+    assert first + compact(changes[7:], seen) == compact(changes)
+    assert seen == {"A", "B", "C"}

@@ -221,7 +221,7 @@ async def import_(
     A refused write raises :class:`DirectoryError` after the transaction rolled back.
     """
     outcome = Outcome()
-    compact_at = COMPACT_AT
+    compact_at, folded, seen = COMPACT_AT, 0, set[str]()
     context = read_transaction(store) if dry_run else store.begin(actor)
     async with _cycles_collected_after(), context as directory:
         target = LocalTarget(directory)
@@ -240,9 +240,11 @@ async def import_(
                     raise ImportRefused(op, exc) from None
                 await directory.settle()
                 if len(directory.changes) >= compact_at:
-                    directory.changes[:] = compact(directory.changes)
-                    # One event per partner stays: fold again only when the list doubled.
-                    compact_at = max(COMPACT_AT, 2 * len(directory.changes))
+                    # Only what came since the last fold is folded: one event per partner
+                    # stays, and each event is looked at once however large the import.
+                    directory.changes[folded:] = compact(directory.changes[folded:], seen)
+                    folded = len(directory.changes)
+                    compact_at = folded + COMPACT_AT
     outcome.applied = not dry_run
     return outcome
 
@@ -271,14 +273,15 @@ COMPACT_AT = 20_000
 _PARAMETER_SETS = frozenset({"StringParameters", "BinaryParameters", "UserCredentialParameters"})
 
 
-def compact(changes: list[Change]) -> list[Change]:
-    """One ``Partners`` change per Pid in place of its parameters' changes.
+def compact(changes: list[Change], seen: set[str] | None = None) -> list[Change]:
+    """One ``Partners`` change per Pid in place of its parameters' changes; none for the
+    Pids in ``seen`` (folded before), to which the Pids folded here are added.
 
     Caches forget a whole partner on a ``Partners`` change (as after a partner's delete),
     so nothing is missed, and an import of millions of rows keeps its memory flat.
     """
     out: list[Change] = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     for change in changes:
         folds = change.entity_set in _PARAMETER_SETS or change.entity_set == "Partners"
         if folds and change.pid is not None:
