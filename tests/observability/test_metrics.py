@@ -353,3 +353,25 @@ def test_certificate_expiry_of_mapped_and_own_certificates(
         assert api.delete(f"CertificateUserMappings('{mapping_id}')").status_code == 204
     gone = observed.metrics()
     assert not [s for s in gone.samples if s.name == name and s.labels["user"] == user]
+
+
+def test_the_scraper_s_listener_refuses_what_a_hostile_client_sends(observed: Observed) -> None:
+    """The scraper's port has the other listeners' limits, and no spelling of a path, no
+    header and no body reaches more than ``/metrics`` and the probes."""
+    scraper = observed.scraper_url
+    with httpx.Client(base_url=scraper, timeout=10) as client:
+        huge = client.get("/metrics", headers={"X-Filler": "a" * 70_000})
+        assert huge.status_code == 431
+        for path in ("/metrics/../api/v1/Partners", "/%2e%2e/api/v1/Partners", "//metrics"):
+            assert client.get(path).status_code == 404, path
+        forged = {
+            "X-Forwarded-For": "10.0.0.1",
+            "X-SSL-Client-Cert": "-----BEGIN CERTIFICATE-----",
+            "Authorization": "Basic " + "A" * 5000,
+        }
+        assert client.get("/api/v1/Partners", headers=forged).status_code == 404
+        doctype = b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>'
+        posted = client.post("/metrics", content=doctype, headers={"Content-Type": "text/xml"})
+        assert posted.status_code == 405
+        malformed = client.get("/metrics", headers={"Authorization": "Bearer \x01"})
+        assert malformed.status_code == 400  # a control byte in a header: refused
