@@ -198,3 +198,28 @@ def test_documents_in_the_browser(
         expect(tab.locator("#try-output")).to_contain_text("hello-browser")
         assert_fits(tab)
         shot(tab, f"document-try-{size}")
+
+
+def test_a_kept_file_sent_back_by_hand_is_checked_as_an_upload(
+    ui: httpx.Client, api: Api, pid: str
+) -> None:
+    """The refused form's kept file (``Kept``) comes from the client: bytes that are not
+    base64 and a DOCTYPE are refused as a chosen file would be, and nothing is stored."""
+    doctype = b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>'
+    for kept, ident in (
+        ("not base64 \x00\xff!", "NOT_B64"),
+        (base64.b64encode(doctype).decode(), "DOCTYPE"),
+        (base64.b64encode(b"\xff\xfe\x00<a/>" * 10).decode(), "BYTES"),
+    ):
+        csrf = csrf_of(ui.get("/ui/new-document").text)
+        data = {
+            "csrf": csrf,
+            "pid": pid,
+            "id": ident,
+            "ContentType": "xml",
+            "Kept": kept,
+            "KeptName": "kept.xml",
+        }
+        r = ui.post("/ui/new-document", data=data)
+        assert 400 <= r.status_code < 500, (ident, r.status_code)
+        assert stored(api, pid, ident) is None, ident

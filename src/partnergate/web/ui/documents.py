@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 from dataclasses import dataclass
 
@@ -207,7 +206,7 @@ async def _upload(page: Page) -> tuple[bytes, str] | None:
     if kept := page.text("Kept"):
         try:
             return base64.b64decode(kept, validate=True), page.text("KeptName") or "upload"
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or text that is not ASCII
             raise InvalidValue("Choose the file again", field="File") from None
     return None
 
