@@ -32,16 +32,19 @@ def fresh_store(tmp_path: Path) -> Iterator[str]:
 
 
 async def _age_and_prune(url: str, days: int) -> tuple[int, int]:
-    """Make every entry but the newest 40 days old, then prune by age."""
+    """Make every entry but the newest 40 days old (its time, and its Id, which begins
+    with its time), then prune by age."""
     engine = database.create_engine(url)
+    old = now() - timedelta(days=40)
     try:
         async with engine.begin() as conn:
-            newest = (await conn.execute(select(func.max(audit_entries.c.id)))).scalar_one()
-            await conn.execute(
-                update(audit_entries)
-                .where(audit_entries.c.id != newest)
-                .values(time=now() - timedelta(days=40))
-            )
+            ids = (await conn.execute(select(audit_entries.c.id).order_by("id"))).scalars().all()
+            for id_ in ids[:-1]:
+                await conn.execute(
+                    update(audit_entries)
+                    .where(audit_entries.c.id == id_)
+                    .values(time=old, id=audit.time_prefix(old) + id_[20:])
+                )
         removed = await audit.prune(engine, now(), days, None)
         async with engine.connect() as conn:
             left = int(

@@ -501,6 +501,10 @@ class Directory:
             cols["Password"] = None
         return table, cols
 
+    @property
+    def dialect(self) -> Dialect:
+        return self.conn.dialect
+
     async def list(self, entity_set: str, request: ListRequest) -> Page:
         async with self._bounded():
             return await self._list(entity_set, request)
@@ -509,18 +513,26 @@ class Directory:
         entity_type = ENTITY_TYPES[entity_set]
         source, cols = self._source(entity_set)
         given = request.filter
+        orderby = request.orderby
+        by_id = entity_set == "AuditEntries" and self.dialect.name == "sqlite"
+        if by_id:
+            orderby = audit.time_as_id(orderby)
         shape, values = (None, []) if given is None else with_stand_ins(given, _stand_in)
         stand_ins = [_stand_in(i) for i in range(len(values))]
 
         def where(expr: Any) -> ColumnElement | None:
-            return compile_filter(expr, cols) if expr is not None else None
+            if expr is None:
+                return None
+            if by_id:
+                return and_(compile_filter(expr, cols), *audit.id_range(expr, source.c.id))
+            return compile_filter(expr, cols)
 
         def rows_query(expr: Any) -> Select:
             query: Select = select(source)
             condition = where(expr)
             if condition is not None:
                 query = query.where(condition)
-            order = compile_orderby(request.orderby, cols) if request.orderby else []
+            order = compile_orderby(orderby, cols) if orderby else []
             key_cols = [cols[k] for k in entity_type.keys if cols.get(k) is not None]
             if entity_type is ALTERNATIVE_PARTNER:
                 key_cols = [source.c.hexagency, source.c.hexscheme, source.c.hexid]
@@ -538,11 +550,11 @@ class Directory:
 
         rows: list[dict[str, object]] = []
         if request.top != 0:
-            shape_key = (entity_set, shape, tuple(request.orderby), request.top, request.skip)
+            shape_key = (entity_set, shape, tuple(orderby), request.top, request.skip)
             near = (
                 request.top is not None
                 and request.top + request.skip <= NEAR_ROWS
-                and not request.orderby
+                and not orderby
                 and _key_prefix(entity_set, shape)
             )
             names, found = await self._rows_shaped(
@@ -785,6 +797,10 @@ class Reading(Directory):
     def __init__(self, reads: Reads, secretbox: SecretBox, limits: rules.Limits) -> None:
         super().__init__(None, secretbox, limits)  # type: ignore[arg-type]
         self.reads = reads
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.reads.dialect
 
     async def _rows(self, statement: Select) -> tuple[tuple[str, ...], list[Any]]:
         return await self.reads.rows(statement)

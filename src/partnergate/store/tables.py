@@ -234,7 +234,7 @@ audit_entries = Table(
     metadata,
     Column("id", String(40), primary_key=True),
     Column("change_id", String(32), nullable=False, index=True),
-    Column("time", DateTime(), nullable=False, index=True),
+    Column("time", DateTime(), nullable=False),
     Column("user", String(150)),
     Column("operation", String(20), nullable=False),
     Column("entity_set", String(60), nullable=False),
@@ -250,9 +250,13 @@ audit_entries = Table(
         sqlite_where=text("previous_pid IS NOT NULL"),
         postgresql_where=text("previous_pid IS NOT NULL"),
     ),
+    Index("ix_audit_entries_time", "time").ddl_if(dialect="postgresql"),
 )
 """The change history: one row per entity a committed write changed (:mod:`.audit`).
-``previous_pid`` is indexed only where set (a move): no query looks for its NULLs."""
+``previous_pid`` is indexed only where set (a move): no query looks for its NULLs. On SQLite
+``time`` has no index: an ``id`` begins with its entry's time, so the primary key's index
+serves time ranges and order (:func:`.audit.id_range`). PostgreSQL orders strings with
+``COLLATE "C"``, which the primary key's index cannot serve, so it keeps one on ``time``."""
 
 ENTITY_TABLES: dict[str, Table] = {
     "StringParameters": string_parameters,

@@ -1,0 +1,203 @@
+"""On SQLite the history has no index on ``Time``: a time range is found through the Ids,
+which begin with their entry's time. Every comparison still finds exactly the entries it
+names, on both stores, and the database finds them by an index, not by reading the whole
+history (SQLite by the primary key's, PostgreSQL by the one it keeps on ``time``)."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event, insert
+
+from partnergate.model.entities import ENTITY_TYPES
+from partnergate.odata.filter import parse_filter, parse_orderby
+from partnergate.security.secretbox import SecretBox
+from partnergate.store import audit, database
+from partnergate.store.directory import DirectoryStore, ListRequest
+from partnergate.store.tables import audit_entries
+
+from ..conftest import PG_URL, STORE, _pg_admin
+
+BASE = datetime(2026, 3, 1, 9, 30, 15, 250_000)
+TIMES = [
+    BASE - timedelta(days=400),
+    BASE - timedelta(microseconds=1),
+    BASE,
+    BASE,  # two changes in one microsecond
+    BASE + timedelta(microseconds=1),
+    BASE + timedelta(milliseconds=1),
+    BASE + timedelta(seconds=1),
+    datetime(2027, 1, 1),
+]
+"""Entries around one moment, down to the microsecond either side of it."""
+
+OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
+MIRRORED = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
+
+
+@pytest.fixture
+def fresh_url(tmp_path: Path) -> Iterator[str]:
+    if STORE == "sqlite":
+        yield f"sqlite:///{tmp_path / 'history.db'}"
+        return
+    name = f"partnergate_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _literal(moment: datetime) -> str:
+    return f"datetime'{moment:%Y-%m-%dT%H:%M:%S.%f}'"
+
+
+async def _fill(engine: sa.ext.asyncio.AsyncEngine) -> None:
+    """One entry per time in :data:`TIMES`, written as the store writes them."""
+    async with engine.begin() as conn:
+        for n, moment in enumerate(TIMES):
+            recorder = audit.Recorder()
+            key = {"Pid": "Timed", "Id": f"P{n}"}
+            after = audit.snapshot("StringParameters", {**key, "Value": "v"})
+            recorder.record("StringParameters", key, None, after, "tester")
+            await conn.execute(insert(audit_entries), recorder.rows(moment))
+
+
+def test_every_comparison_of_time_finds_exactly_its_entries(fresh_url: str, tmp_path: Path) -> None:
+    entity_type = ENTITY_TYPES["AuditEntries"]
+
+    async def main() -> None:
+        engine = database.create_engine(fresh_url)
+        await database.upgrade(engine)
+        try:
+            await _fill(engine)
+            store = DirectoryStore(engine, SecretBox.from_key_file(tmp_path / "key"))
+            moments = sorted(set(TIMES)) + [BASE - timedelta(days=1), BASE + timedelta(days=1)]
+            for moment in moments:
+                for op, compare in OPS.items():
+                    expected = sorted(f"P{n}" for n, t in enumerate(TIMES) if compare(t, moment))
+                    for text in (
+                        f"Time {op} {_literal(moment)}",
+                        f"{_literal(moment)} {MIRRORED[op]} Time",
+                        f"Pid eq 'Timed' and Time {op} {_literal(moment)}",
+                    ):
+                        request = ListRequest(filter=parse_filter(text, entity_type))
+                        async with store.read() as directory:
+                            rows = (await directory.list("AuditEntries", request)).rows
+                        assert sorted(str(r["Label"]) for r in rows) == expected, text
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_time_range_is_read_through_the_primary_key(fresh_url: str, tmp_path: Path) -> None:
+    """What the database plans for the statement the store runs for a time range."""
+    entity_type = ENTITY_TYPES["AuditEntries"]
+    text = f"Time ge {_literal(BASE)} and Time lt {_literal(BASE + timedelta(seconds=1))}"
+
+    async def main() -> list[str]:
+        engine = database.create_engine(fresh_url)
+        await database.upgrade(engine)
+        seen: list[tuple[str, Any]] = []
+
+        def remember(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            if "FROM audit_entries" in statement:
+                seen.append((statement, parameters))
+
+        event.listen(engine.sync_engine, "before_cursor_execute", remember)
+        try:
+            await _fill(engine)
+            store = DirectoryStore(engine, SecretBox.from_key_file(tmp_path / "key"))
+            request = ListRequest(filter=parse_filter(text, entity_type))
+            # In a unit of work the list runs on the engine's connection, where it is seen.
+            async with store.begin("tester") as directory:
+                rows = (await directory.list("AuditEntries", request)).rows
+            assert sorted(str(r["Label"]) for r in rows) == ["P2", "P3", "P4", "P5"]
+            statement, parameters = seen[-1]
+            async with engine.connect() as conn:
+                if STORE == "sqlite":
+                    plan = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+                    return [str(row[-1]) for row in plan]
+                await conn.exec_driver_sql("SET enable_seqscan = off")
+                plan = await conn.exec_driver_sql("EXPLAIN " + statement, parameters)
+                return [str(row[0]) for row in plan]
+        finally:
+            await engine.dispose()
+
+    plan = asyncio.run(main())
+    text_plan = "\n".join(plan)
+    if STORE == "sqlite":
+        assert "USING INDEX sqlite_autoindex_audit_entries_1 (id>? AND id<?)" in text_plan, (
+            text_plan
+        )
+        assert "SCAN audit_entries" not in text_plan, text_plan
+    else:
+        assert "ix_audit_entries_time" in text_plan, text_plan
+        assert "Seq Scan" not in text_plan, text_plan
+
+
+def test_an_entry_id_begins_with_its_time() -> None:
+    """The rule the ranges stand on, as the recorder writes entries."""
+    recorder = audit.Recorder()
+    recorder.record("StringParameters", {"Pid": "P", "Id": "A"}, None, {"Pid": "P"}, None)
+    (row,) = recorder.rows(BASE)
+    assert row["time"] == BASE
+    assert str(row["id"]).startswith(audit.time_prefix(BASE) + "-")
+    assert audit.time_prefix(BASE) == "20260301093015250000"
+    assert audit.time_prefix(datetime(999, 1, 2, 3, 4, 5, 6)) == "09990102030405000006"
+
+
+def test_newest_first_by_time_is_read_in_the_primary_key_order(
+    fresh_url: str, tmp_path: Path
+) -> None:
+    """``$orderby=Time desc`` pages through the history newest first, on SQLite in the
+    primary key's order, without sorting the history."""
+    entity_type = ENTITY_TYPES["AuditEntries"]
+
+    async def main() -> tuple[list[str], str]:
+        engine = database.create_engine(fresh_url)
+        await database.upgrade(engine)
+        seen: list[tuple[str, Any]] = []
+
+        def remember(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            if "FROM audit_entries" in statement:
+                seen.append((statement, parameters))
+
+        event.listen(engine.sync_engine, "before_cursor_execute", remember)
+        try:
+            await _fill(engine)
+            store = DirectoryStore(engine, SecretBox.from_key_file(tmp_path / "key"))
+            request = ListRequest(orderby=parse_orderby("Time desc", entity_type), top=4)
+            async with store.begin("tester") as directory:
+                rows = (await directory.list("AuditEntries", request)).rows
+            plan = ""
+            if STORE == "sqlite":  # PostgreSQL sorts, as before: no index has nulls last
+                statement, parameters = seen[-1]
+                async with engine.connect() as conn:
+                    found = await conn.exec_driver_sql(
+                        "EXPLAIN QUERY PLAN " + statement, parameters
+                    )
+                    plan = "\n".join(str(row[-1]) for row in found)
+            return [str(r["Label"]) for r in rows], plan
+        finally:
+            await engine.dispose()
+
+    labels, plan = asyncio.run(main())
+    assert labels == ["P7", "P6", "P5", "P4"]  # the four latest times, none shared
+    assert "TEMP B-TREE" not in plan, plan
