@@ -503,6 +503,7 @@ class Directory:
 
     @property
     def dialect(self) -> Dialect:
+        """The database's dialect (a :class:`Reading` has no connection of its own)."""
         return self.conn.dialect
 
     async def list(self, entity_set: str, request: ListRequest) -> Page:
