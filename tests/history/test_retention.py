@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select, update
 
 from partnergate.store import audit, database
 from partnergate.store.directory import now
 from partnergate.store.tables import audit_entries
 
-from ..conftest import PG_URL, STORE, Api, _pg_admin, start_server, stop_server
+from ..conftest import Api, start_server, stop_server
 from ..ui.conftest import run_async
-
-
-@pytest.fixture
-def fresh_store(tmp_path: Path) -> Iterator[str]:
-    if STORE == "sqlite":
-        yield f"sqlite:///{tmp_path / 'retention.db'}"
-        return
-    name = f"partnergate_retention_{uuid.uuid4().hex[:12]}"
-    run_async(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        run_async(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _age_and_prune(url: str, days: int) -> tuple[int, int]:
@@ -55,11 +39,11 @@ async def _age_and_prune(url: str, days: int) -> tuple[int, int]:
         await engine.dispose()
 
 
-def test_history_keeps_what_the_settings_say(tmp_path: Path, fresh_store: str) -> None:
+def test_history_keeps_what_the_settings_say(tmp_path: Path, fresh_url: str) -> None:
     env = {"PARTNERGATE_HISTORY_MAX_ENTRIES": "3"}
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
-    server = start_server(tmp_path / "one", fresh_store, env)
+    server = start_server(tmp_path / "one", fresh_url, env)
     try:
         with Api(server) as api:
             for n in range(6):
@@ -67,7 +51,7 @@ def test_history_keeps_what_the_settings_say(tmp_path: Path, fresh_store: str) -
     finally:
         stop_server(server)
     # Pruned when the server starts, and hourly after that.
-    server = start_server(tmp_path / "two", fresh_store, env)
+    server = start_server(tmp_path / "two", fresh_url, env)
     try:
         with Api(server) as api:
             kept = api.get("AuditEntries", params={"$orderby": "Id"}).json()["d"]["results"]
@@ -75,5 +59,5 @@ def test_history_keeps_what_the_settings_say(tmp_path: Path, fresh_store: str) -
         assert [e["Label"] for e in kept] == ["P4", "P5", server.admin[0]]
     finally:
         stop_server(server)
-    removed, left = run_async(lambda: _age_and_prune(fresh_store, 30))
+    removed, left = run_async(lambda: _age_and_prune(fresh_url, 30))
     assert (removed, left) == (2, 1)

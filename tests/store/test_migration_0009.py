@@ -4,11 +4,8 @@ entity is still found by its previous partner through the narrowed index."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -17,21 +14,6 @@ from partnergate.odata.filter import Compare, CompareOp, Literal, Or, PropertyRe
 from partnergate.security.secretbox import SecretBox
 from partnergate.store import database
 from partnergate.store.directory import DirectoryStore, ListRequest
-
-from ..conftest import PG_URL, STORE, _pg_admin
-
-
-@pytest.fixture
-def fresh_url(tmp_path: Path) -> Iterator[str]:
-    if STORE == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    name = f"partnergate_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _to(revision: str, down: bool = False):  # type: ignore[no-untyped-def]

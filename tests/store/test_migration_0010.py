@@ -17,9 +17,7 @@ from partnergate.store.directory import DirectoryStore, ListRequest
 from partnergate.store.tables import audit_entries
 
 from ..conftest import STORE
-from .test_migration_0009 import _to, fresh_url
-
-__all__ = ["fresh_url"]
+from .test_migration_0009 import _to
 
 ENTRY = {
     "id": "20260101120000000000-aaaaaaaa-0000000",
