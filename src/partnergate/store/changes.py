@@ -147,7 +147,7 @@ class SqliteChangeLog:
             f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=1.0
         )
         self._version = self._data_version()  # also opens the WAL index, if there is one
-        self._index = _map_wal_index(path + "-shm", self.HEADER)
+        self._file, self._index = _map_wal_index(path + "-shm", self.HEADER)
         self._header = self._index[: self.HEADER] if self._index is not None else b""
         found = self._conn.execute("SELECT max(seq) FROM change_log").fetchone()
         self._seq = int(found[0] or 0)
@@ -183,20 +183,38 @@ class SqliteChangeLog:
         return found
 
     def close(self) -> None:
+        """After every other SQLite connection of this process to the store is closed:
+        closing the WAL index's file ends this process's locks on it (see
+        :func:`_map_wal_index`)."""
+        self._conn.close()
         if self._index is not None:
             self._index.close()
             self._index = None
-        self._conn.close()
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
 
 
-def _map_wal_index(path: str, size: int) -> mmap.mmap | None:
+def _map_wal_index(path: str, size: int) -> tuple[int | None, mmap.mmap | None]:
+    """The WAL index's file, opened, and its first ``size`` bytes mapped; both stay open
+    until :meth:`SqliteChangeLog.close`.
+
+    POSIX ends all of a process's locks on a file when the process closes any descriptor
+    of it (sqlite.org/howtocorrupt.html, 2.2). Closing this one at once dropped the lock
+    by which this process's SQLite connections tell others they use the index; the next
+    process to open the store then took itself for the first, truncated the index and
+    rebuilt it under them (a worker died of SIGBUS reading its mapping).
+    """
     try:
-        with open(path, "rb") as file:
-            if os.fstat(file.fileno()).st_size < size:
-                return None
-            return mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None, None
+    try:
+        if os.fstat(fd).st_size >= size:
+            return fd, mmap.mmap(fd, size, access=mmap.ACCESS_READ)
     except (OSError, ValueError):
-        return None
+        pass
+    return fd, None  # kept open all the same: it was opened, and closing it drops the locks
 
 
 class SiblingNotices:

@@ -501,8 +501,8 @@ def create_app(settings: Settings) -> Gateway | AccessLog:
             services.runtime.directory.close()
             services.accounts.close()
             await services.store.close()
-            services.changes.close()
             await services.store.engine.dispose()
+            services.changes.close()  # the last: closing the WAL index's file ends our locks
 
     routes = [
         Route("/oauth/token", token, methods=["POST"]),
