@@ -49,7 +49,7 @@ MIRRORED = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "g
 
 
 def _literal(moment: datetime) -> str:
-    return f"datetime'{moment:%Y-%m-%dT%H:%M:%S.%f}'"
+    return f"datetime'{moment.year:04d}-{moment:%m-%dT%H:%M:%S.%f}'"
 
 
 async def _fill(engine: sa.ext.asyncio.AsyncEngine) -> None:
@@ -72,7 +72,12 @@ def test_every_comparison_of_time_finds_exactly_its_entries(fresh_url: str, tmp_
         try:
             await _fill(engine)
             store = DirectoryStore(engine, SecretBox.from_key_file(tmp_path / "key"))
-            moments = sorted(set(TIMES)) + [BASE - timedelta(days=1), BASE + timedelta(days=1)]
+            moments = sorted(set(TIMES)) + [
+                BASE - timedelta(days=1),
+                BASE + timedelta(days=1),
+                datetime.min,  # the first and the last moment a client can name
+                datetime.max,
+            ]
             for moment in moments:
                 for op, compare in OPS.items():
                     expected = sorted(f"P{n}" for n, t in enumerate(TIMES) if compare(t, moment))
