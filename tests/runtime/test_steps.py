@@ -358,3 +358,13 @@ def process(message, pd):
         b"step 1 (script) failed: script crash.py failed (KeyError at line 2)\n",
     )
     assert entry is not None and "KeyError: 'missing'" in (entry.error or "")
+
+
+def test_headers_get_ignores_case_and_gives_the_default_for_a_missing_name() -> None:
+    headers = Headers([("Content-Type", "text/xml"), ("x-Trace", "1")])
+    assert headers.get("content-type") == "text/xml"
+    assert headers.get("X-TRACE") == "1"
+    assert headers.get("Missing") is None
+    assert headers.get("Missing", "none") == "none"
+    headers["X-Trace"] = "2"
+    assert headers.get("x-trace") == "2" and list(headers) == ["Content-Type", "X-Trace"]

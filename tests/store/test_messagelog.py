@@ -142,3 +142,24 @@ def test_every_field_is_stored_as_it_was_reported(store_url: str) -> None:
         await engine.dispose()
 
     asyncio.run(main())
+
+
+def test_times_are_written_in_sqlalchemys_form() -> None:
+    """The writer's own conversion of a time gives SQLAlchemy's text for SQLite, which
+    ``$filter`` comparisons and every reader of the log expect, at both ends of time."""
+    from datetime import UTC, datetime
+
+    from partnergate.store.messagelog import _TO_TEXT, _as_text
+
+    moments = [
+        datetime(1, 1, 1),
+        datetime(999, 12, 31, 23, 59, 59),
+        datetime(2026, 12, 5, 2, 11, 48, 635000),
+        datetime(2026, 12, 5, 2, 11, 48, 7),
+        datetime(9999, 12, 31, 23, 59, 59, 999999),
+        datetime(2026, 12, 5, 2, 11, 48, 635000, tzinfo=UTC),
+        utcnow(),
+    ]
+    for moment in moments:
+        assert _as_text(moment) == _TO_TEXT(moment)
+    assert _as_text(None) is None

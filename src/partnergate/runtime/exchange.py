@@ -128,13 +128,18 @@ class Headers(MutableMapping[str, str]):
     """Header names compare case-insensitively and keep the spelling last set."""
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
-        self._items: dict[str, tuple[str, str]] = {}
         pairs = items.items() if isinstance(items, Mapping) else items
-        for name, value in pairs:
-            self[name] = value
+        self._items: dict[str, tuple[str, str]] = {
+            name.lower(): (name, str(value)) for name, value in pairs
+        }
 
     def __getitem__(self, name: str) -> str:
         return self._items[name.lower()][1]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        """Without the ``KeyError`` that ``Mapping.get`` raises and catches for a miss."""
+        found = self._items.get(name.lower())
+        return default if found is None else found[1]
 
     def __setitem__(self, name: str, value: str) -> None:
         self._items[name.lower()] = (name, str(value))

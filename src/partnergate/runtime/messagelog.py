@@ -20,7 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from .changes import FLOW_LOG_LEVELS, Change
@@ -39,9 +39,12 @@ FAILED = "FAILED"
 
 
 def utcnow() -> datetime:
-    """Naive UTC at millisecond precision, the form entity values use (``model``)."""
-    now = datetime.now(UTC)
-    return now.replace(tzinfo=None, microsecond=now.microsecond // 1000 * 1000)
+    """Naive UTC at millisecond precision, the form entity values use (``model``); two
+    per message, so from the clock's milliseconds at once rather than by rounding."""
+    return _EPOCH + timedelta(milliseconds=time.time_ns() // 1_000_000)
+
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def new_attachment_id() -> str:

@@ -386,6 +386,14 @@ _TO_TEXT: Any = DateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.
 """SQLAlchemy's conversion of a ``datetime`` to what it stores on SQLite."""
 
 
+def _as_text(value: Any) -> Any:
+    """:data:`_TO_TEXT`; for a naive ``datetime`` (what the log's times are) the same
+    text from ``isoformat``, in C, twice per entry."""
+    if type(value) is datetime and value.tzinfo is None:
+        return value.isoformat(" ", "microseconds")
+    return _TO_TEXT(value)
+
+
 class _Columns:
     """Columns of ``table`` in a statement's order, and which of them hold times."""
 
@@ -403,7 +411,7 @@ class _Columns:
             items = [row.get(name) for name in self.names]
             for i in self.times:
                 if items[i] is not None:
-                    items[i] = _TO_TEXT(items[i])
+                    items[i] = _as_text(items[i])
             values.append(items)
         return values
 
