@@ -31,23 +31,21 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any, cast
 
 from sqlalchemy import (
     DateTime,
     String,
     Table,
-    Text,
     and_,
     bindparam,
     case,
     delete,
     func,
     literal,
-    literal_column,
     null,
     select,
-    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -85,6 +83,8 @@ BUSY_TIMEOUT_MS = 5000
 """How long the log's thread waits for another process's write (the CLI's) to end."""
 ROWS_PER_TRANSACTION = 250
 """On SQLite the API's writes wait for each transaction: keep each to a few milliseconds."""
+MAX_PARAMETERS = 999
+"""Parameters of one statement on SQLite: the most that SQLite before 3.32 allows."""
 
 
 CUSTOM = "CUSTOM"
@@ -289,11 +289,12 @@ async def read_error_text(engine: AsyncEngine, message_guid: str) -> str | None:
 class _SqliteWriter:
     """Writes batches into a SQLite file on a thread of its own, over its own connection.
 
-    The event loop only turns a batch into one JSON text; the thread binds that single
-    parameter and SQLite inserts every row of it in one statement (``json_each``), with
-    the GIL released for the whole statement. Binding row by row on another thread would
-    hand the GIL back and forth with the event loop for each row, which cost far more
-    than the write.
+    The event loop turns a batch into rows of values; the thread binds each group of
+    rows as the parameters of one multi-row INSERT (:func:`_values_insert`), so that
+    SQLite inserts the group in one step with the GIL released. Binding row by row
+    (``executemany``) on another thread would hand the GIL back and forth with the event
+    loop for each row, which cost far more than the write; one JSON text over
+    ``json_each`` cost SQLite twice the work per row of bound values.
     """
 
     def __init__(self, path: str) -> None:
@@ -301,15 +302,13 @@ class _SqliteWriter:
         self._connection: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="partnergate-messagelog")
         dialect = sqlite.dialect()
-        self._entry_columns = _Columns(mpl, tuple(mpl.c.keys()))
-        self._entries = _from_json(self._entry_columns.names)
+        self._columns = {
+            t.name: _Columns(t, tuple(t.c.keys())) for t in (mpl, run_steps, properties)
+        }
+        self._inserts: dict[tuple[str, int], str] = {}
         compiled = _keep("sqlite").compile(dialect=dialect, column_keys=list(attachments.c.keys()))
         self._attachments = str(compiled)
         self._attachment_columns = _Columns(attachments, tuple(compiled.positiontup or ()))
-        self._children: dict[str, tuple[str, _Columns]] = {}
-        for table in (run_steps, properties):
-            columns = _Columns(table, tuple(table.c.keys()))
-            self._children[table.name] = (_from_json(columns.names, table), columns)
 
     async def write(
         self,
@@ -317,22 +316,35 @@ class _SqliteWriter:
         children: list[tuple[Table, list[dict[str, object]]]],
     ) -> None:
         """One transaction; the caller holds the store's write lock."""
-        batch = _compact(self._entry_columns.values(entries))
+        groups: list[tuple[str, list[object]]] = []
         attached: list[tuple[object, ...]] = []
-        batches: list[tuple[str, str]] = []
-        for table, rows in children:
+        for table, rows in [(mpl, entries), *children]:
             if not rows:
                 continue
-            if table is attachments:
+            if table is attachments:  # few, and large: bound one by one
                 attached = [tuple(v) for v in self._attachment_columns.values(rows)]
                 continue
-            statement, columns = self._children[table.name]
-            batches.append((statement, _compact(columns.values(rows))))
+            values = self._columns[table.name].values(rows)
+            size = max(1, MAX_PARAMETERS // len(table.c))
+            for start in range(0, len(values), size):
+                group = values[start : start + size]
+                flat = list(chain.from_iterable(group))
+                groups.append((self._insert(table, len(group)), flat))
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._write, batch, batches, attached)
+        await loop.run_in_executor(self._thread, self._write, groups, attached)
+
+    def _insert(self, table: Table, rows: int) -> str:
+        """:func:`_values_insert` of ``rows`` rows of ``table``, made once per size."""
+        key = (table.name, rows)
+        found = self._inserts.get(key)
+        if found is None:
+            found = self._inserts[key] = _values_insert(
+                table, self._columns[table.name].names, rows
+            )
+        return found
 
     def _write(
-        self, batch: str, batches: list[tuple[str, str]], attached: list[tuple[object, ...]]
+        self, groups: list[tuple[str, list[object]]], attached: list[tuple[object, ...]]
     ) -> None:
         if self._connection is None:
             self._connection = sqlite3.connect(
@@ -342,9 +354,8 @@ class _SqliteWriter:
         cursor = self._connection.cursor()
         try:
             cursor.execute("BEGIN IMMEDIATE")
-            cursor.execute(self._entries, (batch,))
-            for statement, rows in batches:
-                cursor.execute(statement, (rows,))
+            for statement, parameters in groups:
+                cursor.execute(statement, parameters)
             if attached:
                 cursor.executemany(self._attachments, attached)
             cursor.execute("COMMIT")
@@ -362,24 +373,21 @@ class _SqliteWriter:
             self._connection = None
 
 
-def _from_json(columns: Sequence[str], table: Table = mpl) -> str:
-    """The upsert of :func:`_upsert` over the rows of one JSON array of arrays (the only
-    parameter), each array's items in the order of ``columns``; for another ``table``,
-    its INSERT that leaves rows already written as they are."""
-    dialect = sqlite.dialect()
-    rows = func.json_each(bindparam("batch", type_=Text)).table_valued("value")
-    items = [
-        func.json_extract(rows.c.value, literal_column(f"'$[{i}]'")).label(name)
-        for i, name in enumerate(columns)
-    ]
-    # WHERE true: SQLite's grammar needs it between INSERT … SELECT and ON CONFLICT
-    source = select(*items).select_from(rows).where(true())
-    insert = sqlite.insert(table).from_select(list(columns), source)
+def _values_insert(table: Table, columns: Sequence[str], rows: int) -> str:
+    """INSERT of ``rows`` rows of ``table`` in one statement, positional parameters row
+    after row in the order of ``columns``: for entries the upsert of :func:`_upsert`,
+    for another ``table`` one that leaves rows already written as they are."""
+    values = [{name: bindparam(f"{name}_{i}") for name in columns} for i in range(rows)]
+    insert = sqlite.insert(table).values(values)
     if table is mpl:
         statement = _replacing(insert)
     else:
         statement = insert.on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
-    return str(statement.compile(dialect=dialect))
+    compiled = statement.compile(dialect=sqlite.dialect())
+    order = tuple(f"{name}_{i}" for i in range(rows) for name in columns)
+    if tuple(compiled.positiontup or ()) != order:
+        raise RuntimeError("the multi-row INSERT binds its parameters out of row order")
+    return str(compiled)
 
 
 _TO_TEXT: Any = DateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
