@@ -11,7 +11,9 @@ forwards through one pooled pyreqwest ``Client`` (Rust reqwest/hyper, DECISIONS 
 client partnergate's receiver adapter uses; its column divides each row's server CPU by
 that pass-through's. All run in the same rounds, the pass-throughs right before
 partnergate, and the table shows each row's median round, so that other work on the
-machine weighs on every side as evenly as it can.
+machine weighs on every side as evenly as it can. A hand-written flow
+(:func:`handwritten_app`) does the sender flow's work in the fewest lines on the same
+framework and client: the floor under what the flow can cost on this stack.
 nginx's ``proxy_pass`` (where nginx is installed) and the receiver called directly show
 what any proxy could do on this machine.
 
