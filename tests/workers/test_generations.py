@@ -5,14 +5,20 @@ change stream, over an account book and a directory reader that count their read
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from partnergate.runtime.changes import IDENTITY_SETS, Change, Changes
 from partnergate.runtime.directory import PartnerDirectory
+from partnergate.security import pki
 from partnergate.security.accounts import StoredAccount
 from partnergate.security.gate import Allowed, Facts, Gate
 from partnergate.security.password_checks import PasswordChecks
@@ -159,3 +165,99 @@ async def test_identity_changes_make_the_gate_resolve_the_sender_again(parts: Pa
     changes.publish([Change("LocalUsers", {"name": "user_for_sender_basic"}, None)])
     gone = await gate.sender(FACTS, None)
     assert not isinstance(gone, Allowed)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    mapping_id: str
+    user: str
+
+
+class CountingMappings:
+    """Maps every certificate to ``user``; ``reads`` counts what the gate asked."""
+
+    def __init__(self, user: str) -> None:
+        self.user: str | None = user
+        self.reads = 0
+
+    async def certificate_mapping(self, cert: object) -> Mapping | None:
+        self.reads += 1
+        return None if self.user is None else Mapping("mapping-1", self.user)
+
+    async def mapping_rule(self, cert: object) -> None:
+        return None
+
+
+CertParts = tuple[Changes, CountingMappings, Gate, PartnerDirectory, x509.Certificate]
+
+
+@pytest.fixture
+def cert_parts(tmp_path: Path) -> Iterator[CertParts]:
+    changes = Changes()
+    mappings = CountingMappings("user_for_sender_cert")
+    directory = PartnerDirectory(seed_directory(), files_dir=tmp_path / "pd")
+    directory.follow(changes)
+    senders = Senders(mappings, directory)  # type: ignore[arg-type]
+    changes.subscribe(senders.apply, senders.forget_certificates)
+    book = CountingBook()
+    gate = Gate(
+        book,
+        book,
+        NoSessions(),  # type: ignore[arg-type]
+        b"k" * 32,
+        b"s" * 32,
+        senders=senders,
+        checks=PasswordChecks(),
+        version=lambda: changes.stamp(IDENTITY_SETS),
+    )
+    ca = pki.init_ca(tmp_path / "pki")
+    cert = pki.issue_client(ca, tmp_path / "pki", "sender_cert", password="p").certificate
+    yield changes, mappings, gate, directory, cert
+    directory.close()
+
+
+@run_async
+async def test_a_certificates_sender_is_remembered_until_an_identity_set_changes(
+    cert_parts: CertParts,
+) -> None:
+    changes, mappings, gate, _, cert = cert_parts
+    facts = Facts(certificate=cert, peer="127.0.0.1")
+    first = await gate.sender(facts, None)
+    assert isinstance(first, Allowed) and first.partner == "Sender_CERT"
+    again = await gate.sender(facts, None)
+    assert isinstance(again, Allowed) and again.identity is first.identity  # nothing resolved
+
+    changes.publish([Change("StringParameters", {"Pid": "Sender_CERT", "Id": "X"}, None)])
+    unrelated = await gate.sender(facts, None)
+    assert isinstance(unrelated, Allowed) and unrelated.identity is first.identity
+    assert mappings.reads == 1
+
+    mappings.user = "user_for_sender_basic"
+    changes.publish([Change("CertificateUserMappings", {"Id": "mapping-1"}, None)])
+    moved = await gate.sender(facts, None)
+    assert isinstance(moved, Allowed) and moved.partner == "Sender_BASIC"
+    assert mappings.reads == 2
+
+    mappings.user = None
+    changes.publish([Change("CertificateUserMappings", {"Id": "mapping-1"}, None)])
+    gone = await gate.sender(facts, None)
+    assert not isinstance(gone, Allowed) and "is not mapped to a user" in gone.reason
+
+
+@run_async
+async def test_a_certificates_sender_is_not_remembered_past_its_validity(
+    cert_parts: CertParts, tmp_path: Path
+) -> None:
+    _, mappings, gate, _, _ = cert_parts
+    ca = pki.load_ca(tmp_path / "pki")
+    start = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=2)
+    short = pki.issue_client(
+        ca, tmp_path / "short", "short", password="p", days=1, not_before=start
+    )
+    facts = Facts(certificate=short.certificate, peer="127.0.0.1")
+    first = await gate.sender(facts, None)
+    assert isinstance(first, Allowed) and first.partner == "Sender_CERT"
+    await asyncio.sleep(short.certificate.not_valid_after_utc.timestamp() - time.time() + 0.1)
+    expired = await gate.sender(facts, None)
+    assert not isinstance(expired, Allowed) and "outside its validity period" in expired.reason
+    assert mappings.reads == 1  # the mapping was remembered; the validity was not

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote
 
 from cryptography import x509
@@ -59,6 +60,7 @@ REALM = 'Basic realm="partnergate", charset="UTF-8"'
 """RFC 7617 §2.1: user names and passwords are UTF-8."""
 MAX_REMEMBERED_TOKENS = 10_000
 MAX_REMEMBERED_HEADERS = 10_000
+"""Authorization headers, and certificates, whose sender is remembered at most."""
 REMEMBER_SECONDS = 30.0
 NOT_ACCEPTED = "the credentials were not accepted"
 
@@ -165,6 +167,10 @@ class Gate:
         self._tokens: dict[bytes, TokenClaims] = {}
         self._header_key = hashlib.sha256(session_key + b"\0senders").digest()
         self._resolved: dict[bytes, _Remembered] = {}
+        self._certified: dict[int, tuple[x509.Certificate, _Remembered]] = {}
+        """By ``id``; each entry holds its certificate, so no other object can take that
+        id. :mod:`..web.client_cert` reads each presented PEM once, so a kept-alive
+        sender presents the same object with every message."""
 
     # -- the faces -----------------------------------------------------------------------
 
@@ -459,7 +465,8 @@ class Gate:
             )
             who = await self.senders.with_partner(principal, [how])
             if stamp is not None:
-                self._remember(key, who, stamp, checked.expires)
+                _make_room(self._resolved)
+                self._resolved[key] = _Remembered(who, stamp, _until(checked.expires))
             return who
         if facts.certificate_problem:
             return Refused(
@@ -469,23 +476,31 @@ class Gate:
                 challenge=REALM if facts.certificate_status == 401 else None,
             )
         if facts.certificate is not None:
-            found = await self.senders.from_certificate(facts.certificate)
-            if isinstance(found, str):
-                return Refused(401, found, tell_caller=True, challenge=REALM)
-            return found
+            return await self._certified_sender(facts.certificate)
         return Refused(
             401,
             "no credentials: neither an Authorization header nor a client certificate",
             challenge=REALM,
         )
 
-    def _remember(self, key: bytes, who: SenderIdentity, stamp: int, expires: float | None) -> None:
-        until = time.monotonic() + REMEMBER_SECONDS
-        if expires is not None:
-            until = min(until, time.monotonic() + expires - time.time())
-        if len(self._resolved) >= MAX_REMEMBERED_HEADERS:
-            self._resolved.clear()
-        self._resolved[key] = _Remembered(who, stamp, until)
+    async def _certified_sender(self, cert: x509.Certificate) -> SenderIdentity | Refused:
+        """The sender a verified certificate maps to, remembered as a header's is: until
+        an account, a mapping or an authorised user changes, for at most
+        :data:`REMEMBER_SECONDS`, and never past the certificate's validity."""
+        known = self._certified.get(id(cert))
+        if known is not None and known[0] is cert:
+            remembered = known[1]
+            if remembered.stamp == self._stamp() and remembered.until > time.monotonic():
+                return remembered.identity
+        stamp = self._stamp()
+        found = await self.senders.from_certificate(cert)
+        if isinstance(found, str):
+            return Refused(401, found, tell_caller=True, challenge=REALM)
+        if stamp is not None:
+            until = _until(cert.not_valid_after_utc.timestamp())
+            _make_room(self._certified)
+            self._certified[id(cert)] = (cert, _Remembered(found, stamp, until))
+        return found
 
     # -- where from -----------------------------------------------------------------------
 
@@ -502,6 +517,21 @@ class Gate:
             if not proxies.contains(hop):
                 return hop[:64]
         return peer
+
+
+def _until(expires: float | None) -> float:
+    """When a resolved sender is forgotten (``time.monotonic``): after
+    :data:`REMEMBER_SECONDS`, or at ``expires`` (seconds since the epoch) if sooner."""
+    until = time.monotonic() + REMEMBER_SECONDS
+    if expires is not None:
+        until = min(until, time.monotonic() + expires - time.time())
+    return until
+
+
+def _make_room(remembered: dict[Any, Any]) -> None:
+    """Forget every remembered sender of a full table: one more is about to go in."""
+    if len(remembered) >= MAX_REMEMBERED_HEADERS:
+        remembered.clear()
 
 
 def _authorise(allowed: Allowed, accepted: frozenset[str]) -> Allowed | Refused:
