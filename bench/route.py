@@ -60,6 +60,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -165,14 +166,23 @@ def passthrough_app(target: str, forwarder: str = "aiohttp") -> Starlette:
     )
 
 
+@asynccontextmanager
+async def reqwest_client() -> AsyncIterator[Any]:
+    """One pooled pyreqwest ``Client``, as the pass-through and the hand-written flow use."""
+    from pyreqwest.client import ClientBuilder
+
+    builder = ClientBuilder().max_connections(UPSTREAM_CONNECTIONS).no_proxy()
+    async with builder.follow_redirects(False).build() as client:
+        yield client
+
+
 def reqwest_passthrough_app(target: str) -> Starlette:
     """:func:`passthrough_app` forwarding through one pooled pyreqwest ``Client``."""
-    from pyreqwest.client import Client, ClientBuilder
+    from pyreqwest.client import Client
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        builder = ClientBuilder().max_connections(UPSTREAM_CONNECTIONS).no_proxy()
-        async with builder.follow_redirects(False).build() as client:
+        async with reqwest_client() as client:
             app.state.client = client
             yield
 
@@ -219,7 +229,7 @@ def handwritten_app(target: str, authorization: str, log_path: Path) -> Starlett
     from xml.sax.saxutils import escape
 
     from lxml import etree
-    from pyreqwest.client import Client, ClientBuilder
+    from pyreqwest.client import Client
 
     users = {authorization: ("user_for_sender_basic", frozenset({"ESBMessaging.send"}))}
     partners = {"user_for_sender_basic": "Sender_BASIC"}
@@ -249,8 +259,7 @@ def handwritten_app(target: str, authorization: str, log_path: Path) -> Starlett
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         threading.Thread(target=write_log, daemon=True).start()
-        builder = ClientBuilder().max_connections(UPSTREAM_CONNECTIONS).no_proxy()
-        async with builder.follow_redirects(False).build() as client:
+        async with reqwest_client() as client:
             app.state.client = client
             yield
 

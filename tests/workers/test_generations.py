@@ -70,16 +70,10 @@ FACTS = Facts(headers=[(b"authorization", BASIC)], peer="127.0.0.1")
 Parts = tuple[Changes, CountingBook, DictDirectory, Gate, PartnerDirectory]
 
 
-@pytest.fixture
-def parts(tmp_path: Path) -> Iterator[Parts]:
-    changes = Changes()
-    book = CountingBook()
-    reader = seed_directory()
-    directory = PartnerDirectory(reader, files_dir=tmp_path / "pd")
-    directory.follow(changes)
-    senders = Senders(NoMappings(), directory)  # type: ignore[arg-type]
+def sender_gate(changes: Changes, book: CountingBook, senders: Senders) -> Gate:
+    """The gate as the server builds it for senders, following ``changes``."""
     changes.subscribe(senders.apply, senders.forget_certificates)
-    gate = Gate(
+    return Gate(
         book,
         book,
         NoSessions(),  # type: ignore[arg-type]
@@ -89,6 +83,16 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
         checks=PasswordChecks(),
         version=lambda: changes.stamp(IDENTITY_SETS),
     )
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[Parts]:
+    changes = Changes()
+    book = CountingBook()
+    reader = seed_directory()
+    directory = PartnerDirectory(reader, files_dir=tmp_path / "pd")
+    directory.follow(changes)
+    gate = sender_gate(changes, book, Senders(NoMappings(), directory))  # type: ignore[arg-type]
     yield changes, book, reader, gate, directory
     directory.close()
 
@@ -197,19 +201,7 @@ def cert_parts(tmp_path: Path) -> Iterator[CertParts]:
     mappings = CountingMappings("user_for_sender_cert")
     directory = PartnerDirectory(seed_directory(), files_dir=tmp_path / "pd")
     directory.follow(changes)
-    senders = Senders(mappings, directory)  # type: ignore[arg-type]
-    changes.subscribe(senders.apply, senders.forget_certificates)
-    book = CountingBook()
-    gate = Gate(
-        book,
-        book,
-        NoSessions(),  # type: ignore[arg-type]
-        b"k" * 32,
-        b"s" * 32,
-        senders=senders,
-        checks=PasswordChecks(),
-        version=lambda: changes.stamp(IDENTITY_SETS),
-    )
+    gate = sender_gate(changes, CountingBook(), Senders(mappings, directory))  # type: ignore[arg-type]
     ca = pki.init_ca(tmp_path / "pki")
     cert = pki.issue_client(ca, tmp_path / "pki", "sender_cert", password="p").certificate
     yield changes, mappings, gate, directory, cert
