@@ -994,7 +994,16 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> tuple[str, bo
     handwritten = start_service(
         stack,
         "handwritten",
-        [sys.executable, __file__, "handwritten", "--http", f"{LOOPBACK}:{port}", *target],
+        [
+            sys.executable,
+            __file__,
+            "handwritten",
+            "--http",
+            f"{LOOPBACK}:{port}",
+            *target,
+            "--log",
+            str(work / "handwritten.db"),
+        ],  # fmt: skip
         port=port,
         log_dir=work,
         env={**os.environ, HANDWRITTEN_AUTHORIZATION: scenario.basic},
@@ -1063,6 +1072,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     handwritten = servers.add_parser("handwritten", help="serve the hand-written flow (internal)")
     handwritten.add_argument("--http", required=True, metavar="HOST:PORT")
     handwritten.add_argument("--target", required=True, metavar="URL")
+    handwritten.add_argument("--log", required=True, type=Path, help="its SQLite log, made anew")
     args = parser.parse_args(argv)
     if args.client == WRK and not shutil.which("wrk"):
         parser.error("wrk is not installed (apt-get install wrk); or use --client aiohttp")
@@ -1080,12 +1090,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(passthrough_app(args.target, args.forwarder), args.http)
         return 0
     if args.serve == "handwritten":
-        log_path = Path(tempfile.mkdtemp(prefix="pg-route-handwritten-")) / "log.db"
-        try:
-            app = handwritten_app(args.target, os.environ[HANDWRITTEN_AUTHORIZATION], log_path)
-            serve(app, args.http)
-        finally:
-            shutil.rmtree(log_path.parent, ignore_errors=True)
+        app = handwritten_app(args.target, os.environ[HANDWRITTEN_AUTHORIZATION], args.log)
+        serve(app, args.http)
         return 0
     try:
         with interruptible(), ExitStack() as stack:
