@@ -994,16 +994,8 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> tuple[str, bo
     handwritten = start_service(
         stack,
         "handwritten",
-        [
-            sys.executable,
-            __file__,
-            "handwritten",
-            "--http",
-            f"{LOOPBACK}:{port}",
-            *target,
-            "--log",
-            str(work / "handwritten.db"),
-        ],  # fmt: skip
+        [sys.executable, __file__, "handwritten", "--http", f"{LOOPBACK}:{port}", *target]
+        + ["--log", str(work / "handwritten.db")],
         port=port,
         log_dir=work,
         env={**os.environ, HANDWRITTEN_AUTHORIZATION: scenario.basic},
