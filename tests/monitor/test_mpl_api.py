@@ -368,3 +368,51 @@ def test_filter_and_order_by_the_properties_every_message_has_alike(scenario: Sc
             params={"$filter": f"{both} and LocalComponentName eq 'partnergate'"},
         )
         assert counted.status_code == 200 and counted.text == "2"
+
+
+def test_sap_pipeline_steps_find_a_flows_newest_message_by_its_artifact(
+    scenario: Scenario,
+) -> None:
+    """SAP's own CI step (Project Piper's ``integrationArtifactGetMplStatus``) asks for
+    ``IntegrationArtifact/Id``, a member of the complex value; its other members filter
+    and order as the entries show them, and a member that does not exist is a 400."""
+    guid = send(scenario, "Receiver_2").headers["sap_messageprocessinglogid"]
+    flow = "Partner Directory sender"
+    with Api(scenario.server) as api:
+        newest = get(
+            api,
+            "MessageProcessingLogs",
+            **{
+                "$filter": f"IntegrationArtifact/Id eq '{flow}' and Status ne 'DISCARDED'",
+                "$orderby": "LogEnd desc",
+                "$top": "1",
+            },
+        )["results"]
+        assert [(e["MessageGuid"], e["Status"]) for e in newest] == [(guid, "COMPLETED")]
+        assert newest[0]["IntegrationArtifact"]["Id"] == flow
+        mine = f"CorrelationId eq '{guid}'"
+        for expression, flows in [
+            (f"IntegrationArtifact/Name eq '{flow}'", [flow]),
+            ("IntegrationArtifact/Id ne 'Receiver 2'", [flow]),
+            ("startswith(IntegrationArtifact/Name, 'Receiver')", ["Receiver 2"]),
+            (
+                "IntegrationArtifact/Type eq 'INTEGRATION_FLOW'",
+                ["Partner Directory sender", "Receiver 2"],
+            ),
+            ("IntegrationArtifact/PackageId eq null", ["Partner Directory sender", "Receiver 2"]),
+            ("IntegrationArtifact/PackageName ne null", []),
+        ]:
+            found = get(
+                api,
+                "MessageProcessingLogs",
+                **{"$filter": f"{mine} and {expression}", "$orderby": "IntegrationArtifact/Id"},
+            )["results"]
+            assert [e["IntegrationFlowName"] for e in found] == flows, expression
+        for wrong in (
+            "IntegrationArtifact/Version eq '1'",
+            "Status/Id eq 'x'",
+            "IntegrationArtifact eq 'x'",
+        ):
+            r = api.get("MessageProcessingLogs", params={"$filter": wrong})
+            assert r.status_code == 400, wrong
+            assert "does not exist in MessageProcessingLog" in r.json()["error"]["message"]["value"]

@@ -48,10 +48,15 @@ class EntityType:
     properties: tuple[Property, ...]
     base_type: str | None = None
     """SAP declares the parameter types as derived from ``Parameter``; see DECISIONS D1."""
+    paths: tuple[Property, ...] = ()
+    """Members of complex values, named by their path (``IntegrationArtifact/Id``):
+    ``$filter`` and ``$orderby`` read them, but they are no properties of their own."""
     _by_name: dict[str, Property] = field(init=False, repr=False, compare=False)
+    _by_path: dict[str, Property] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {p.name: p for p in self.properties})
+        object.__setattr__(self, "_by_path", {p.name: p for p in self.paths})
 
     @property
     def qualified_name(self) -> str:
@@ -62,6 +67,10 @@ class EntityType:
 
     def has_property(self, name: str) -> bool:
         return name in self._by_name
+
+    def filterable(self, name: str) -> Property | None:
+        """The property or member path ``name`` that an expression may read."""
+        return self._by_name.get(name) or self._by_path.get(name)
 
     @functools.cached_property
     def property_names(self) -> tuple[str, ...]:
@@ -189,9 +198,15 @@ MESSAGE_PROCESSING_LOG = EntityType(
         _s("LocalComponentName"),
         _s("OriginComponentName"),
     ),
+    paths=tuple(
+        _s(f"IntegrationArtifact/{member}")
+        for member in ("Id", "Name", "Type", "PackageId", "PackageName")
+    ),
 )
 """SAP's Message Processing Logs API. ``IntegrationArtifact`` (a complex value) and the
-navigation properties are added by :mod:`partnergate.odata.mpl`."""
+navigation properties are added by :mod:`partnergate.odata.mpl`; ``$filter`` and
+``$orderby`` read the complex value's members (``IntegrationArtifact/Id eq 'flow'``, as
+SAP's own pipeline steps ask)."""
 
 MPL_CUSTOM_HEADER_PROPERTY = EntityType(
     "MessageProcessingLogCustomHeaderProperty",

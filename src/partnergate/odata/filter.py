@@ -124,7 +124,8 @@ class Literal:
 
 @dataclass(frozen=True)
 class PropertyRef:
-    """A property of the entity type being filtered, with its declared type."""
+    """A property of the entity type being filtered, or a member of one of its complex
+    values by its path (``IntegrationArtifact/Id``), with its declared type."""
 
     name: str
     edm_type: ValueType
@@ -269,7 +270,7 @@ _TOKEN = re.compile(
     | (?P<string>'(?:[^']|'')*')
     | (?P<typed>[A-Za-z][A-Za-z0-9]*'(?:[^']|'')*')
     | (?P<number>-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)(?P<suffix>[A-Za-z_][A-Za-z0-9_]*)?
-    | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+    | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)*)
     | (?P<punct>[(),])
     """,
     re.VERBOSE,
@@ -389,7 +390,8 @@ class _Parser:
             assert isinstance(node.value, str)
             return len(node.value)
         if isinstance(node, PropertyRef):
-            declared = self.entity_type.prop(node.name).max_length
+            found = self.entity_type.filterable(node.name)
+            declared = found.max_length if found is not None else None
             return UNDECLARED_LENGTH if declared is None else declared
         assert isinstance(node, Call)
         sizes = [self.lengths.get(id(arg), 0) for arg in node.args]
@@ -589,11 +591,12 @@ class _Parser:
             return self._node(Literal(None, ValueType.NULL), token.pos)
         if name in _KEYWORDS or name in _ARITHMETIC:
             self.fail(f"expected an operand, found '{name}'", token.pos)
-        if not self.entity_type.has_property(name):
+        found = self.entity_type.filterable(name)
+        if found is None:
             self.fail(
                 f"property '{clip(name)}' does not exist in {self.entity_type.name}", token.pos
             )
-        edm_type = ValueType(self.entity_type.prop(name).edm_type.value)
+        edm_type = ValueType(found.edm_type.value)
         return self._node(PropertyRef(name, edm_type), token.pos)
 
     def _known_function(self, token: _Token) -> None:

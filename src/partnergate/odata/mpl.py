@@ -109,12 +109,16 @@ def parse_header_property_filter(text: str | None) -> list[HeaderPropertyFilter]
         rest = rest[joiner.end() :]
 
 
+ARTIFACT_TYPE = "INTEGRATION_FLOW"
+"""``IntegrationArtifact/Type`` of every entry: a flow is the only artifact that logs."""
+
+
 def integration_artifact(flow: str | None) -> dict[str, object]:
     return {
         "__metadata": {"type": f"{NAMESPACE}.{INTEGRATION_ARTIFACT}"},
         "Id": flow,
         "Name": flow,
-        "Type": "INTEGRATION_FLOW",
+        "Type": ARTIFACT_TYPE,
         "PackageId": None,
         "PackageName": None,
     }

@@ -55,6 +55,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from .. import metrics
 from ..model.entities import MESSAGE_PROCESSING_LOG
 from ..odata.filter import Expr, OrderBy
+from ..odata.mpl import ARTIFACT_TYPE
 from ..runtime.messagelog import (
     Attachment,
     LogLevels,
@@ -782,6 +783,12 @@ def _derived_columns() -> dict[str, ColumnElement[Any]]:
     out["AlternateWebLink"] = literal(MONITOR_PAGE, String()).concat(mpl.c.message_guid)
     joined = and_(mpl.c.correlation_id.is_not(None), mpl.c.correlation_id != mpl.c.message_guid)
     out["PreviousComponentName"] = case((joined, literal(COMPONENT, String())), else_=null())
+    # the members of the IntegrationArtifact complex value, as odata.mpl writes them
+    flow = mpl.c.integration_flow_name
+    out |= {"IntegrationArtifact/Id": flow, "IntegrationArtifact/Name": flow}
+    out["IntegrationArtifact/Type"] = literal(ARTIFACT_TYPE, String())
+    for member in ("PackageId", "PackageName"):
+        out[f"IntegrationArtifact/{member}"] = literal(None, String())
     return out
 
 
