@@ -491,3 +491,28 @@ def test_orderby_of_binary_orders_by_bytes() -> None:
 def test_messages_quote_at_most_a_short_excerpt(text: str) -> None:
     """Long input is refused with a 400 whose message does not echo it whole."""
     assert len(bad(text)) < 300
+
+
+def test_member_paths_reach_only_declared_members() -> None:
+    """``IntegrationArtifact/Id`` is a member the log declares; any other path, however
+    long or deep, is a 400 that quotes it cut short."""
+    from partnergate.model.entities import MESSAGE_PROCESSING_LOG as MPL
+
+    expr = parse_filter("IntegrationArtifact/Id eq 'flow'", MPL)
+    assert expr == Compare(
+        CompareOp.EQ,
+        PropertyRef("IntegrationArtifact/Id", ValueType.STRING),
+        Literal("flow", ValueType.STRING),
+    )
+    for text in (
+        "IntegrationArtifact/Version eq 'x'",
+        "IntegrationArtifact/Id/Deeper eq 'x'",
+        "MessageGuid/Id eq 'x'",
+        "A/" * 3_000 + "B eq 'x'",
+    ):
+        message = bad(text, MPL)
+        assert "does not exist in MessageProcessingLog" in message
+        assert len(message) < 200
+    assert "longer than" in bad("A/" * 50_000 + "B eq 'x'", MPL)
+    assert "unexpected character '/'" in bad("IntegrationArtifact/ eq 'x'", MPL)
+    assert "does not exist" in bad("IntegrationArtifact/Id eq 'x'")  # not a parameter's
