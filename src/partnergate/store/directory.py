@@ -260,6 +260,8 @@ class Directory:
     failed_behind: bool = False
     """That write failed: the error its caller sees is not the caller's own."""
     _turns: int = 0
+    """Calls of :meth:`settle` while a write ran behind: every :data:`YIELD_EVERY`th
+    gives the event loop a turn."""
 
     # -- reading ---------------------------------------------------------------------
 
