@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,19 +45,29 @@ async def _pg_admin(statement: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-def fresh_url(tmp_path: Path) -> Iterator[str]:
-    """An empty store of the test's own: a SQLite file, or a PostgreSQL database that is
-    dropped afterwards."""
+@contextmanager
+def store_of_its_own(directory: Path, prefix: str = "partnergate_test") -> Iterator[str]:
+    """An empty store: a SQLite file in ``directory``, or a PostgreSQL database named
+    ``prefix`` and a random part, dropped afterwards even if a test closed it to new
+    connections."""
     if STORE == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        directory.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{directory / 'partnergate.db'}"
         return
-    name = f"partnergate_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
     finally:
+        asyncio.run(_pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def fresh_url(tmp_path: Path) -> Iterator[str]:
+    """An empty store of the test's own."""
+    with store_of_its_own(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

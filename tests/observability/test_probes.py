@@ -8,14 +8,13 @@ import asyncio
 import shutil
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ..conftest import PG_URL, STORE, Server, _pg_admin, start_server, stop_server
+from ..conftest import STORE, Server, _pg_admin, start_server, stop_server, store_of_its_own
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "partner-directory"
 
@@ -36,16 +35,8 @@ def until(check, seconds: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def own_store(tmp_path: Path) -> Iterator[str]:
     """A store of this test's own, which it may take away."""
-    if STORE == "sqlite":
-        yield f"sqlite:///{tmp_path / 'own.db'}"
-        return
-    name = f"partnergate_ready_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        asyncio.run(_pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with store_of_its_own(tmp_path / "own", "partnergate_ready") as url:
+        yield url
 
 
 def test_ready_follows_the_store(tmp_path: Path, own_store: str) -> None:

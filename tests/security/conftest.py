@@ -7,15 +7,13 @@ a fixed number of examples, derandomized so every run tries the same inputs) or 
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from ..conftest import PG_URL, STORE, _pg_admin
+from ..conftest import store_of_its_own
 
 _SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
 
@@ -45,12 +43,5 @@ settings.load_profile(os.environ.get("PARTNERGATE_FUZZ", "ci"))
 def own_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A store of the module's own, empty at the start: what a fuzz run compares before
     and after each example stays small, and no other module's rows move under it."""
-    if STORE == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('own_store') / 'partnergate.db'}"
-        return
-    name = f"partnergate_sec_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with store_of_its_own(tmp_path_factory.mktemp("own_store"), "partnergate_sec") as url:
+        yield url
